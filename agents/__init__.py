@@ -1,0 +1,1 @@
+"""Incident pipeline and Q&A agent (observer, analyst, fixer, explainer)."""

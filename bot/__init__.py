@@ -1,0 +1,1 @@
+"""The Slack surface and runtime of DNA Bot: CLI, settings, Bolt app."""

@@ -1,0 +1,201 @@
+"""The `dnabot` command line: migrate, sync, and offline questions to the DNA store (dna, timeline, blast)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bot import services, terminal
+from bot.settings import get_settings
+from bot.timeparse import TimeArgError, parse_instant, parse_since
+from storage.errors import ColumnNotFound, DatasetNotFound, DnaBotError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="DNA Bot: data incident response on OpenMetadata. Every command has --json for scripts.",
+)
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Run a command body and turn domain errors into one clear line and an exit code."""
+    try:
+        return fn()
+    except (DatasetNotFound, ColumnNotFound) as exc:
+        _fail(str(exc), 2)
+    except TimeArgError as exc:
+        _fail(str(exc), 2)
+    except DnaBotError as exc:
+        _fail(str(exc), 1)
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic) at DATABASE_URL (default: ./dnabot.db)."""
+
+    def body() -> None:
+        revision = services.migrate(get_settings())
+        console.print(f"database at revision [bold]{revision}[/]")
+
+    _guard(body)
+
+
+@app.command()
+def sync(
+    full: Annotated[bool, typer.Option("--full", help="Re-read everything, lineage included.")] = False,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Only what the change-events feed reports.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sync OpenMetadata (OPENMETADATA_URL, OPENMETADATA_TOKEN) into the DNA store."""
+    if full and incremental:
+        _fail("choose one of --full and --incremental", 2)
+    mode = "full" if full else "incremental" if incremental else "auto"
+
+    def body() -> None:
+        settings = get_settings()
+        if as_json:
+            result = asyncio.run(services.sync(settings, mode=mode))
+            _emit(result.to_dict())
+        else:
+            with terminal.SyncProgress(console) as progress:
+                result = asyncio.run(services.sync(settings, mode=mode, progress=progress.update))
+            terminal.print_sync_result(console, result)
+        if not result.ok:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def dna(
+    fqn: Annotated[str, typer.Argument(help="Dataset FQN or a unique part of it (e.g. orders).")],
+    at: Annotated[str | None, typer.Option("--at", help="Show the DNA as it was at this instant (ISO).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the DNA snapshot of an asset: genes and trust score with its factors."""
+
+    def body() -> None:
+        when = parse_instant(at) if at else None
+        view = services.dna(get_settings(), fqn, when)
+        if as_json:
+            _emit(services.snapshot_json(view))
+        else:
+            terminal.print_dna(console, view, when)
+
+    _guard(body)
+
+
+@app.command()
+def timeline(
+    fqn: Annotated[str, typer.Argument(help="Dataset FQN or a unique part of it.")],
+    since: Annotated[str, typer.Option("--since", help="A span back from now (7d, 12h) or an instant.")] = "7d",
+    as_json: JsonOpt = False,
+) -> None:
+    """List what changed on an asset since a time: schema, lineage, ownership, quality."""
+
+    def body() -> None:
+        start = parse_since(since, datetime.now(UTC))
+        resolved, changes = services.timeline(get_settings(), fqn, start)
+        if as_json:
+            _emit(
+                {
+                    "fqn": resolved,
+                    "since": start.isoformat(),
+                    "changes": [services.change_json(c) for c in changes],
+                }
+            )
+        else:
+            terminal.print_timeline(console, resolved, start, changes)
+
+    _guard(body)
+
+
+@app.command()
+def blast(
+    fqn: Annotated[str, typer.Argument(help="Dataset FQN or a unique part of it.")],
+    column: Annotated[str | None, typer.Option("--column", "-c", help="Start from one column.")] = None,
+    depth: Annotated[int | None, typer.Option("--depth", min=1, help="Stop after this many hops.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show everything downstream that depends on an asset (or one of its columns)."""
+
+    def body() -> None:
+        radius = services.blast(get_settings(), fqn, column, depth)
+        if as_json:
+            _emit(services.blast_json(radius))
+        else:
+            terminal.print_blast(console, radius)
+
+    _guard(body)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the last sync runs with their status and figures."""
+
+    def body() -> None:
+        items = services.runs(get_settings(), limit)
+        if as_json:
+            _emit([services.run_json(r) for r in items])
+        else:
+            terminal.print_runs(console, items)
+
+    _guard(body)
+
+
+@app.command()
+def simulator(
+    catalog: Annotated[
+        str,
+        typer.Option("--catalog", help="demo, sample (OpenMetadata's sample data) or a catalog JSON path."),
+    ] = "demo",
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8585,
+    token: Annotated[str, typer.Option("--token", help="The bearer token clients must send.")] = "sim-token",
+) -> None:
+    """Serve the OpenMetadata-compatible simulator (for demos and local development)."""
+    _guard(lambda: services.serve_simulator(catalog, host, port, token))
+
+
+@app.command()
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Folder for the demo's files.")] = "demo-out",
+) -> None:
+    """Run the store demo on embedded defaults: simulator, sync, a breaking rename, sync, answers."""
+    from bot import demo as demo_module
+
+    _guard(lambda: demo_module.run(console, out))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

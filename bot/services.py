@@ -1,0 +1,146 @@
+"""Service functions behind the CLI (and later the Slack listeners): wire settings to the store and the client."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bot.settings import Settings
+from storage import db, graph, simulator, store
+from storage.errors import DnaBotError, OMConfigError
+from storage.om_client import OpenMetadataClient
+from storage.simulator import Catalog
+from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.sync_fetch import Progress
+
+
+def engine_for(settings: Settings) -> Engine:
+    return db.make_engine(settings.database_url)
+
+
+def migrate(settings: Settings) -> str:
+    """Upgrade the schema to the newest revision and return it."""
+    engine = engine_for(settings)
+    db.migrate(engine)
+    return db.current_revision(engine) or "base"
+
+
+def client_for(settings: Settings) -> OpenMetadataClient:
+    if not settings.openmetadata_url:
+        raise OMConfigError(
+            "OPENMETADATA_URL is not set: point it at your OpenMetadata server (e.g. http://localhost:8585)"
+        )
+    token = settings.openmetadata_token.get_secret_value() if settings.openmetadata_token else None
+    return OpenMetadataClient(
+        settings.openmetadata_url,
+        token,
+        timeout=settings.om_timeout_seconds,
+        max_retries=settings.om_max_retries,
+        concurrency=settings.om_concurrency,
+        page_size=settings.om_page_size,
+    )
+
+
+async def sync(settings: Settings, *, mode: str = "auto", progress: Progress | None = None) -> SyncResult:
+    """Run one sync; the schema is brought up to date first (an idempotent Alembic upgrade)."""
+    engine = engine_for(settings)
+    db.migrate(engine)
+    options = SyncOptions(
+        mode=mode,
+        full_refresh_seconds=settings.full_refresh_seconds,
+        trust_drop_threshold=settings.trust_drop_threshold,
+        incident_window_days=settings.incident_window_days,
+    )
+    async with client_for(settings) as client:
+        return await run_sync(engine, client, options, progress=progress)
+
+
+def _reader(settings: Settings) -> Engine:
+    engine = engine_for(settings)
+    db.ensure_migrated(engine)
+    return engine
+
+
+def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotView:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        fqn = store.resolve_fqn(session, text)
+        view = store.dna_at(session, fqn, at)
+        if view is None:
+            when = f" at {at.isoformat()}" if at else ""
+            raise DnaBotError(f"{fqn} has no DNA snapshot{when} (it was first synced later)")
+        return view
+
+
+def timeline(settings: Settings, text: str, since: datetime) -> tuple[str, list[store.ChangeView]]:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        fqn = store.resolve_fqn(session, text)
+        return fqn, store.timeline(session, fqn, since)
+
+
+def blast(settings: Settings, text: str, column: str | None, depth: int | None) -> Any:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        fqn = store.resolve_fqn(session, text)
+        return graph.blast_radius(session, fqn, column, max_depth=depth)
+
+
+def runs(settings: Settings, limit: int) -> list[store.RunView]:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        return store.last_runs(session, limit)
+
+
+DEFAULT_SAMPLE_DATA = Path("../shared/fixtures/openmetadata/sample_data")
+
+
+def load_catalog(spec: str) -> Catalog:
+    """`demo`, `sample[:PATH]` (OpenMetadata's sample data) or the path of a catalog JSON file."""
+    if spec == "demo":
+        return Catalog.demo()
+    if spec == "sample" or spec.startswith("sample:"):
+        path = Path(spec.partition(":")[2]) if ":" in spec else DEFAULT_SAMPLE_DATA
+        if not path.is_dir():
+            raise DnaBotError(f"no OpenMetadata sample data at {path}: pass --catalog sample:/path/to/sample_data")
+        return Catalog.from_sample_data(path)
+    path = Path(spec)
+    if not path.is_file():
+        raise DnaBotError(f"no catalog file at {spec}: use demo, sample[:PATH] or a catalog JSON path")
+    return Catalog.from_file(path)
+
+
+def serve_simulator(catalog: str, host: str, port: int, token: str) -> None:
+    simulator.serve(load_catalog(catalog), host=host, port=port, token=token)
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def snapshot_json(view: store.SnapshotView) -> dict[str, Any]:
+    return _plain(view)
+
+
+def change_json(change: store.ChangeView) -> dict[str, Any]:
+    return _plain(change)
+
+
+def blast_json(radius: Any) -> dict[str, Any]:
+    return _plain(radius)
+
+
+def run_json(run: store.RunView) -> dict[str, Any]:
+    return _plain(run)

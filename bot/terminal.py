@@ -1,0 +1,217 @@
+"""Terminal rendering (rich) of sync results, DNA snapshots, timelines and blast radii."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+KIND_STYLE = {
+    "column_removed": "bold red",
+    "column_renamed": "bold yellow",
+    "column_type_changed": "bold red",
+    "lineage_edge_removed": "red",
+    "test_newly_failing": "red",
+    "pipeline_run_failed": "red",
+    "owner_removed": "yellow",
+    "entity_deleted": "bold red",
+    "trust_dropped": "yellow",
+    "test_recovered": "green",
+    "pipeline_run_recovered": "green",
+    "entity_restored": "green",
+}
+
+
+SHORT_TYPE = {"dashboardDataModel": "data model"}
+
+
+class SyncProgress:
+    """A rich progress display fed by the sync's `(stage, done, total)` callback."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> SyncProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(f"fetch {stage}", total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def print_sync_result(console: Console, result: Any) -> None:
+    ok = result.status == "succeeded"
+    head = f"[bold {'green' if ok else 'red'}]sync run {result.run_id} {result.status}[/] ({result.mode})"
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("OpenMetadata", result.om_version or "?")
+    table.add_row("duration", f"{result.duration_seconds:.2f} s, {result.requests} requests, {result.retries} retries")
+    table.add_row("entities seen", str(result.entities_seen))
+    table.add_row("snapshots written", str(result.snapshots_written))
+    table.add_row("entities added / deleted", f"{result.entities_added} / {result.entities_deleted}")
+    table.add_row("lineage edges", f"+{result.edges_added} −{result.edges_removed} ~{result.edges_changed}")
+    if result.skipped_malformed:
+        table.add_row("skipped (malformed)", f"[yellow]{result.skipped_malformed}[/]")
+    if result.error:
+        table.add_row("error", f"[red]{result.error}[/]")
+    console.print(Panel(table, title=head, expand=False))
+    if result.changes_by_kind:
+        changes = Table(title="What changed since the last sync")
+        changes.add_column("change")
+        changes.add_column("count", justify="right")
+        for kind, count in result.changes_by_kind.items():
+            changes.add_row(f"[{KIND_STYLE.get(kind, '')}]{kind}[/]", str(count))
+        console.print(changes)
+    elif ok:
+        console.print("No changes since the last sync.")
+
+
+def _columns_table(columns: list[dict[str, Any]]) -> Table:
+    table = Table(title="schema", title_justify="left")
+    for name in ("#", "column", "type", "null", "constraint", "description"):
+        table.add_column(name, overflow="fold")
+    for col in columns:
+        table.add_row(
+            str(col.get("position", "")),
+            col["name"],
+            col.get("type_display") or col.get("type") or "?",
+            "yes" if col.get("nullable", True) else "no",
+            col.get("constraint") or "",
+            (col.get("description") or "")[:60],
+        )
+    return table
+
+
+def print_dna(console: Console, view: Any, at: datetime | None) -> None:
+    genes = view.genes
+    when = f" as of {at.isoformat()}" if at else ""
+    state = " [red](deleted)[/]" if view.deleted else ""
+    console.print(
+        Panel(
+            f"[bold]{view.entity_fqn}[/] ({view.entity_type}){state}\n"
+            f"snapshot taken {view.taken_at.isoformat()}{when} · fingerprint {view.fingerprint[:12]}",
+            title="DNA",
+            expand=False,
+        )
+    )
+    trust = Table(title=f"trust score {view.trust_score}/100", title_justify="left")
+    for name in ("factor", "weight", "score", "why"):
+        trust.add_column(name, overflow="fold")
+    for f in view.trust_factors:
+        trust.add_row(f["name"], str(f["weight"]), f"{float(f['score']):.2f}", f["reason"])
+    console.print(trust)
+    cols = genes.get("schema", {}).get("columns", [])
+    if cols:
+        console.print(_columns_table(cols))
+    own = genes.get("ownership") or {}
+    owners = ", ".join(o["name"] for o in own.get("owners", [])) or "[yellow]nobody[/]"
+    console.print(f"owners: {owners} · tier: {own.get('tier') or '-'} · tags: {', '.join(own.get('tags', [])) or '-'}")
+    lineage = genes.get("lineage") or {}
+    for direction in ("upstream", "downstream"):
+        edges = lineage.get(direction, [])
+        if edges:
+            console.print(
+                f"{direction}: " + ", ".join(f"{e['fqn']} ({len(e.get('columns', []))} col maps)" for e in edges)
+            )
+    tests = (genes.get("quality") or {}).get("tests", [])
+    if tests:
+        failing = [t for t in tests if t.get("status") == "Failed"]
+        console.print(f"tests: {len(tests) - len(failing)} passing, {len(failing)} failing")
+        for t in failing:
+            console.print(f"  [red]✗[/] {t['name']}: {t.get('result') or ''}")
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False)[:80]
+    return str(v)[:80]
+
+
+def print_timeline(console: Console, fqn: str, since: datetime, changes: list[Any]) -> None:
+    if not changes:
+        console.print(f"No changes on [bold]{fqn}[/] since {since.isoformat()}.")
+        return
+    table = Table(title=f"{fqn} since {since.isoformat()}")
+    for name in ("when (UTC)", "change", "subject", "old", "new"):
+        table.add_column(name, overflow="fold")
+    for c in changes:
+        kind = c.kind + (f" ({c.confidence:.0%})" if c.confidence is not None else "")
+        table.add_row(
+            c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"[{KIND_STYLE.get(c.kind, '')}]{kind}[/]",
+            c.subject or "",
+            _value(c.old_value),
+            _value(c.new_value),
+        )
+    console.print(table)
+
+
+def print_blast(console: Console, radius: Any) -> None:
+    root = radius.root + (f".{radius.column}" if radius.column else "")
+    if not radius.entities:
+        console.print(f"Nothing downstream depends on [bold]{root}[/].")
+        return
+    console.print(
+        f"[bold]{root}[/]: {len(radius.entities)} downstream assets, "
+        f"{len(radius.columns)} columns, {len(radius.dashboards)} dashboards, {len(radius.charts)} charts"
+    )
+    table = Table()
+    for name in ("hops", "asset", "type", "via", "certainty"):
+        table.add_column(name, overflow="fold")
+    for imp in radius.entities:
+        via = imp.path[-2] if len(imp.path) >= 2 else radius.root
+        table.add_row(str(imp.distance), imp.fqn, SHORT_TYPE.get(imp.type or "", imp.type or "?"), via, imp.certainty)
+    console.print(table)
+    if radius.columns:
+        cols = Table(title="columns that break")
+        cols.add_column("hops")
+        cols.add_column("column", overflow="fold")
+        for c in radius.columns:
+            cols.add_row(str(c.distance), f"{c.entity_fqn}.{c.column}")
+        console.print(cols)
+
+
+def print_runs(console: Console, runs: list[Any]) -> None:
+    table = Table(title="sync runs")
+    for name in ("id", "started (UTC)", "mode", "status", "seconds", "snapshots", "changes", "error"):
+        table.add_column(name, overflow="fold")
+    for r in runs:
+        stats = r.stats or {}
+        table.add_row(
+            str(r.id),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.mode,
+            r.status,
+            str(stats.get("duration_seconds", "")),
+            str(stats.get("snapshots_written", "")),
+            str(sum((stats.get("changes_by_kind") or {}).values())),
+            (r.error or "")[:60],
+        )
+    console.print(table)

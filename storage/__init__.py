@@ -1,0 +1,1 @@
+"""The living DNA store: OpenMetadata client, DNA snapshots, diffs, lineage graph and sync."""

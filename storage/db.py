@@ -1,0 +1,264 @@
+"""Database wiring: engines and sessions, Alembic upgrades and the cross-process sync lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from storage.errors import DnaBotError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_LOCK_NAME = "dnabot-sync"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class SyncAlreadyRunning(DnaBotError):
+    """Another process (or thread) holds the sync lock."""
+
+    def __init__(self, name: str = DEFAULT_LOCK_NAME) -> None:
+        super().__init__(f"a sync is already running (lock {name!r} is held elsewhere)")
+        self.name = name
+
+
+class SchemaOutOfDate(DnaBotError):
+    """The database schema is not at the head revision of the migrations."""
+
+    def __init__(self, current: str | None, head: str | None, *, newer: bool = False) -> None:
+        if newer:
+            text = f"database schema revision {current} is newer than this DNA Bot (knows up to {head})"
+        else:
+            text = (
+                f"database schema is at revision {current or 'none'}, the code needs {head}: "
+                "run `dnabot migrate`"
+            )
+        super().__init__(text)
+        self.current = current
+        self.head = head
+        self.newer = newer
+
+
+def normalise_url(url: str | URL | None, *, default_sqlite_path: str | os.PathLike[str] = "dnabot.db") -> URL:
+    """The URL to connect to: SQLite file by default, `postgresql://` pinned to the psycopg 3 driver."""
+    if url is None:
+        return make_url(f"sqlite:///{Path(default_sqlite_path).resolve()}")
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def make_engine(
+    url: str | URL | None, *, default_sqlite_path: str | os.PathLike[str] = "dnabot.db", **kwargs: Any
+) -> Engine:
+    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
+    parsed = normalise_url(url, default_sqlite_path=default_sqlite_path)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **kwargs)
+    memory = _is_sqlite_memory(parsed)
+    if memory:
+        # One shared connection, or every session would see its own empty database.
+        kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A sessionmaker whose objects stay readable after commit (views are built from them)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """An Alembic Config pointing at the package's migrations, without any alembic.ini."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        rendered = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+        cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return cfg
+
+
+@contextlib.contextmanager
+def _engine_for(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
+    if isinstance(url_or_engine, Engine):
+        yield url_or_engine
+        return
+    engine = make_engine(url_or_engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for Alembic; on SQLite, foreign keys are off while batch mode copies tables."""
+    if engine.url.get_backend_name() != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    # With foreign keys on, the DROP TABLE of a batch copy would fire ON DELETE actions on other tables.
+    # The pragma is a no-op inside a transaction, so it is set before Alembic begins one.
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # ends SQLAlchemy's autobegun transaction; the driver opened none for a pragma
+        try:
+            with connection.begin():
+                yield connection
+                problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise RuntimeError(f"migration left dangling foreign keys: {problems[:5]}")
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+
+
+def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
+    """Upgrade the database to `revision` (head by default)."""
+    with _engine_for(url_or_engine) as engine, _migration_connection(engine) as connection:
+        cfg = alembic_config(engine.url)
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def downgrade(url_or_engine: str | URL | Engine, revision: str = "base") -> None:
+    """Downgrade the database to `revision` (everything dropped by default)."""
+    with _engine_for(url_or_engine) as engine, _migration_connection(engine) as connection:
+        cfg = alembic_config(engine.url)
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+
+def head_revision() -> str | None:
+    """The newest migration revision shipped with the code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when it was never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Raise `SchemaOutOfDate` unless the database is at the head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        raise SchemaOutOfDate(current, head, newer=current is not None and current not in known)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for `pg_try_advisory_lock` (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def sync_lock(engine: Engine, name: str = DEFAULT_LOCK_NAME) -> Iterator[None]:
+    """Hold the named sync lock for the block, or raise `SyncAlreadyRunning` at once (never waits)."""
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        lock = _pg_advisory_lock(engine, name)
+    elif backend == "sqlite" and _is_sqlite_memory(engine.url):
+        lock = _process_lock(engine, name)
+    elif backend == "sqlite":
+        lock = _file_lock(Path(engine.url.database or ""), name)
+    else:
+        raise NotImplementedError(f"no sync lock for database backend {backend!r}")
+    with lock:
+        yield
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(engine: Engine, name: str) -> Iterator[None]:
+    # A session-level advisory lock on a dedicated autocommit connection: no transaction stays open, and
+    # the server releases the lock by itself if this process dies.
+    key = lock_key(name)
+    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            raise SyncAlreadyRunning(name)
+        try:
+            yield
+        finally:
+            try:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            except Exception:
+                # A pooled connection must never keep the lock: drop it so the server frees the lock.
+                connection.invalidate()
+                raise
+    finally:
+        connection.close()
+
+
+def lock_file_path(db_path: Path, name: str = DEFAULT_LOCK_NAME) -> Path:
+    """The lock file beside a SQLite database (`<db>.sync.lock` for the default lock)."""
+    suffix = "sync" if name == DEFAULT_LOCK_NAME else "".join(c if c.isalnum() else "-" for c in name)
+    return db_path.with_name(f"{db_path.name}.{suffix}.lock")
+
+
+@contextlib.contextmanager
+def _file_lock(db_path: Path, name: str) -> Iterator[None]:
+    # flock locks belong to the open file description, so two opens conflict even inside one process.
+    path = lock_file_path(db_path.resolve(), name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SyncAlreadyRunning(name) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+_process_locks: dict[tuple[int, str], threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _process_lock(engine: Engine, name: str) -> Iterator[None]:
+    # An in-memory database lives in this process only, so a process-local lock is enough.
+    with _process_locks_guard:
+        lock = _process_locks.setdefault((id(engine), name), threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise SyncAlreadyRunning(name)
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,73 @@
+"""Domain errors of DNA Bot: a small hierarchy the bot turns into friendly messages in one place."""
+
+from __future__ import annotations
+
+
+class DnaBotError(Exception):
+    """Base of every error DNA Bot raises on purpose (anything else is a bug)."""
+
+
+class OpenMetadataError(DnaBotError):
+    """A call to OpenMetadata failed; `status`, `url` and the server's own `message` are kept apart."""
+
+    def __init__(
+        self, text: str, *, status: int | None = None, url: str | None = None, message: str | None = None
+    ) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+        self.url = url
+        self.message = message  # what the server said (its `message` key), if anything
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class OMAuthError(OpenMetadataError):
+    """OpenMetadata refused the bearer token (401) or the bot's permissions (403)."""
+
+
+class OMNotFound(OpenMetadataError):
+    """The requested entity does not exist on the server (404)."""
+
+
+class OMUnsupportedVersion(OpenMetadataError):
+    """The server runs an OpenMetadata version outside the supported range."""
+
+    def __init__(self, text: str, *, version: str, supported: str, url: str | None = None) -> None:
+        super().__init__(text, url=url)
+        self.version = version
+        self.supported = supported
+
+
+class OMUnavailable(OpenMetadataError):
+    """OpenMetadata could not be reached or kept failing after every retry."""
+
+
+class DatasetNotFound(DnaBotError):
+    """A user asked for a dataset the store does not know; `suggestions` holds close FQNs."""
+
+    def __init__(self, query: str, suggestions: list[str] | None = None) -> None:
+        self.query = query
+        self.suggestions = list(suggestions or [])
+        text = f"No dataset matches {query!r}"
+        if self.suggestions:
+            text += ": did you mean " + ", ".join(self.suggestions[:5]) + "?"
+        super().__init__(text)
+
+
+class OMConfigError(DnaBotError):
+    """The OpenMetadata connection is not configured (no URL)."""
+
+
+class ColumnNotFound(DnaBotError):
+    """A column the asset has neither in its schema nor in its lineage; `suggestions` holds close names."""
+
+    def __init__(self, fqn: str, column: str, suggestions: list[str] | None = None) -> None:
+        self.fqn = fqn
+        self.column = column
+        self.suggestions = list(suggestions or [])
+        text = f"{fqn} has no column {column!r}"
+        if self.suggestions:
+            text += ": did you mean " + ", ".join(self.suggestions[:5]) + "?"
+        super().__init__(text)

@@ -1,0 +1,172 @@
+"""SQLAlchemy 2 models of the DNA store: sync runs, entities, snapshots, lineage edges and changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+FQN_LENGTH = 1024
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on PostgreSQL (compact, comparable); plain JSON text elsewhere.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC that is always read back as an aware UTC datetime."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime refused (store timezone-aware UTC): {value!r}")
+        value = value.astimezone(UTC)
+        # SQLite keeps text without an offset: write it as naive UTC, re-tagged on read.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names every constraint (Alembic batch mode needs the names)."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - read once by SQLAlchemy at class creation
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+class SyncRun(Base):
+    """One sync of OpenMetadata into the store (full or incremental)."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")  # running|succeeded|failed
+    mode: Mapped[str] = mapped_column(sa.String(16), default="full")  # full|incremental
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    events_cursor: Mapped[int | None] = mapped_column(sa.BigInteger)  # /v1/events high-water mark, ms
+    om_version: Mapped[str | None] = mapped_column(sa.String(64))
+    lineage_refreshed: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (sa.Index("ix_sync_runs_status_started", "status", "started_at"),)
+
+
+class Entity(Base):
+    """A data asset known to the store; its current DNA is `current_snapshot_id`."""
+
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH), unique=True)
+    entity_type: Mapped[str] = mapped_column(sa.String(64))
+    om_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    name: Mapped[str] = mapped_column(sa.String(FQN_LENGTH))
+    service: Mapped[str | None] = mapped_column(sa.String(256))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    # A real FK, added after `snapshots` exists (use_alter): the pointer can never dangle, and deleting a
+    # snapshot clears it instead of failing. The cycle is cheap because the sync always writes the entity,
+    # then its snapshot, then this pointer, in one transaction.
+    current_snapshot_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("snapshots.id", use_alter=True, ondelete="SET NULL"), index=True
+    )
+    om_version: Mapped[float | None] = mapped_column(sa.Float)
+    om_updated_at: Mapped[int | None] = mapped_column(sa.BigInteger)  # OM updatedAt, epoch ms
+
+
+class Snapshot(Base):
+    """The genes of one entity as of `taken_at`; written only when the fingerprint changes."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_id: Mapped[int] = mapped_column(sa.ForeignKey("entities.id"))
+    sync_run_id: Mapped[int] = mapped_column(sa.ForeignKey("sync_runs.id"), index=True)
+    taken_at: Mapped[datetime]
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    genes: Mapped[dict[str, Any]]
+    trust_score: Mapped[int | None]
+    trust_factors: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (sa.Index("ix_snapshots_entity_taken", "entity_id", "taken_at"),)
+
+
+class LineageEdge(Base):
+    """One lineage edge with its lifetime; a removed edge that reappears gets a new row."""
+
+    __tablename__ = "lineage_edges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    from_fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH), index=True)
+    from_type: Mapped[str] = mapped_column(sa.String(64))
+    to_fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH), index=True)
+    to_type: Mapped[str] = mapped_column(sa.String(64))
+    pipeline_fqn: Mapped[str | None] = mapped_column(sa.String(FQN_LENGTH))
+    columns: Mapped[list[Any]] = mapped_column(default=list)  # genes EDGE["columns"]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    removed_at: Mapped[datetime | None] = mapped_column(index=True)
+    first_run_id: Mapped[int] = mapped_column(sa.ForeignKey("sync_runs.id"))
+    removed_run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sync_runs.id"))
+
+    __table_args__ = (
+        # At most one live row per (from, to): a partial unique index, understood by both engines.
+        sa.Index(
+            "uq_lineage_edges_live",
+            "from_fqn",
+            "to_fqn",
+            unique=True,
+            sqlite_where=sa.text("removed_at IS NULL"),
+            postgresql_where=sa.text("removed_at IS NULL"),
+        ),
+    )
+
+
+class Change(Base):
+    """One detected change of one entity (a column renamed, a test newly failing, …)."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sync_run_id: Mapped[int] = mapped_column(sa.ForeignKey("sync_runs.id"), index=True)
+    entity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("entities.id", ondelete="SET NULL"))
+    entity_fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH))
+    entity_type: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(64), index=True)
+    subject: Mapped[str | None] = mapped_column(sa.String(FQN_LENGTH))
+    old_value: Mapped[Any | None] = mapped_column(JSONType)
+    new_value: Mapped[Any | None] = mapped_column(JSONType)
+    confidence: Mapped[float | None] = mapped_column(sa.Float)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    detected_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (sa.Index("ix_changes_entity_detected", "entity_fqn", "detected_at"),)

@@ -1,0 +1,233 @@
+"""HTTP layer of the OpenMetadata client: one keep-alive httpx session, tenacity retries, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+Sleep = Callable[[float], Awaitable[None]]
+QueryParams = Mapping[str, str | int | bool]
+_BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client: HTTP attempts, retries (sleeps between attempts) and response bytes."""
+
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (for `sync_runs.stats`)."""
+        return asdict(self)
+
+
+class _Retryable(Exception):
+    """One failed attempt that tenacity may retry: a retryable status or a transport error."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        url: str,
+        status: int | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason, self.url, self.status, self.message = reason, url, status, message
+        self.retry_after = retry_after
+
+
+def normalise_base_url(base_url: str) -> str:
+    """`http://host:8585`, `http://host:8585/` and `http://host:8585/api` all become `http://host:8585/api/`."""
+    url = base_url.strip().rstrip("/")
+    if not url.endswith("/api"):
+        url += "/api"
+    return url + "/"
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a `Retry-After` header (delta seconds or an HTTP date) into seconds ≥ 0, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class OMHttp:
+    """GETs JSON from `<base>/api/…` with a bearer token, bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        concurrency: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+        backoff: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+    ) -> None:
+        if concurrency < 1 or max_retries < 0:
+            raise ValueError("concurrency must be ≥ 1 and max_retries ≥ 0")
+        self.base_url = normalise_base_url(base_url)
+        self._token = token or None
+        self.max_retries = max_retries
+        self.stats = ClientStats()
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._exp_wait = wait_exponential_jitter(multiplier=backoff, max=backoff_max, jitter=backoff)
+        self._retry_after_cap = retry_after_cap
+        self._slots = asyncio.Semaphore(concurrency)
+        headers = {"Accept": "application/json", "User-Agent": "dnabot"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    def __repr__(self) -> str:
+        return f"OMHttp({self.base_url!r})"
+
+    async def aclose(self) -> None:
+        """Close the keep-alive connections."""
+        await self._client.aclose()
+
+    def redact(self, text: str) -> str:
+        """Remove the bearer token from any text that may end in a log line or an exception."""
+        if self._token:
+            text = text.replace(self._token, "***")
+        return _BEARER.sub("Bearer ***", text)
+
+    async def get_json(self, path: str, params: QueryParams | None = None) -> Any:
+        """GET `path` (relative to `/api/`), retrying transient failures; returns the decoded JSON."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(path, params)
+        except _Retryable as exc:
+            tries = self.max_retries + 1
+            text = (
+                f"OpenMetadata is unavailable at {self.base_url}: GET /{path} failed {tries} time(s), "
+                f"last: {exc.reason}"
+            )
+            raise OMUnavailable(
+                self.redact(text), status=exc.status, url=exc.url, message=exc.message
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self._retry_after_cap)
+        return float(self._exp_wait(state))
+
+    async def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        log.warning("OpenMetadata retry %d in %.1fs: %s", state.attempt_number, delay, exc)
+
+    async def _attempt(self, path: str, params: QueryParams | None) -> Any:
+        async with self._slots:
+            self.stats.requests += 1
+            try:
+                response = await self._client.get(path, params=dict(params) if params else None)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                url = self.base_url + path
+                reason = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                raise _Retryable(reason, url=url) from None
+            except httpx.HTTPError as exc:
+                raise OpenMetadataError(
+                    self.redact(f"Cannot call OpenMetadata at {self.base_url}: {type(exc).__name__}: {exc}"),
+                    url=self.base_url + path,
+                ) from None
+        self.stats.bytes += len(response.content)
+        url = str(response.request.url)
+        if response.status_code >= 400:
+            raise self._error(response, url)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OpenMetadataError(
+                f"OpenMetadata answered GET {response.request.url.path} with invalid JSON",
+                status=response.status_code,
+                url=url,
+            ) from None
+
+    def _error(self, response: httpx.Response, url: str) -> Exception:
+        status = response.status_code
+        message = self._server_message(response)
+        said = f": {message}" if message else ""
+        path = response.request.url.path
+        if status in RETRY_STATUSES:
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            reason = f"HTTP {status} {response.reason_phrase}{said}"
+            return _Retryable(reason, url=url, status=status, message=message, retry_after=retry_after)
+        if status in (401, 403):
+            text = f"OpenMetadata rejected the token ({status}): check OPENMETADATA_TOKEN"
+            if status == 403:
+                text += " and the bot's roles"
+            return OMAuthError(f"{text} (GET {path}{said})", status=status, url=url, message=message)
+        if status == 404:
+            text = f"Not found in OpenMetadata: GET {path}{said}"
+            return OMNotFound(text, status=status, url=url, message=message)
+        return OpenMetadataError(
+            f"OpenMetadata answered HTTP {status} to GET {path}{said}",
+            status=status,
+            url=url,
+            message=message,
+        )
+
+    def _server_message(self, response: httpx.Response) -> str | None:
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            text = str(body["message"])
+        else:
+            text = response.text.strip()
+        return self.redact(text[:300]) if text else None

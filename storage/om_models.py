@@ -1,0 +1,265 @@
+"""Lenient pydantic models of the OpenMetadata 1.x REST shapes the bot reads (unknown keys ignored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OMModel(BaseModel):
+    """Base for every OpenMetadata payload: unknown keys are ignored so newer servers never break parsing."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class EntityRef(OMModel):
+    id: str | None = None
+    type: str | None = None
+    name: str | None = None
+    fullyQualifiedName: str | None = None
+    displayName: str | None = None
+    description: str | None = None
+    deleted: bool | None = None
+    href: str | None = None
+
+
+class TagLabel(OMModel):
+    tagFQN: str
+    source: str | None = None
+    labelType: str | None = None
+    state: str | None = None
+
+
+class UsageStats(OMModel):
+    count: int = 0
+    percentileRank: float | None = None
+
+
+class UsageSummary(OMModel):
+    dailyStats: UsageStats | None = None
+    weeklyStats: UsageStats | None = None
+    monthlyStats: UsageStats | None = None
+    date: str | None = None
+
+
+class Column(OMModel):
+    name: str
+    displayName: str | None = None
+    dataType: str | None = None
+    arrayDataType: str | None = None
+    dataLength: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    dataTypeDisplay: str | None = None
+    description: str | None = None
+    fullyQualifiedName: str | None = None
+    tags: list[TagLabel] = Field(default_factory=list)
+    constraint: str | None = None
+    ordinalPosition: int | None = None
+    children: list[Column] = Field(default_factory=list)
+
+
+class TableConstraint(OMModel):
+    constraintType: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    referredColumns: list[str] = Field(default_factory=list)
+
+
+class EntityBase(OMModel):
+    """Fields common to every data asset the bot syncs."""
+
+    id: str
+    name: str
+    fullyQualifiedName: str | None = None
+    displayName: str | None = None
+    description: str | None = None
+    version: float | None = None
+    updatedAt: int | None = None
+    updatedBy: str | None = None
+    deleted: bool = False
+    owners: list[EntityRef] = Field(default_factory=list)
+    tags: list[TagLabel] = Field(default_factory=list)
+    followers: list[EntityRef] = Field(default_factory=list)
+    domains: list[EntityRef] = Field(default_factory=list)
+    service: EntityRef | None = None
+    serviceType: str | None = None
+    sourceUrl: str | None = None
+
+
+class Table(EntityBase):
+    tableType: str | None = None
+    columns: list[Column] = Field(default_factory=list)
+    tableConstraints: list[TableConstraint] = Field(default_factory=list)
+    usageSummary: UsageSummary | None = None
+    database: EntityRef | None = None
+    databaseSchema: EntityRef | None = None
+
+
+class Chart(EntityBase):
+    chartType: str | None = None
+    dashboards: list[EntityRef] = Field(default_factory=list)
+
+
+class Dashboard(EntityBase):
+    dashboardType: str | None = None
+    charts: list[EntityRef] = Field(default_factory=list)
+    dataModels: list[EntityRef] = Field(default_factory=list)
+    usageSummary: UsageSummary | None = None
+    project: str | None = None
+
+
+class DashboardDataModel(EntityBase):
+    dataModelType: str | None = None
+    columns: list[Column] = Field(default_factory=list)
+    sql: str | None = None
+
+
+class TaskStatus(OMModel):
+    name: str
+    executionStatus: str | None = None
+    startTime: int | None = None
+    endTime: int | None = None
+
+
+class PipelineStatus(OMModel):
+    timestamp: int | None = None
+    executionStatus: str | None = None
+    taskStatus: list[TaskStatus] = Field(default_factory=list)
+
+
+class Task(OMModel):
+    name: str
+    displayName: str | None = None
+    taskType: str | None = None
+    downstreamTasks: list[str] = Field(default_factory=list)
+
+
+class Pipeline(EntityBase):
+    tasks: list[Task] = Field(default_factory=list)
+    pipelineStatus: PipelineStatus | None = None
+    scheduleInterval: str | None = None
+
+
+class MessageSchema(OMModel):
+    schemaType: str | None = None
+    schemaText: str | None = None
+    schemaFields: list[Column] = Field(default_factory=list)
+
+
+class Topic(EntityBase):
+    messageSchema: MessageSchema | None = None
+    partitions: int | None = None
+
+
+class TestResultValue(OMModel):
+    name: str | None = None
+    value: str | None = None
+
+
+class TestCaseResult(OMModel):
+    timestamp: int
+    testCaseStatus: str | None = None
+    result: str | None = None
+    testResultValue: list[TestResultValue] = Field(default_factory=list)
+    incidentId: str | None = None
+
+
+class TestCase(OMModel):
+    id: str
+    name: str
+    fullyQualifiedName: str | None = None
+    entityLink: str
+    entityFQN: str | None = None
+    testDefinition: EntityRef | None = None
+    testSuite: EntityRef | None = None
+    testCaseResult: TestCaseResult | None = None
+    testCaseStatus: str | None = None
+    incidentId: str | None = None
+    owners: list[EntityRef] = Field(default_factory=list)
+
+
+class TestCaseResolutionStatus(OMModel):
+    id: str | None = None
+    stateId: str
+    timestamp: int | None = None
+    testCaseResolutionStatusType: str
+    testCaseResolutionStatusDetails: dict[str, Any] | None = None
+    updatedBy: EntityRef | None = None
+    updatedAt: int | None = None
+    testCaseReference: EntityRef | None = None
+    severity: str | None = None
+
+
+class ColumnLineage(OMModel):
+    fromColumns: list[str] = Field(default_factory=list)
+    toColumn: str | None = None
+
+
+class LineageDetails(OMModel):
+    sqlQuery: str | None = None
+    columnsLineage: list[ColumnLineage] = Field(default_factory=list)
+    pipeline: EntityRef | None = None
+    source: str | None = None
+    description: str | None = None
+
+
+class Edge(OMModel):
+    fromEntity: str
+    toEntity: str
+    lineageDetails: LineageDetails | None = None
+
+
+class EntityLineage(OMModel):
+    entity: EntityRef
+    nodes: list[EntityRef] = Field(default_factory=list)
+    upstreamEdges: list[Edge] = Field(default_factory=list)
+    downstreamEdges: list[Edge] = Field(default_factory=list)
+
+
+class FieldChange(OMModel):
+    name: str | None = None
+    oldValue: Any = None
+    newValue: Any = None
+
+
+class ChangeDescription(OMModel):
+    fieldsAdded: list[FieldChange] = Field(default_factory=list)
+    fieldsUpdated: list[FieldChange] = Field(default_factory=list)
+    fieldsDeleted: list[FieldChange] = Field(default_factory=list)
+    previousVersion: float | None = None
+
+
+class ChangeEvent(OMModel):
+    id: str
+    eventType: str
+    entityType: str
+    entityId: str
+    timestamp: int
+    entityFullyQualifiedName: str | None = None
+    previousVersion: float | None = None
+    currentVersion: float | None = None
+    userName: str | None = None
+    changeDescription: ChangeDescription | None = None
+    entity: Any = None  # a JSON-encoded string on the wire; parse it twice when needed
+
+
+class ServerVersion(OMModel):
+    version: str
+    revision: str | None = None
+    timestamp: int | None = None
+
+
+# Entity types the sync covers, with the REST collection and the `fields` each one needs.
+ENTITY_COLLECTIONS: dict[str, tuple[str, type[EntityBase], str]] = {
+    "table": (
+        "tables",
+        Table,
+        "columns,owners,tags,usageSummary,followers,tableConstraints,domains",
+    ),
+    "dashboard": ("dashboards", Dashboard, "owners,charts,dataModels,tags,followers,usageSummary,domains"),
+    "chart": ("charts", Chart, "owners,tags,followers,dashboards,domains"),
+    "dashboardDataModel": ("dashboard/datamodels", DashboardDataModel, "owners,tags,followers,domains"),
+    "pipeline": ("pipelines", Pipeline, "owners,tasks,pipelineStatus,tags,followers,domains"),
+    "topic": ("topics", Topic, "owners,tags,followers,domains"),
+}

@@ -1,0 +1,370 @@
+"""Read side of the DNA store: fuzzy dataset lookup, DNA at a point in time, timelines, edges and runs."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from storage import fqn as fqnlib
+from storage.errors import DatasetNotFound
+from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
+
+MAX_SUGGESTIONS = 5
+SUGGESTION_CUTOFF = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotView:
+    """The DNA of one entity as it was at some moment."""
+
+    entity_fqn: str
+    entity_type: str
+    taken_at: datetime
+    fingerprint: str
+    genes: dict[str, Any]
+    trust_score: int | None
+    trust_factors: dict[str, Any] | None
+    sync_run_id: int
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeView:
+    """One detected change, as recorded by a sync."""
+
+    id: int
+    sync_run_id: int
+    entity_fqn: str
+    entity_type: str
+    kind: str
+    subject: str | None
+    old_value: Any
+    new_value: Any
+    confidence: float | None
+    details: dict[str, Any]
+    detected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeView:
+    """One lineage edge with its lifetime (`removed_at` None while it is live)."""
+
+    from_fqn: str
+    from_type: str
+    to_fqn: str
+    to_type: str
+    pipeline_fqn: str | None
+    columns: list[Any]
+    first_seen: datetime
+    removed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """One sync run and its outcome."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    mode: str
+    error: str | None
+    stats: dict[str, Any]
+    events_cursor: int | None
+    om_version: str | None
+    lineage_refreshed: bool
+
+
+# ---------------------------------------------------------------------------------------------- lookup
+
+
+def _clean_query(text: str) -> str:
+    # Slack turns straight quotes into curly ones and users wrap names in backticks.
+    text = text.strip().strip("`").strip()
+    return text.replace("\u201c", '"').replace("\u201d", '"')
+
+
+def _parts(text: str) -> list[str]:
+    try:
+        return [p.casefold() for p in fqnlib.split(text)]
+    except fqnlib.FQNError:
+        return [text.replace('"', "").casefold()]
+
+
+def _pick(matches: Sequence[tuple[str, bool]]) -> str | None:
+    """The one match, or the one still-live match among several; None when ambiguous or empty."""
+    if len(matches) == 1:
+        return matches[0][0]
+    live = [name for name, deleted in matches if not deleted]
+    return live[0] if len(live) == 1 else None
+
+
+def _suffix_matches(query: str, rows: Iterable[tuple[str, str, bool]]) -> list[tuple[str, bool]]:
+    wanted = _parts(query)
+    raw = query.replace('"', "").casefold()
+    found: list[tuple[str, bool]] = []
+    for fqn, _name, deleted in rows:
+        parts = _parts(fqn)
+        joined = ".".join(parts)
+        # Part-wise (`shop.orders`, `"dim.product"`), or unquoted text (`dim.product` for `"dim.product"`).
+        if parts[-len(wanted) :] == wanted or joined == raw or joined.endswith("." + raw):
+            found.append((fqn, deleted))
+    return found
+
+
+def suggest(query: str, rows: Iterable[tuple[str, str, bool]], limit: int = MAX_SUGGESTIONS) -> list[str]:
+    """Up to `limit` FQNs that look like `query` (close names or FQNs, or containing it), best first."""
+    needle = query.replace('"', "").casefold()
+    scored: list[tuple[float, int, str]] = []
+    for fqn, name, deleted in rows:
+        hay_fqn, hay_name = fqn.replace('"', "").casefold(), name.casefold()
+        score = max(
+            difflib.SequenceMatcher(None, needle, hay_name).ratio(),
+            difflib.SequenceMatcher(None, needle, hay_fqn).ratio(),
+            0.9 if needle and needle in hay_fqn else 0.0,
+        )
+        if score >= SUGGESTION_CUTOFF:
+            scored.append((score, int(deleted), fqn))
+    scored.sort(key=lambda s: (-s[0], s[1], s[2]))
+    return [fqn for _score, _deleted, fqn in scored[:limit]]
+
+
+def resolve_fqn(session: Session, text: str) -> str:
+    """The FQN meant by `text`: exact, then case-insensitive, then a unique name/suffix match."""
+    query = _clean_query(text)
+    if query:
+        exact = session.scalar(sa.select(Entity.fqn).where(Entity.fqn == query))
+        if exact is not None:
+            return exact
+    rows = [
+        (fqn, name, deleted_at is not None)
+        for fqn, name, deleted_at in session.execute(sa.select(Entity.fqn, Entity.name, Entity.deleted_at))
+    ]
+    if not query:
+        raise DatasetNotFound(text, [])
+    # casefold in Python: SQLite's lower() only folds ASCII, and `магазин` must match `МАГАЗИН`.
+    folded = query.casefold()
+    same_case = [(fqn, deleted) for fqn, _name, deleted in rows if fqn.casefold() == folded]
+    by_suffix = same_case or _suffix_matches(query, rows)
+    chosen = _pick(by_suffix)
+    if chosen is not None:
+        return chosen
+    if by_suffix:  # ambiguous: the candidates are the best suggestions
+        live_first = sorted(by_suffix, key=lambda m: (m[1], m[0]))
+        raise DatasetNotFound(text, [fqn for fqn, _ in live_first[:MAX_SUGGESTIONS]])
+    raise DatasetNotFound(text, suggest(query, rows))
+
+
+# ------------------------------------------------------------------------------------------- snapshots
+
+
+def _aware(at: datetime | None, what: str = "at") -> datetime | None:
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise ValueError(f"{what} must be timezone-aware (UTC), got naive {at!r}")
+    return at
+
+
+def _snapshot_view(snapshot: Snapshot, entity: Entity, at: datetime | None) -> SnapshotView:
+    entity_genes = snapshot.genes.get("entity") or {}
+    gone = entity.deleted_at is not None and (at is None or entity.deleted_at <= at)
+    return SnapshotView(
+        entity_fqn=entity.fqn,
+        entity_type=entity.entity_type,
+        taken_at=snapshot.taken_at,
+        fingerprint=snapshot.fingerprint,
+        genes=snapshot.genes,
+        trust_score=snapshot.trust_score,
+        trust_factors=snapshot.trust_factors,
+        sync_run_id=snapshot.sync_run_id,
+        deleted=bool(entity_genes.get("deleted")) or gone,
+    )
+
+
+def dna_at(session: Session, fqn: str, at: datetime | None = None) -> SnapshotView | None:
+    """The snapshot in force at `at` (the latest taken at or before it; None = now), or None."""
+    _aware(at)
+    stmt = (
+        sa.select(Snapshot, Entity)
+        .join(Entity, Snapshot.entity_id == Entity.id)
+        .where(Entity.fqn == fqn)
+        .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
+        .limit(1)
+    )
+    if at is not None:
+        stmt = stmt.where(Snapshot.taken_at <= at)
+    row = session.execute(stmt).first()
+    return None if row is None else _snapshot_view(row[0], row[1], at)
+
+
+def snapshots_between(
+    session: Session, fqn: str, since: datetime, until: datetime | None = None
+) -> list[SnapshotView]:
+    """The snapshots of `fqn` taken in [since, until] (until None = now), oldest first."""
+    _aware(since, "since")
+    _aware(until, "until")
+    stmt = (
+        sa.select(Snapshot, Entity)
+        .join(Entity, Snapshot.entity_id == Entity.id)
+        .where(Entity.fqn == fqn, Snapshot.taken_at >= since)
+        .order_by(Snapshot.taken_at, Snapshot.id)
+    )
+    if until is not None:
+        stmt = stmt.where(Snapshot.taken_at <= until)
+    return [_snapshot_view(snap, entity, snap.taken_at) for snap, entity in session.execute(stmt)]
+
+
+def _snapshots_in_force(at: datetime | None) -> sa.Subquery:
+    """Per entity, the id of its latest snapshot taken at or before `at` (window function, both engines)."""
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=Snapshot.entity_id, order_by=(Snapshot.taken_at.desc(), Snapshot.id.desc()))
+        .label("rank")
+    )
+    inner = sa.select(Snapshot.id.label("snapshot_id"), rank)
+    if at is not None:
+        inner = inner.where(Snapshot.taken_at <= at)
+    ranked = inner.subquery()
+    return sa.select(ranked.c.snapshot_id).where(ranked.c.rank == 1).subquery()
+
+
+def entity_types(session: Session) -> dict[str, str]:
+    """FQN → entity type of every entity not deleted."""
+    rows = session.execute(sa.select(Entity.fqn, Entity.entity_type).where(Entity.deleted_at.is_(None)))
+    return {fqn: entity_type for fqn, entity_type in rows}
+
+
+def entity_columns(session: Session, at: datetime | None = None) -> dict[str, list[str]]:
+    """FQN → top-level column names (in position order) of every entity alive at `at` (None = now)."""
+    _aware(at)
+    in_force = _snapshots_in_force(at)
+    stmt = (
+        sa.select(Entity.fqn, Entity.deleted_at, Snapshot.genes)
+        .join(Snapshot, Snapshot.entity_id == Entity.id)
+        .join(in_force, in_force.c.snapshot_id == Snapshot.id)
+    )
+    columns: dict[str, list[str]] = {}
+    for fqn, deleted_at, genes in session.execute(stmt):
+        if deleted_at is not None and (at is None or deleted_at <= at):
+            continue
+        if (genes.get("entity") or {}).get("deleted"):
+            continue
+        schema = genes.get("schema") or {}
+        columns[fqn] = [c["name"] for c in schema.get("columns") or [] if "name" in c]
+    return columns
+
+
+# --------------------------------------------------------------------------------------------- changes
+
+
+def _change_view(change: Change) -> ChangeView:
+    return ChangeView(
+        id=change.id,
+        sync_run_id=change.sync_run_id,
+        entity_fqn=change.entity_fqn,
+        entity_type=change.entity_type,
+        kind=change.kind,
+        subject=change.subject,
+        old_value=change.old_value,
+        new_value=change.new_value,
+        confidence=change.confidence,
+        details=change.details or {},
+        detected_at=change.detected_at,
+    )
+
+
+def timeline(session: Session, fqn: str, since: datetime, until: datetime | None = None) -> list[ChangeView]:
+    """The changes of `fqn` detected in [since, until] (until None = now), in detection order."""
+    _aware(since, "since")
+    _aware(until, "until")
+    stmt = (
+        sa.select(Change)
+        .where(Change.entity_fqn == fqn, Change.detected_at >= since)
+        .order_by(Change.detected_at, Change.id)
+    )
+    if until is not None:
+        stmt = stmt.where(Change.detected_at <= until)
+    return [_change_view(c) for c in session.scalars(stmt)]
+
+
+def recent_changes(
+    session: Session, since: datetime, kinds: set[str] | None = None, *, limit: int | None = None
+) -> list[ChangeView]:
+    """Every change detected since `since` (optionally only of `kinds`), in detection order."""
+    _aware(since, "since")
+    stmt = sa.select(Change).where(Change.detected_at >= since).order_by(Change.detected_at, Change.id)
+    if kinds is not None:
+        stmt = stmt.where(Change.kind.in_(sorted(kinds)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [_change_view(c) for c in session.scalars(stmt)]
+
+
+# ----------------------------------------------------------------------------------------------- edges
+
+
+def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
+    """The lineage edges live at `at` (None = now): seen by then and not yet removed."""
+    _aware(at)
+    stmt = sa.select(LineageEdge).order_by(LineageEdge.from_fqn, LineageEdge.to_fqn, LineageEdge.id)
+    if at is None:
+        stmt = stmt.where(LineageEdge.removed_at.is_(None))
+    else:
+        stmt = stmt.where(
+            LineageEdge.first_seen <= at,
+            sa.or_(LineageEdge.removed_at.is_(None), LineageEdge.removed_at > at),
+        )
+    return [
+        EdgeView(
+            from_fqn=e.from_fqn,
+            from_type=e.from_type,
+            to_fqn=e.to_fqn,
+            to_type=e.to_type,
+            pipeline_fqn=e.pipeline_fqn,
+            columns=list(e.columns or []),
+            first_seen=e.first_seen,
+            removed_at=e.removed_at,
+        )
+        for e in session.scalars(stmt)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def _run_view(run: SyncRun) -> RunView:
+    return RunView(
+        id=run.id,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        status=run.status,
+        mode=run.mode,
+        error=run.error,
+        stats=run.stats or {},
+        events_cursor=run.events_cursor,
+        om_version=run.om_version,
+        lineage_refreshed=run.lineage_refreshed,
+    )
+
+
+def last_runs(session: Session, limit: int = 10) -> list[RunView]:
+    """The most recent sync runs, newest first."""
+    stmt = sa.select(SyncRun).order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(limit)
+    return [_run_view(r) for r in session.scalars(stmt)]
+
+
+def last_successful_run(session: Session) -> RunView | None:
+    """The newest sync run that succeeded, if any."""
+    stmt = (
+        sa.select(SyncRun)
+        .where(SyncRun.status == "succeeded")
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+    run = session.scalars(stmt).first()
+    return None if run is None else _run_view(run)

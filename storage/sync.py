@@ -1,0 +1,276 @@
+"""One sync run: read OpenMetadata, then rebuild, diff and store the DNA in a single all-or-nothing transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from storage import dna
+from storage.db import session_factory, sync_lock
+from storage.models import SyncRun
+from storage.om_client import OpenMetadataClient
+from storage.om_models import ENTITY_COLLECTIONS
+from storage.sync_fetch import Fetched, Fetcher, Progress
+from storage.sync_write import (
+    Current,
+    SyncWriter,
+    edges_by_entity,
+    load_current,
+    load_live_edges,
+    load_snapshots,
+    merge_edges,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncOptions:
+    """How a run behaves: `mode` is auto (incremental when possible), full or incremental."""
+
+    mode: str = "auto"
+    full_refresh_seconds: int = 6 * 3600
+    trust_drop_threshold: int = 15
+    incident_window_days: int = 30
+
+
+@dataclass
+class SyncResult:
+    """The machine-readable summary of one run (what `dnabot sync --json` prints)."""
+
+    run_id: int
+    status: str
+    mode: str
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    om_version: str | None = None
+    entities_seen: int = 0
+    snapshots_written: int = 0
+    entities_added: int = 0
+    entities_deleted: int = 0
+    edges_added: int = 0
+    edges_removed: int = 0
+    edges_changed: int = 0
+    changes_by_kind: dict[str, int] = field(default_factory=dict)
+    skipped_malformed: int = 0
+    malformed: list[dict[str, Any]] = field(default_factory=list)
+    events_seen: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _choose_mode(session: Session, options: SyncOptions, now: datetime) -> tuple[str, SyncRun | None]:
+    last_ok = session.scalars(
+        select(SyncRun).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
+    ).first()
+    if options.mode == "full" or last_ok is None or last_ok.events_cursor is None:
+        return "full", last_ok
+    if options.mode == "incremental":
+        return "incremental", last_ok
+    last_full = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.status == "succeeded", SyncRun.mode == "full")
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    ).first()
+    if last_full is None or now - last_full.started_at >= timedelta(seconds=options.full_refresh_seconds):
+        return "full", last_ok
+    return "incremental", last_ok
+
+
+async def run_sync(
+    engine: Engine,
+    client: OpenMetadataClient,
+    options: SyncOptions | None = None,
+    *,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Run one sync under the sync lock; a failure leaves the last good data untouched and is recorded."""
+    options = options or SyncOptions()
+    factory = session_factory(engine)
+    with sync_lock(engine):
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        with factory.begin() as session:
+            mode, last_ok = _choose_mode(session, options, started)
+            run = SyncRun(started_at=started, status="running", mode=mode, stats={})
+            session.add(run)
+            session.flush()
+            run_id = run.id
+            cursor = last_ok.events_cursor if last_ok else None
+            first_sync = last_ok is None
+            known = {} if mode == "full" else _known_types(session)
+        result = SyncResult(run_id, "running", mode, started.isoformat(), "", 0.0)
+        fetcher = Fetcher(client, incident_window_days=options.incident_window_days, progress=progress)
+        try:
+            if mode == "full":
+                fetched = await fetcher.full(int(started.timestamp() * 1000))
+            else:
+                fetched = await fetcher.incremental(int(cursor or 0), known)
+            result.om_version = fetched.om_version
+            with factory.begin() as session:
+                run = session.get_one(SyncRun, run_id)
+                _apply(session, run, fetched, started, first_sync, options, result)
+                _finish(run, result, "succeeded", clock, client, fetched=fetched)
+        except Exception as exc:  # the run is recorded as failed; the previous state stays intact
+            log.warning("sync run %s failed: %s", run_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            with factory.begin() as session:
+                run = session.get_one(SyncRun, run_id)
+                result.error = f"{type(exc).__name__}: {exc}"
+                _finish(run, result, "failed", clock, client, fetched=None)
+        return result
+
+
+def _known_types(session: Session) -> dict[str, str]:
+    return {c.fqn: c.entity_type for c in load_current(session).values() if not c.deleted}
+
+
+def _finish(
+    run: SyncRun,
+    result: SyncResult,
+    status: str,
+    clock: float,
+    client: OpenMetadataClient,
+    fetched: Fetched | None,
+) -> None:
+    finished = datetime.now(UTC)
+    stats = getattr(client, "stats", None)
+    result.requests = int(getattr(stats, "requests", 0) or 0)
+    result.retries = int(getattr(stats, "retries", 0) or 0)
+    result.status = status
+    result.finished_at = finished.isoformat()
+    result.duration_seconds = round(time.perf_counter() - clock, 3)
+    run.status = status
+    run.finished_at = finished
+    run.error = result.error
+    run.om_version = result.om_version
+    if fetched is not None:
+        run.events_cursor = fetched.events_cursor
+        run.lineage_refreshed = bool(fetched.lineage_scope)
+    run.stats = {k: v for k, v in result.to_dict().items() if k not in {"run_id", "status", "error"}}
+
+
+def _apply(
+    session: Session,
+    run: SyncRun,
+    fetched: Fetched,
+    now: datetime,
+    first_sync: bool,
+    options: SyncOptions,
+    result: SyncResult,
+) -> None:
+    current = load_current(session)
+    live = load_live_edges(session)
+    deleted = _deleted(fetched, current)
+    merged = merge_edges(fetched, live, deleted)
+    writer = SyncWriter(session, run, now, first_sync=first_sync, trust_drop=options.trust_drop_threshold)
+    touched = writer.write_edges(live, merged)
+    up, down = edges_by_entity(merged.values())
+    if fetched.mode == "full":
+        dirty = set(fetched.entities) | deleted
+    else:
+        dirty = set(fetched.entities) | deleted | fetched.test_targets | _incident_targets(fetched)
+        dirty |= {f for f in touched if f in current}
+        dirty |= _fed_by_changed_pipelines(session, fetched, current, merged.values())
+    writer.write_entities(_genes_for(session, sorted(dirty), fetched, current, deleted, up, down), current)
+    writer.touch_seen(fetched.mode == "full")
+    ws = writer.stats
+    result.entities_seen = len(fetched.entities)
+    result.snapshots_written = ws.snapshots_written
+    result.entities_added, result.entities_deleted = ws.entities_added, ws.entities_deleted
+    result.edges_added, result.edges_removed, result.edges_changed = (
+        ws.edges_added,
+        ws.edges_removed,
+        ws.edges_changed,
+    )
+    result.changes_by_kind = dict(sorted(ws.changes_by_kind.items()))
+    result.skipped_malformed = len(fetched.malformed)
+    result.malformed = fetched.malformed[:20]
+    result.events_seen = fetched.events_seen
+
+
+def _deleted(fetched: Fetched, current: dict[str, Current]) -> set[str]:
+    """Entities this run shows as gone: absent from a full listing, or confirmed gone by the events feed."""
+    listed = set(ENTITY_COLLECTIONS) if fetched.mode == "full" else {"pipeline"}
+    listed -= fetched.unsure_types
+    out = {f for f in fetched.gone if f in current and not current[f].deleted}
+    for fqn, cur in current.items():
+        if cur.deleted or cur.entity_type not in listed:
+            continue
+        if fqn not in fetched.entities and fqn not in fetched.unknown:
+            out.add(fqn)
+    return out
+
+
+def _incident_targets(fetched: Fetched) -> set[str]:
+    """Entities whose tests carry an incident id: their quality gene may have moved without an event."""
+    return {
+        fqn
+        for fqn, tests in fetched.tests_by_entity.items()
+        if any(t.incidentId and t.incidentId in fetched.incidents for t in tests)
+    }
+
+
+def _fed_by_changed_pipelines(session: Session, fetched: Fetched, current: dict[str, Current], edges: Any) -> set[str]:
+    """Entities loaded by a pipeline whose last run changed since the stored snapshot."""
+    ids = [current[p].snapshot_id for p in fetched.pipeline_runs if p in current and current[p].snapshot_id]
+    stored = load_snapshots(session, ids)
+    changed = set()
+    for p, run in fetched.pipeline_runs.items():
+        cur = current.get(p)
+        if cur is None or cur.snapshot_id not in stored:
+            changed.add(p)
+            continue
+        runs = stored[cur.snapshot_id][0].get("pipeline", {}).get("runs", [])
+        old = next((r for r in runs if r.get("fqn") == p), None)
+        if old is None or old.get("status") != run.get("status") or old.get("failed_tasks") != run.get("failed_tasks"):
+            changed.add(p)
+    return {e.to_fqn for e in edges if e.pipeline_fqn in changed and e.to_fqn in current}
+
+
+def _genes_for(
+    session: Session,
+    dirty: list[str],
+    fetched: Fetched,
+    current: dict[str, Current],
+    deleted: set[str],
+    up: dict[str, list[Any]],
+    down: dict[str, list[Any]],
+) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """New genes for each dirty entity: fresh from OpenMetadata when re-read, else the stored genes patched."""
+    need = [current[f].snapshot_id for f in dirty if f not in fetched.entities and f in current]
+    stored = load_snapshots(session, [s for s in need if s])
+    retest = fetched.test_targets | _incident_targets(fetched)
+    for fqn in dirty:
+        fe = fetched.entities.get(fqn)
+        if fe is not None:
+            genes = json.loads(fe.partial_genes)
+        elif fqn in current and current[fqn].snapshot_id in stored:
+            genes = stored[current[fqn].snapshot_id][0]
+        else:
+            continue
+        if fqn in deleted:
+            genes["entity"]["deleted"] = True
+            yield fqn, genes, None
+            continue
+        genes = dna.with_lineage(genes, up.get(fqn, ()), down.get(fqn, ()), pipelines=fetched.pipeline_runs)
+        if fe is None and fqn in retest:
+            genes["quality"] = dna.quality_gene(fetched.tests_by_entity.get(fqn, ()), fetched.incidents)
+        yield fqn, genes, fe

@@ -1,0 +1,266 @@
+"""The network half of a sync: read OpenMetadata into compact, DNA-ready records without touching the store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import dna
+from storage.errors import OMNotFound
+from storage.om_client import OpenMetadataClient, event_entity
+from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None], None]
+"""A progress callback: (stage, done so far, total or None)."""
+
+# Entity types whose refetch is driven by change events; pipelines and tests are re-read on every sync.
+EVENT_TYPES = ("table", "dashboard", "chart", "dashboardDataModel", "pipeline", "topic", "testCase")
+# A small look-back on the events cursor: the feed is inclusive and duplicates are harmless (idempotent refetch).
+EVENTS_OVERLAP_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeState:
+    """One lineage edge as the sync keeps it in memory (columns: ((from column FQNs), to column FQN) pairs)."""
+
+    from_fqn: str
+    from_type: str
+    to_fqn: str
+    to_type: str
+    pipeline_fqn: str | None
+    columns: tuple[tuple[tuple[str, ...], str], ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.from_fqn, self.to_fqn)
+
+    @classmethod
+    def of(cls, edge: Any) -> EdgeState:
+        """Copy an edge-like object (the client's `LineageEdge` or a stored edge view)."""
+        columns = edge.columns
+        if columns and isinstance(columns[0], dict):  # stored JSON form
+            columns = tuple((tuple(c["from"]), c["to"]) for c in columns)
+        return cls(
+            sys.intern(edge.from_fqn),
+            edge.from_type,
+            sys.intern(edge.to_fqn),
+            edge.to_type,
+            edge.pipeline_fqn,
+            tuple(sorted((tuple(f), t) for f, t in columns)),
+        )
+
+    def columns_json(self) -> list[dict[str, Any]]:
+        return [{"from": list(f), "to": t} for f, t in self.columns]
+
+
+@dataclass(slots=True)
+class FetchedEntity:
+    """An entity as read in this run: identity, volatile metadata, and its genes minus lineage (as JSON)."""
+
+    fqn: str
+    entity_type: str
+    om_id: str
+    name: str
+    service: str | None
+    om_version: float | None
+    om_updated_at: int | None
+    partial_genes: str  # canonical JSON of the genes built with no lineage
+
+
+@dataclass
+class Fetched:
+    """Everything one run read from OpenMetadata."""
+
+    mode: str
+    om_version: str
+    entities: dict[str, FetchedEntity] = field(default_factory=dict)
+    edges: dict[tuple[str, str], EdgeState] = field(default_factory=dict)
+    lineage_scope: set[str] = field(default_factory=set)  # entities whose edges were re-read
+    tests_by_entity: dict[str, list[TestCase]] = field(default_factory=dict)
+    incidents: dict[str, TestCaseResolutionStatus] = field(default_factory=dict)
+    pipeline_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)  # confirmed deleted (incremental)
+    test_targets: set[str] = field(default_factory=set)  # entities whose tests changed (incremental)
+    unknown: set[str] = field(default_factory=set)  # malformed: keep their last good state
+    unsure_types: set[str] = field(default_factory=set)  # a malformed item with no FQN: no deletions there
+    malformed: list[dict[str, Any]] = field(default_factory=list)
+    events_cursor: int | None = None
+    events_seen: int = 0
+
+
+def entity_service(entity: EntityBase) -> str | None:
+    return entity.service.name if entity.service else None
+
+
+def test_target(test: TestCase) -> str | None:
+    """The FQN of the entity a test case checks, from its entity link `<#E::table::FQN[::columns::c]>`."""
+    if test.entityFQN:
+        return test.entityFQN
+    link = test.entityLink.strip("<>#")
+    parts = link.split("::")
+    return parts[2] if len(parts) >= 3 else None
+
+
+class Fetcher:
+    """Reads one run's worth of OpenMetadata through an `OpenMetadataClient`."""
+
+    def __init__(self, client: OpenMetadataClient, *, incident_window_days: int = 30, progress: Progress | None):
+        self.client = client
+        self.incident_window_days = incident_window_days
+        self.progress = progress or (lambda stage, done, total: None)
+
+    async def context(self, fetched: Fetched) -> None:
+        """Test cases, open incidents and pipelines (with their last runs): small, re-read on every run."""
+        tests: dict[str, list[TestCase]] = defaultdict(list)
+        async for test in self.client.iter_test_cases():
+            target = test_target(test)
+            if target:
+                tests[target].append(test)
+        fetched.tests_by_entity = dict(tests)
+        now_ms = int(time.time() * 1000)
+        start = now_ms - self.incident_window_days * 86_400_000
+        for status in await self.client.incident_statuses(start, now_ms + 86_400_000, latest=True):
+            fetched.incidents[status.stateId] = status
+        pipelines = [p async for p in self.client.iter_entities("pipeline")]
+        for pipeline in pipelines:
+            fetched.pipeline_runs[pipeline.fullyQualifiedName or pipeline.name] = dna.pipeline_summary(pipeline)
+        for pipeline in pipelines:
+            self.add_entity(fetched, pipeline, "pipeline")
+        self.progress("pipelines and tests", len(pipelines), len(pipelines))
+
+    def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str) -> None:
+        fqn = sys.intern(entity.fullyQualifiedName or entity.name)
+        genes = dna.build_genes(
+            entity,
+            entity_type,
+            upstream=(),
+            downstream=(),
+            tests=fetched.tests_by_entity.get(fqn, ()),
+            incidents=fetched.incidents,
+            pipelines=fetched.pipeline_runs,
+        )
+        fetched.entities[fqn] = FetchedEntity(
+            fqn=fqn,
+            entity_type=entity_type,
+            om_id=entity.id,
+            name=entity.name,
+            service=entity_service(entity),
+            om_version=entity.version,
+            om_updated_at=entity.updatedAt,
+            partial_genes=dna.canonical_json(genes),
+        )
+
+    async def list_all(self, fetched: Fetched) -> None:
+        for entity_type in ENTITY_COLLECTIONS:
+            if entity_type == "pipeline":
+                continue  # read with the context
+            done = 0
+            async for entity in self.client.iter_entities(entity_type):
+                self.add_entity(fetched, entity, entity_type)
+                done += 1
+                if done % 500 == 0:
+                    self.progress(f"{entity_type}s", done, None)
+            self.progress(f"{entity_type}s", done, done)
+
+    async def lineage(self, fetched: Fetched, items: Iterable[tuple[str, str]]) -> None:
+        """Re-read the lineage of `items` ((type, fqn)); their edges become authoritative for them."""
+        items = list(items)
+        self.progress("lineage", 0, len(items))
+        by_entity, failed = await self.client.lineage_many(items, progress=self._lineage_progress(len(items)))
+        for fqn, edges in by_entity.items():
+            fetched.lineage_scope.add(fqn)
+            for edge in edges:
+                state = EdgeState.of(edge)
+                fetched.edges[state.key] = state
+        for item in failed:
+            fetched.malformed.append({"kind": "lineage", "item": str(item)})
+        self.progress("lineage", len(items), len(items))
+
+    def _lineage_progress(self, total: int) -> Callable[[int], None]:
+        return lambda done: self.progress("lineage", done, total)
+
+    def collect_malformed(self, fetched: Fetched) -> None:
+        for item in self.client.malformed:
+            record = {"kind": item.entity_type, "item": item.fqn_or_id, "error": str(item.error)[:300]}
+            fetched.malformed.append(record)
+            if item.fqn_or_id and ("." in item.fqn_or_id or item.fqn_or_id in fetched.entities):
+                fetched.unknown.add(item.fqn_or_id)
+            else:
+                fetched.unsure_types.add(item.entity_type)
+
+    async def full(self, events_start_ms: int) -> Fetched:
+        """Read every entity, every test, every lineage edge."""
+        version = await self.client.check_version()
+        fetched = Fetched(mode="full", om_version=version.version)
+        fetched.events_cursor = events_start_ms
+        await self.context(fetched)
+        await self.list_all(fetched)
+        await self.lineage(fetched, ((e.entity_type, e.fqn) for e in fetched.entities.values()))
+        self.collect_malformed(fetched)
+        return fetched
+
+    async def incremental(self, cursor_ms: int, known_types: dict[str, str]) -> Fetched:
+        """Read what the change-events feed says changed since `cursor_ms`, plus pipelines and tests."""
+        version = await self.client.check_version()
+        fetched = Fetched(mode="incremental", om_version=version.version)
+        events = await self.client.events_since(max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES)
+        fetched.events_seen = len(events)
+        fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
+        await self.context(fetched)
+        changed: dict[str, str] = {}
+        for ev in events:
+            if ev.entityType == "testCase":
+                target = _test_target_of_event(ev)
+                if target:
+                    fetched.test_targets.add(target)
+                continue
+            if ev.entityType not in ENTITY_COLLECTIONS or ev.entityType == "pipeline":
+                continue
+            fqn = ev.entityFullyQualifiedName or _fqn_from_event(ev)
+            if fqn:
+                changed[fqn] = ev.entityType
+        for fqn, entity_type in changed.items():
+            try:
+                entity = await self.client.get_entity(entity_type, fqn)
+            except OMNotFound:
+                if fqn in known_types:
+                    fetched.gone.add(fqn)
+                continue
+            if entity.deleted:
+                fetched.gone.add(fqn)
+                continue
+            self.add_entity(fetched, entity, entity_type)
+        await self.lineage(fetched, ((e.entity_type, e.fqn) for e in fetched.entities.values()))
+        self.collect_malformed(fetched)
+        self.progress("events", len(events), len(events))
+        return fetched
+
+
+def _fqn_from_event(ev: Any) -> str | None:
+    entity = event_entity(ev)
+    if isinstance(entity, dict):
+        fqn = entity.get("fullyQualifiedName")
+        return fqn if isinstance(fqn, str) else None
+    return None
+
+
+def _test_target_of_event(ev: Any) -> str | None:
+    entity = event_entity(ev)
+    if not isinstance(entity, dict):
+        return None
+    try:
+        return test_target(TestCase.model_validate(entity))
+    except ValueError:
+        return None
+
+
+def decode_genes(text: str) -> dict[str, Any]:
+    return json.loads(text)

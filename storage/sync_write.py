@@ -1,0 +1,297 @@
+"""The store half of a sync: merge lineage, rebuild the genes that may have changed, diff them, write it all."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from storage import dna, trust
+from storage.diff import ChangeRecord, diff_genes
+from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
+from storage.sync_fetch import EdgeState, Fetched
+
+BATCH = 500
+
+
+@dataclass(slots=True)
+class Current:
+    """What the store holds now for one entity (no genes: those are loaded only when needed)."""
+
+    id: int
+    fqn: str
+    entity_type: str
+    fingerprint: str | None
+    deleted: bool
+    snapshot_id: int | None
+    trust_score: int | None = None
+
+
+@dataclass
+class WriteStats:
+    snapshots_written: int = 0
+    entities_added: int = 0
+    entities_deleted: int = 0
+    edges_added: int = 0
+    edges_removed: int = 0
+    edges_changed: int = 0
+    changes_by_kind: Counter[str] = field(default_factory=Counter)
+
+
+def load_current(session: Session) -> dict[str, Current]:
+    rows = session.execute(
+        select(
+            Entity.id,
+            Entity.fqn,
+            Entity.entity_type,
+            Entity.fingerprint,
+            Entity.deleted_at,
+            Entity.current_snapshot_id,
+        )
+    )
+    return {
+        r.fqn: Current(r.id, r.fqn, r.entity_type, r.fingerprint, r.deleted_at is not None, r.current_snapshot_id)
+        for r in rows
+    }
+
+
+def load_live_edges(session: Session) -> dict[tuple[str, str], tuple[int, EdgeState]]:
+    rows = session.execute(select(LineageEdge).where(LineageEdge.removed_at.is_(None))).scalars()
+    return {(e.from_fqn, e.to_fqn): (e.id, EdgeState.of(e)) for e in rows}
+
+
+def load_snapshots(session: Session, snapshot_ids: Iterable[int]) -> dict[int, tuple[dict[str, Any], int]]:
+    """Genes and trust score of the given snapshots, read in batches."""
+    ids = [i for i in snapshot_ids if i is not None]
+    out: dict[int, tuple[dict[str, Any], int]] = {}
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        for sid, genes, score in session.execute(
+            select(Snapshot.id, Snapshot.genes, Snapshot.trust_score).where(Snapshot.id.in_(chunk))
+        ):
+            out[sid] = (genes, score)
+    return out
+
+
+def merge_edges(
+    fetched: Fetched, live: dict[tuple[str, str], tuple[int, EdgeState]], deleted: set[str]
+) -> dict[tuple[str, str], EdgeState]:
+    """The lineage after this run: re-read edges replace every stored edge that touches a re-read entity."""
+    scope = fetched.lineage_scope
+    merged = {
+        key: state
+        for key, (_, state) in live.items()
+        if state.from_fqn not in scope
+        and state.to_fqn not in scope
+        and state.from_fqn not in deleted
+        and state.to_fqn not in deleted
+    }
+    merged.update(fetched.edges)
+    return merged
+
+
+def edges_by_entity(
+    edges: Iterable[EdgeState],
+) -> tuple[dict[str, list[EdgeState]], dict[str, list[EdgeState]]]:
+    up: dict[str, list[EdgeState]] = defaultdict(list)
+    down: dict[str, list[EdgeState]] = defaultdict(list)
+    for e in edges:
+        up[e.to_fqn].append(e)
+        down[e.from_fqn].append(e)
+    return up, down
+
+
+class SyncWriter:
+    """Turns a `Fetched` run into snapshots, lineage rows and change rows inside one session transaction."""
+
+    def __init__(self, session: Session, run: SyncRun, now: datetime, *, first_sync: bool, trust_drop: int):
+        self.session = session
+        self.run = run
+        self.now = now
+        self.first_sync = first_sync
+        self.trust_drop = trust_drop
+        self.stats = WriteStats()
+
+    # -- lineage ---------------------------------------------------------------------------------------
+    def write_edges(
+        self, live: dict[tuple[str, str], tuple[int, EdgeState]], merged: dict[tuple[str, str], EdgeState]
+    ) -> set[str]:
+        """Insert new edges, close removed ones, update changed mappings; returns the entities they touch."""
+        touched: set[str] = set()
+        added = [merged[k] for k in merged.keys() - live.keys()]
+        removed_ids = [live[k][0] for k in live.keys() - merged.keys()]
+        for k in live.keys() - merged.keys():
+            touched.update(k)
+        rows = [self._edge_row(e) for e in added]
+        for start in range(0, len(rows), BATCH):
+            self.session.execute(insert(LineageEdge), rows[start : start + BATCH])
+        for e in added:
+            touched.update(e.key)
+        for start in range(0, len(removed_ids), BATCH):
+            self.session.execute(
+                update(LineageEdge)
+                .where(LineageEdge.id.in_(removed_ids[start : start + BATCH]))
+                .values(removed_at=self.now, removed_run_id=self.run.id)
+            )
+        changed_keys = [k for k in merged.keys() & live.keys() if merged[k] != live[k][1]]
+        changed = [
+            {"id": live[k][0], "columns": merged[k].columns_json(), "pipeline_fqn": merged[k].pipeline_fqn}
+            for k in changed_keys
+        ]
+        if changed:
+            self.session.execute(update(LineageEdge), changed)
+        for k in changed_keys:
+            touched.update(k)
+        self.stats.edges_added, self.stats.edges_removed = len(added), len(removed_ids)
+        self.stats.edges_changed = len(changed)
+        return touched
+
+    def _edge_row(self, e: EdgeState) -> dict[str, Any]:
+        return {
+            "from_fqn": e.from_fqn,
+            "from_type": e.from_type,
+            "to_fqn": e.to_fqn,
+            "to_type": e.to_type,
+            "pipeline_fqn": e.pipeline_fqn,
+            "columns": e.columns_json(),
+            "first_seen": self.now,
+            "last_seen": self.now,
+            "first_run_id": self.run.id,
+        }
+
+    # -- snapshots -------------------------------------------------------------------------------------
+    def write_entities(self, items: Iterator[tuple[str, dict[str, Any], Any]], current: dict[str, Current]) -> None:
+        """`items` yields (fqn, new genes, fetched entity or None); rows are written in batches."""
+        batch: list[tuple[str, dict[str, Any], Any, str]] = []
+        for fqn, genes, fetched in items:
+            fp = dna.fingerprint(genes)
+            cur = current.get(fqn)
+            if cur is not None and cur.fingerprint == fp:
+                continue
+            batch.append((fqn, genes, fetched, fp))
+            if len(batch) >= BATCH:
+                self._flush(batch, current)
+                batch = []
+        if batch:
+            self._flush(batch, current)
+
+    def _flush(self, batch: list[tuple[str, dict[str, Any], Any, str]], current: dict[str, Current]) -> None:
+        old = load_snapshots(self.session, (current[f].snapshot_id for f, *_ in batch if f in current))
+        new_rows = []
+        for fqn, genes, fetched, _ in batch:
+            if fqn not in current:
+                new_rows.append(self._new_entity_row(fqn, genes, fetched))
+        if new_rows:
+            ids = self.session.scalars(
+                insert(Entity).returning(Entity.id, sort_by_parameter_order=True), new_rows
+            ).all()
+            for row, eid in zip(new_rows, ids, strict=True):
+                current[row["fqn"]] = Current(eid, row["fqn"], row["entity_type"], None, False, None)
+            self.stats.entities_added += len(new_rows)
+        snap_rows, change_rows, scores = [], [], []
+        for fqn, genes, _, fp in batch:
+            cur = current[fqn]
+            score = trust.trust_score(genes, now=self.now)
+            scores.append(score)
+            snap_rows.append(
+                {
+                    "entity_id": cur.id,
+                    "sync_run_id": self.run.id,
+                    "taken_at": self.now,
+                    "fingerprint": fp,
+                    "genes": genes,
+                    "trust_score": score.score,
+                    "trust_factors": [f.__dict__ if hasattr(f, "__dict__") else f._asdict() for f in score.factors],
+                }
+            )
+            old_genes, old_score = old.get(cur.snapshot_id, (None, None)) if cur.snapshot_id else (None, None)
+            records = diff_genes(old_genes, genes)
+            if old_score is not None and old_score - score.score >= self.trust_drop:
+                records.append(
+                    ChangeRecord(
+                        "trust_dropped",
+                        fqn,
+                        old_score,
+                        score.score,
+                        None,
+                        {"factors": snap_rows[-1]["trust_factors"]},
+                    )
+                )
+            for rec in records:
+                if rec.kind == "entity_added" and self.first_sync:
+                    continue
+                change_rows.append(self._change_row(cur, rec))
+        snap_ids = self.session.scalars(
+            insert(Snapshot).returning(Snapshot.id, sort_by_parameter_order=True), snap_rows
+        ).all()
+        updates = []
+        for (fqn, genes, fetched, fp), sid in zip(batch, snap_ids, strict=True):
+            cur = current[fqn]
+            deleted = bool(genes["entity"].get("deleted"))
+            row: dict[str, Any] = {
+                "id": cur.id,
+                "fingerprint": fp,
+                "current_snapshot_id": sid,
+                "last_seen": self.now,
+            }
+            row["deleted_at"] = (self.now if not cur.deleted else None) if deleted else None
+            if deleted and cur.deleted:
+                row.pop("deleted_at")  # already deleted: keep the first deletion time
+            if deleted and not cur.deleted:
+                self.stats.entities_deleted += 1
+            if fetched is not None:
+                row.update(om_version=fetched.om_version, om_updated_at=fetched.om_updated_at, om_id=fetched.om_id)
+            updates.append(row)
+            cur.fingerprint, cur.snapshot_id, cur.deleted = fp, sid, deleted
+        self.session.execute(update(Entity), updates)
+        if change_rows:
+            self.session.execute(insert(Change), change_rows)
+        self.stats.snapshots_written += len(snap_rows)
+        for c in change_rows:
+            self.stats.changes_by_kind[c["kind"]] += 1
+
+    def _new_entity_row(self, fqn: str, genes: dict[str, Any], fetched: Any) -> dict[str, Any]:
+        ent = genes["entity"]
+        return {
+            "fqn": fqn,
+            "entity_type": ent["type"],
+            "om_id": ent.get("id"),
+            "name": ent.get("name") or fqn,
+            "service": ent.get("service"),
+            "first_seen": self.now,
+            "last_seen": self.now,
+            "om_version": fetched.om_version if fetched else None,
+            "om_updated_at": fetched.om_updated_at if fetched else None,
+        }
+
+    def _change_row(self, cur: Current, rec: ChangeRecord) -> dict[str, Any]:
+        return {
+            "sync_run_id": self.run.id,
+            "entity_id": cur.id,
+            "entity_fqn": cur.fqn,
+            "entity_type": cur.entity_type,
+            "kind": rec.kind,
+            "subject": rec.subject,
+            "old_value": rec.old_value,
+            "new_value": rec.new_value,
+            "confidence": rec.confidence,
+            "details": rec.details or {},
+            "detected_at": self.now,
+        }
+
+    def touch_seen(self, full: bool) -> None:
+        """Full runs confirm every live entity and edge: one UPDATE each, not one per row."""
+        if not full:
+            return
+        self.session.execute(update(Entity).where(Entity.deleted_at.is_(None)).values(last_seen=self.now))
+        self.session.execute(update(LineageEdge).where(LineageEdge.removed_at.is_(None)).values(last_seen=self.now))
+
+
+def genes_json(genes: dict[str, Any]) -> str:
+    return json.dumps(genes, sort_keys=True)
