@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
@@ -10,10 +11,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.settings import Settings
-from storage import db, graph, simulator, store
+from storage import db, graph, store
 from storage.errors import DnaBotError, OMConfigError
 from storage.om_client import OpenMetadataClient
-from storage.simulator import Catalog
 from storage.sync import SyncOptions, SyncResult, run_sync
 from storage.sync_fetch import Progress
 
@@ -99,10 +99,15 @@ def runs(settings: Settings, limit: int) -> list[store.RunView]:
 DEFAULT_SAMPLE_DATA = Path("../shared/fixtures/openmetadata/sample_data")
 
 
-def load_catalog(spec: str) -> Catalog:
-    """`demo`, `sample[:PATH]` (OpenMetadata's sample data) or the path of a catalog JSON file."""
+def load_catalog(spec: str) -> Any:
+    """`demo`, `sample[:PATH]` (OpenMetadata's sample data), `synthetic:N` (N tables) or a catalog JSON path."""
+    from storage import simulator  # imported only where a simulator is wanted
+    from storage.simulator import Catalog
+
     if spec == "demo":
         return Catalog.demo()
+    if spec.startswith("synthetic:"):
+        return simulator.synthetic_catalog(int(spec.partition(":")[2]))
     if spec == "sample" or spec.startswith("sample:"):
         path = Path(spec.partition(":")[2]) if ":" in spec else DEFAULT_SAMPLE_DATA
         if not path.is_dir():
@@ -115,7 +120,11 @@ def load_catalog(spec: str) -> Catalog:
 
 
 def serve_simulator(catalog: str, host: str, port: int, token: str) -> None:
-    simulator.serve(load_catalog(catalog), host=host, port=port, token=token)
+    from storage import simulator
+
+    loaded = load_catalog(catalog)
+    gc.freeze()  # the catalog lives as long as the server: keep the cyclic GC from rescanning it
+    simulator.serve(loaded, host=host, port=port, token=token)
 
 
 def _plain(obj: Any) -> Any:

@@ -42,10 +42,7 @@ class SchemaOutOfDate(DnaBotError):
         if newer:
             text = f"database schema revision {current} is newer than this DNA Bot (knows up to {head})"
         else:
-            text = (
-                f"database schema is at revision {current or 'none'}, the code needs {head}: "
-                "run `dnabot migrate`"
-            )
+            text = f"database schema is at revision {current or 'none'}, the code needs {head}: run `dnabot migrate`"
         super().__init__(text)
         self.current = current
         self.head = head

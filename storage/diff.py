@@ -71,21 +71,44 @@ def _neighbours(columns: Sequence[ColumnGenes], kept: set[str]) -> dict[str, tup
     return out
 
 
-def _rename_confidence(old: ColumnGenes, new: ColumnGenes, place: str | None) -> tuple[float, str]:
-    """How sure we are that `old` was renamed to `new` (0 when not a candidate), and why."""
+def _rename_confidence(
+    old: ColumnGenes, new: ColumnGenes, same_position: bool, same_neighbours: bool
+) -> tuple[float, str]:
+    """How sure we are that `old` was renamed to `new` (0 when not a candidate), and why.
+
+    Same type is required. Being in the same place (same position, or between the same surviving columns) gives
+    0.9 or more; a kept description and a similar name add to it. Without the place, a kept description gives
+    0.7 and a similar name 0.75–0.85.
+    """
     if _type_changed(old, new):
         return 0.0, ""
     a, b = old["name"].lower(), new["name"].lower()
     ratio = difflib.SequenceMatcher(None, a, b).ratio()
     shorter, longer = sorted((a, b), key=len)
     similar = ratio >= NAME_SIMILARITY_MIN or (len(shorter) >= MIN_CONTAINED and shorter in longer)
-    if place:
-        if similar:
-            return round(0.95 + 0.04 * ratio, 3), f"same type, {place} and similar name"
-        return round(0.9 + 0.05 * ratio, 3), f"same type and {place}"
-    if similar:
-        return round(0.6 + 0.25 * max(ratio, NAME_SIMILARITY_MIN), 3), "same type and similar name"
-    return 0.0, ""
+    same_description = bool(old.get("description")) and old.get("description") == new.get("description")
+    evidence = [
+        label
+        for label, present in (
+            ("same type", True),
+            ("same position", same_position),
+            ("between the same columns", same_neighbours),
+            ("same description", same_description),
+            ("similar name", similar),
+        )
+        if present
+    ]
+    why = ", ".join(evidence)
+    if same_position or same_neighbours:
+        both = same_position and same_neighbours
+        conf = 0.9 + 0.03 * both + 0.04 * same_description + 0.02 * ratio
+    elif similar:
+        conf = 0.6 + 0.25 * max(ratio, NAME_SIMILARITY_MIN)
+    elif same_description:
+        conf = 0.7
+    else:
+        return 0.0, ""
+    return round(min(conf, 0.99), 3), why
 
 
 def _pair_renames(
@@ -94,23 +117,16 @@ def _pair_renames(
     removed: Sequence[ColumnGenes],
     added: Sequence[ColumnGenes],
 ) -> list[tuple[ColumnGenes, ColumnGenes, float, str]]:
-    """Greedy best-first pairing of removed with added columns; only pairs at ≥ RENAME_MIN_CONFIDENCE.
-
-    A pair is "in the same place" at the same position, or between the same surviving neighbours (so a rename
-    next to a dropped column still counts).
-    """
+    """Greedy best-first pairing of removed with added columns; only pairs at ≥ RENAME_MIN_CONFIDENCE."""
     kept = {c["name"] for c in old_cols} & {c["name"] for c in new_cols}
     old_near, new_near = _neighbours(old_cols, kept), _neighbours(new_cols, kept)
     candidates = []
     for i, old in enumerate(removed):
         for j, new in enumerate(added):
             near = old_near[old["name"]]
-            place = None
-            if old.get("position") == new.get("position"):
-                place = "same position"
-            elif near == new_near[new["name"]] and near != (None, None):
-                place = "between the same columns"
-            conf, why = _rename_confidence(old, new, place)
+            same_neighbours = near == new_near[new["name"]] and near != (None, None)
+            same_position = old.get("position") == new.get("position")
+            conf, why = _rename_confidence(old, new, same_position, same_neighbours)
             if conf >= RENAME_MIN_CONFIDENCE:
                 candidates.append((-conf, i, j, why))
     candidates.sort()

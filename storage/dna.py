@@ -61,7 +61,7 @@ class Edge:
     to_fqn: str
     to_type: str
     pipeline_fqn: str | None = None
-    columns: ColumnMappings = ()
+    columns: Sequence[Any] = ()  # ColumnMappings, or the stored `[{"from", "to"}]` form
 
 
 def _pairs(mappings: Sequence[Any] | None) -> Sequence[tuple[Sequence[str], str]]:
@@ -224,6 +224,13 @@ def _ownership(entity: EntityBase) -> dict[str, Any]:
         "domains": sorted({d for d in (_ref_name(r) for r in entity.domains) if d}),
         "followers": len(entity.followers),
     }
+
+
+def entity_of_test_link(entity_link: str) -> str | None:
+    """The entity FQN of a test's entity link `<#E::table::FQN[::columns::col]>` (not `entityFQN`, which is the
+    column's FQN for a column test)."""
+    parts = entity_link.strip().removeprefix("<#").removesuffix(">").split("::")
+    return _intern(parts[2]) if len(parts) >= 3 and parts[0] == "E" and parts[2] else None
 
 
 def column_of_test_link(entity_link: str) -> str | None:

@@ -186,9 +186,7 @@ class OpenMetadataClient:
         return self._parse(model, entity_type, body)
 
     # ---- lineage --------------------------------------------------------------------------------------
-    async def lineage(
-        self, entity_type: str, fqn: str, upstream: int = 1, downstream: int = 1
-    ) -> list[LineageEdge]:
+    async def lineage(self, entity_type: str, fqn: str, upstream: int = 1, downstream: int = 1) -> list[LineageEdge]:
         """The resolved lineage edges around one entity (`OMNotFound` when the entity is gone).
 
         Edges whose UUIDs cannot be resolved are skipped and recorded in `malformed` under the entity's FQN.
@@ -270,9 +268,7 @@ class OpenMetadataClient:
                 "offset": offset,
             }
             data, paging = _page(await self._http.get_json(path, params), path)
-            out.extend(
-                s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw))
-            )
+            out.extend(s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw)))
             offset += len(data)
             total = paging.get("total")
             if not data or (isinstance(total, int) and offset >= total):
@@ -310,9 +306,7 @@ class OpenMetadataClient:
         return events
 
     # ---- paging and lenient parsing -------------------------------------------------------------------
-    async def _iter_cursor(
-        self, path: str, params: QueryParams, model: type[M], kind: str
-    ) -> AsyncIterator[M]:
+    async def _iter_cursor(self, path: str, params: QueryParams, model: type[M], kind: str) -> AsyncIterator[M]:
         after: str | None = None
         seen_cursors: set[str] = set()
         while True:
@@ -334,17 +328,14 @@ class OpenMetadataClient:
             return model.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(item)'}: {err['msg']}"
-                for err in exc.errors()[:3]
+                f"{'.'.join(str(p) for p in err['loc']) or '(item)'}: {err['msg']}" for err in exc.errors()[:3]
             )
             self._skip(MalformedItem(kind, _ref_of(raw), problems))
             return None
 
     def _skip(self, item: MalformedItem) -> None:
         self.malformed.append(item)
-        log.warning(
-            "skipped a malformed %s from OpenMetadata (%s): %s", item.entity_type, item.fqn_or_id, item.error
-        )
+        log.warning("skipped a malformed %s from OpenMetadata (%s): %s", item.entity_type, item.fqn_or_id, item.error)
 
 
 def event_entity(event: ChangeEvent | dict[str, Any]) -> dict[str, Any] | None:

@@ -153,9 +153,7 @@ class OMHttp:
                 f"OpenMetadata is unavailable at {self.base_url}: GET /{path} failed {tries} time(s), "
                 f"last: {exc.reason}"
             )
-            raise OMUnavailable(
-                self.redact(text), status=exc.status, url=exc.url, message=exc.message
-            ) from exc
+            raise OMUnavailable(self.redact(text), status=exc.status, url=exc.url, message=exc.message) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
@@ -226,8 +224,5 @@ class OMHttp:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        if isinstance(body, dict) and body.get("message"):
-            text = str(body["message"])
-        else:
-            text = response.text.strip()
+        text = str(body["message"]) if isinstance(body, dict) and body.get("message") else response.text.strip()
         return self.redact(text[:300]) if text else None

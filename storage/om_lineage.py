@@ -90,9 +90,7 @@ def parse_lineage(payload: Any) -> tuple[list[LineageEdge], list[LineageProblem]
             continue
         ends = nodes.get(edge.fromEntity), nodes.get(edge.toEntity)
         if ends[0] is None or ends[1] is None:
-            problems.append(
-                LineageProblem(f"{edge.fromEntity}->{edge.toEntity}", "edge UUID not among entity/nodes")
-            )
+            problems.append(LineageProblem(f"{edge.fromEntity}->{edge.toEntity}", "edge UUID not among entity/nodes"))
             continue
         (from_fqn, from_type), (to_fqn, to_type) = ends
         details = edge.lineageDetails

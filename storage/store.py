@@ -202,9 +202,7 @@ def dna_at(session: Session, fqn: str, at: datetime | None = None) -> SnapshotVi
     return None if row is None else _snapshot_view(row[0], row[1], at)
 
 
-def snapshots_between(
-    session: Session, fqn: str, since: datetime, until: datetime | None = None
-) -> list[SnapshotView]:
+def snapshots_between(session: Session, fqn: str, since: datetime, until: datetime | None = None) -> list[SnapshotView]:
     """The snapshots of `fqn` taken in [since, until] (until None = now), oldest first."""
     _aware(since, "since")
     _aware(until, "until")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +22,7 @@ from storage.om_client import OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS
 from storage.sync_fetch import Fetched, Fetcher, Progress
 from storage.sync_write import (
+    Candidate,
     Current,
     SyncWriter,
     edges_by_entity,
@@ -105,7 +108,7 @@ async def run_sync(
     """Run one sync under the sync lock; a failure leaves the last good data untouched and is recorded."""
     options = options or SyncOptions()
     factory = session_factory(engine)
-    with sync_lock(engine):
+    with sync_lock(engine), _gc_frozen():
         started = datetime.now(UTC)
         clock = time.perf_counter()
         with factory.begin() as session:
@@ -116,15 +119,25 @@ async def run_sync(
             run_id = run.id
             cursor = last_ok.events_cursor if last_ok else None
             first_sync = last_ok is None
-            known = {} if mode == "full" else _known_types(session)
+            current = load_current(session)
+            known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
+            fingerprints = {c.fqn: c.fingerprint for c in current.values() if c.fingerprint}
+            del current
         result = SyncResult(run_id, "running", mode, started.isoformat(), "", 0.0)
-        fetcher = Fetcher(client, incident_window_days=options.incident_window_days, progress=progress)
+        fetcher = Fetcher(
+            client,
+            incident_window_days=options.incident_window_days,
+            progress=progress,
+            known_fingerprints=fingerprints,
+            concurrency=getattr(client, "concurrency", 16),
+        )
         try:
             if mode == "full":
                 fetched = await fetcher.full(int(started.timestamp() * 1000))
             else:
                 fetched = await fetcher.incremental(int(cursor or 0), known)
             result.om_version = fetched.om_version
+            freeze_now()
             with factory.begin() as session:
                 run = session.get_one(SyncRun, run_id)
                 _apply(session, run, fetched, started, first_sync, options, result)
@@ -138,8 +151,21 @@ async def run_sync(
         return result
 
 
-def _known_types(session: Session) -> dict[str, str]:
-    return {c.fqn: c.entity_type for c in load_current(session).values() if not c.deleted}
+@contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Keep the cyclic GC on (httpx and asyncio make cyclic garbage) but stop it rescanning the run's data.
+
+    `freeze_now()` moves everything alive into the permanent generation; it is called between phases.
+    """
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def freeze_now() -> None:
+    gc.collect(0)
+    gc.freeze()
 
 
 def _finish(
@@ -253,24 +279,29 @@ def _genes_for(
     deleted: set[str],
     up: dict[str, list[Any]],
     down: dict[str, list[Any]],
-) -> Iterator[tuple[str, dict[str, Any], Any]]:
+) -> Iterator[Candidate]:
     """New genes for each dirty entity: fresh from OpenMetadata when re-read, else the stored genes patched."""
     need = [current[f].snapshot_id for f in dirty if f not in fetched.entities and f in current]
     stored = load_snapshots(session, [s for s in need if s])
     retest = fetched.test_targets | _incident_targets(fetched)
     for fqn in dirty:
         fe = fetched.entities.get(fqn)
-        if fe is not None:
-            genes = json.loads(fe.partial_genes)
+        if fe is not None and fe.fingerprint is not None:
+            # finished while its lineage arrived: genes are kept only when they changed
+            genes = json.loads(fe.genes) if fe.genes is not None else None
+            yield Candidate(fqn, genes, fe, fe.fingerprint, fe.trust)
+            continue
+        if fe is not None and fe.partial_genes is not None:
+            genes = json.loads(fe.partial_genes)  # its lineage was not read this run
         elif fqn in current and current[fqn].snapshot_id in stored:
             genes = stored[current[fqn].snapshot_id][0]
         else:
             continue
         if fqn in deleted:
             genes["entity"]["deleted"] = True
-            yield fqn, genes, None
+            yield Candidate(fqn, genes, None)
             continue
         genes = dna.with_lineage(genes, up.get(fqn, ()), down.get(fqn, ()), pipelines=fetched.pipeline_runs)
         if fe is None and fqn in retest:
             genes["quality"] = dna.quality_gene(fetched.tests_by_entity.get(fqn, ()), fetched.incidents)
-        yield fqn, genes, fe
+        yield Candidate(fqn, genes, fe)

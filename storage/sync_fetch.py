@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import dna
-from storage.errors import OMNotFound
+from storage import dna, trust
+from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.om_client import OpenMetadataClient, event_entity
 from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
 
@@ -72,7 +73,10 @@ class FetchedEntity:
     service: str | None
     om_version: float | None
     om_updated_at: int | None
-    partial_genes: str  # canonical JSON of the genes built with no lineage
+    partial_genes: str | None  # canonical JSON of the genes built with no lineage (dropped once final)
+    genes: str | None = None  # final genes (canonical JSON); None when unchanged since the store's snapshot
+    fingerprint: str | None = None  # set once the lineage is in: the entity is final
+    trust: Any = None  # TrustScore of the final genes, when they changed
 
 
 @dataclass
@@ -102,20 +106,33 @@ def entity_service(entity: EntityBase) -> str | None:
 
 def test_target(test: TestCase) -> str | None:
     """The FQN of the entity a test case checks, from its entity link `<#E::table::FQN[::columns::c]>`."""
-    if test.entityFQN:
-        return test.entityFQN
-    link = test.entityLink.strip("<>#")
-    parts = link.split("::")
-    return parts[2] if len(parts) >= 3 else None
+    return dna.entity_of_test_link(test.entityLink) or test.entityFQN
 
 
 class Fetcher:
-    """Reads one run's worth of OpenMetadata through an `OpenMetadataClient`."""
+    """Reads one run's worth of OpenMetadata through an `OpenMetadataClient`.
 
-    def __init__(self, client: OpenMetadataClient, *, incident_window_days: int = 30, progress: Progress | None):
+    Lineage requests start while the listing is still paging, and each entity's genes are finished (lineage,
+    fingerprint, trust) the moment its lineage arrives, so the CPU work hides behind the network.
+    """
+
+    def __init__(
+        self,
+        client: OpenMetadataClient,
+        *,
+        incident_window_days: int = 30,
+        progress: Progress | None,
+        known_fingerprints: dict[str, str] | None = None,
+        concurrency: int = 16,
+    ):
         self.client = client
         self.incident_window_days = incident_window_days
         self.progress = progress or (lambda stage, done, total: None)
+        self.known = known_fingerprints or {}
+        self.concurrency = concurrency
+        self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        self._queued = 0
+        self._lineage_done = 0
 
     async def context(self, fetched: Fetched) -> None:
         """Test cases, open incidents and pipelines (with their last runs): small, re-read on every run."""
@@ -137,6 +154,7 @@ class Fetcher:
         self.progress("pipelines and tests", len(pipelines), len(pipelines))
 
     def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str) -> None:
+        """Record an entity (genes minus lineage) and queue its lineage request."""
         fqn = sys.intern(entity.fullyQualifiedName or entity.name)
         genes = dna.build_genes(
             entity,
@@ -157,6 +175,8 @@ class Fetcher:
             om_updated_at=entity.updatedAt,
             partial_genes=dna.canonical_json(genes),
         )
+        self._queue.put_nowait((entity_type, fqn))
+        self._queued += 1
 
     async def list_all(self, fetched: Fetched) -> None:
         for entity_type in ENTITY_COLLECTIONS:
@@ -170,27 +190,67 @@ class Fetcher:
                     self.progress(f"{entity_type}s", done, None)
             self.progress(f"{entity_type}s", done, done)
 
-    async def lineage(self, fetched: Fetched, items: Iterable[tuple[str, str]]) -> None:
-        """Re-read the lineage of `items` ((type, fqn)); their edges become authoritative for them."""
-        items = list(items)
-        self.progress("lineage", 0, len(items))
-        by_entity, failed = await self.client.lineage_many(items, progress=self._lineage_progress(len(items)))
-        for fqn, edges in by_entity.items():
-            fetched.lineage_scope.add(fqn)
-            for edge in edges:
-                state = EdgeState.of(edge)
-                fetched.edges[state.key] = state
-        for item in failed:
-            fetched.malformed.append({"kind": "lineage", "item": str(item)})
-        self.progress("lineage", len(items), len(items))
+    async def _lineage_worker(self, fetched: Fetched) -> None:
+        while (item := await self._queue.get()) is not None:
+            entity_type, fqn = item
+            try:
+                edges = await self.client.lineage(entity_type, fqn)
+            except OMNotFound:
+                edges = []  # gone since it was listed: no edges
+            except (OMAuthError, OMUnavailable):
+                raise
+            except OpenMetadataError as exc:  # one entity's lineage is unusable: keep its last good state
+                fetched.malformed.append({"kind": "lineage", "item": fqn, "error": str(exc)[:300]})
+                fetched.unknown.add(fqn)
+                fetched.entities.pop(fqn, None)
+                continue
+            self._finish(fetched, fqn, edges)
+            self._lineage_done += 1
+            if self._lineage_done % 200 == 0:
+                self.progress("lineage", self._lineage_done, self._queued)
 
-    def _lineage_progress(self, total: int) -> Callable[[int], None]:
-        return lambda done: self.progress("lineage", done, total)
+    def _finish(self, fetched: Fetched, fqn: str, edges: list[Any]) -> None:
+        """An entity's lineage is in: record its edges, finish its genes, keep them only if they changed."""
+        fetched.lineage_scope.add(fqn)
+        up, down = [], []
+        for edge in edges:
+            state = fetched.edges.get((edge.from_fqn, edge.to_fqn)) or EdgeState.of(edge)
+            fetched.edges[state.key] = state
+            if state.to_fqn == fqn:
+                up.append(state)
+            if state.from_fqn == fqn:
+                down.append(state)
+        fe = fetched.entities.get(fqn)
+        if fe is None or fe.partial_genes is None:
+            return
+        genes = dna.with_lineage(json.loads(fe.partial_genes), up, down, pipelines=fetched.pipeline_runs)
+        fe.partial_genes = None
+        fe.fingerprint = dna.fingerprint(genes)
+        if self.known.get(fqn) != fe.fingerprint:
+            fe.genes = dna.canonical_json(genes)
+            fe.trust = trust.trust_score(genes)
+
+    async def _with_lineage(self, fetched: Fetched, produce: Callable[[], Awaitable[None]]) -> None:
+        """Run `produce` (which queues entities) while workers fetch lineage; the first fatal error wins."""
+        workers = [asyncio.create_task(self._lineage_worker(fetched)) for _ in range(self.concurrency)]
+        try:
+            await produce()
+            for _ in workers:
+                self._queue.put_nowait(None)
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        self.progress("lineage", self._lineage_done, self._queued)
 
     def collect_malformed(self, fetched: Fetched) -> None:
         for item in self.client.malformed:
             record = {"kind": item.entity_type, "item": item.fqn_or_id, "error": str(item.error)[:300]}
             fetched.malformed.append(record)
+            if item.entity_type == "lineage":
+                continue  # a skipped edge: the entity itself is fine
             if item.fqn_or_id and ("." in item.fqn_or_id or item.fqn_or_id in fetched.entities):
                 fetched.unknown.add(item.fqn_or_id)
             else:
@@ -201,9 +261,12 @@ class Fetcher:
         version = await self.client.check_version()
         fetched = Fetched(mode="full", om_version=version.version)
         fetched.events_cursor = events_start_ms
-        await self.context(fetched)
-        await self.list_all(fetched)
-        await self.lineage(fetched, ((e.entity_type, e.fqn) for e in fetched.entities.values()))
+
+        async def produce() -> None:
+            await self.context(fetched)
+            await self.list_all(fetched)
+
+        await self._with_lineage(fetched, produce)
         self.collect_malformed(fetched)
         return fetched
 
@@ -214,7 +277,6 @@ class Fetcher:
         events = await self.client.events_since(max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES)
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
-        await self.context(fetched)
         changed: dict[str, str] = {}
         for ev in events:
             if ev.entityType == "testCase":
@@ -227,18 +289,22 @@ class Fetcher:
             fqn = ev.entityFullyQualifiedName or _fqn_from_event(ev)
             if fqn:
                 changed[fqn] = ev.entityType
-        for fqn, entity_type in changed.items():
-            try:
-                entity = await self.client.get_entity(entity_type, fqn)
-            except OMNotFound:
-                if fqn in known_types:
+
+        async def produce() -> None:
+            await self.context(fetched)
+            for fqn, entity_type in changed.items():
+                try:
+                    entity = await self.client.get_entity(entity_type, fqn)
+                except OMNotFound:
+                    if fqn in known_types:
+                        fetched.gone.add(fqn)
+                    continue
+                if entity.deleted:
                     fetched.gone.add(fqn)
-                continue
-            if entity.deleted:
-                fetched.gone.add(fqn)
-                continue
-            self.add_entity(fetched, entity, entity_type)
-        await self.lineage(fetched, ((e.entity_type, e.fqn) for e in fetched.entities.values()))
+                    continue
+                self.add_entity(fetched, entity, entity_type)
+
+        await self._with_lineage(fetched, produce)
         self.collect_malformed(fetched)
         self.progress("events", len(events), len(events))
         return fetched

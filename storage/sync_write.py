@@ -33,6 +33,17 @@ class Current:
     trust_score: int | None = None
 
 
+@dataclass(slots=True)
+class Candidate:
+    """An entity whose genes may have changed: new genes (None when known unchanged), precomputed bits."""
+
+    fqn: str
+    genes: dict[str, Any] | None
+    fetched: Any = None
+    fingerprint: str | None = None
+    trust: Any = None
+
+
 @dataclass
 class WriteStats:
     snapshots_written: int = 0
@@ -166,27 +177,30 @@ class SyncWriter:
         }
 
     # -- snapshots -------------------------------------------------------------------------------------
-    def write_entities(self, items: Iterator[tuple[str, dict[str, Any], Any]], current: dict[str, Current]) -> None:
-        """`items` yields (fqn, new genes, fetched entity or None); rows are written in batches."""
-        batch: list[tuple[str, dict[str, Any], Any, str]] = []
-        for fqn, genes, fetched in items:
-            fp = dna.fingerprint(genes)
-            cur = current.get(fqn)
-            if cur is not None and cur.fingerprint == fp:
+    def write_entities(self, items: Iterator[Candidate], current: dict[str, Current]) -> None:
+        """Write a snapshot (and its changes) for each candidate whose fingerprint moved, in batches."""
+        batch: list[Candidate] = []
+        for item in items:
+            cur = current.get(item.fqn)
+            if item.fingerprint is None:
+                item.fingerprint = dna.fingerprint(item.genes)
+            if cur is not None and cur.fingerprint == item.fingerprint:
                 continue
-            batch.append((fqn, genes, fetched, fp))
+            if item.genes is None:
+                raise RuntimeError(f"{item.fqn}: genes were dropped as unchanged but the store moved meanwhile")
+            batch.append(item)
             if len(batch) >= BATCH:
                 self._flush(batch, current)
                 batch = []
         if batch:
             self._flush(batch, current)
 
-    def _flush(self, batch: list[tuple[str, dict[str, Any], Any, str]], current: dict[str, Current]) -> None:
-        old = load_snapshots(self.session, (current[f].snapshot_id for f, *_ in batch if f in current))
+    def _flush(self, batch: list[Candidate], current: dict[str, Current]) -> None:
+        old = load_snapshots(self.session, (current[c.fqn].snapshot_id for c in batch if c.fqn in current))
         new_rows = []
-        for fqn, genes, fetched, _ in batch:
-            if fqn not in current:
-                new_rows.append(self._new_entity_row(fqn, genes, fetched))
+        for c in batch:
+            if c.fqn not in current:
+                new_rows.append(self._new_entity_row(c.fqn, c.genes, c.fetched))
         if new_rows:
             ids = self.session.scalars(
                 insert(Entity).returning(Entity.id, sort_by_parameter_order=True), new_rows
@@ -195,9 +209,10 @@ class SyncWriter:
                 current[row["fqn"]] = Current(eid, row["fqn"], row["entity_type"], None, False, None)
             self.stats.entities_added += len(new_rows)
         snap_rows, change_rows, scores = [], [], []
-        for fqn, genes, _, fp in batch:
+        for c in batch:
+            fqn, genes, fp = c.fqn, c.genes, c.fingerprint
             cur = current[fqn]
-            score = trust.trust_score(genes, now=self.now)
+            score = c.trust or trust.trust_score(genes, now=self.now)
             scores.append(score)
             snap_rows.append(
                 {
@@ -231,7 +246,8 @@ class SyncWriter:
             insert(Snapshot).returning(Snapshot.id, sort_by_parameter_order=True), snap_rows
         ).all()
         updates = []
-        for (fqn, genes, fetched, fp), sid in zip(batch, snap_ids, strict=True):
+        for c, sid in zip(batch, snap_ids, strict=True):
+            fqn, genes, fetched, fp = c.fqn, c.genes, c.fetched, c.fingerprint
             cur = current[fqn]
             deleted = bool(genes["entity"].get("deleted"))
             row: dict[str, Any] = {

@@ -41,9 +41,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine: Engine = create_engine(
-        context.config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool
-    )
+    engine: Engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
             _configure(conn)

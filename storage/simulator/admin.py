@@ -20,8 +20,12 @@ Routes (bearer auth as for OM; FQNs and column names percent-encoded as one path
 | POST | /admin/pipelines/{fqn}/status | `{"executionStatus", "taskStatus"?: {task: status} or [...], "timestamp"?}` |
 | POST | /admin/tests/{testCaseFQN}/result | `{"status", "result"?, "values"?: {name: value}, "timestamp"?}` |
 | POST | /admin/tests/{testCaseFQN}/incident | `{"status", "assignee"?, "severity"?, "reason"?, "comment"?}` |
-| GET, POST, DELETE | /admin/faults | `{"path_regex"?, "method"?, "status"?, "times"?, "delay_seconds"?, "retry_after"?, "malformed"?}` |
+| GET, POST, DELETE | /admin/faults | a fault spec (below); DELETE clears them all |
 | GET | /admin/catalog | (entity counts, event count, last timestamp) |
+
+A fault spec: `{"path_regex"?, "method"?, "status"?, "times"?, "delay_seconds"?, "retry_after"?, "message"?}`
+(matching OM requests get `status` after the delay, `times` times, 429 + `Retry-After` when only
+`retry_after` is given), or `{"malformed": FQN}` to serve that entity with a broken shape.
 
 Every body may carry `"user"` (default `admin`), recorded as `updatedBy` / the event's `userName`.
 """
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from storage import fqn as fqnlib
+from storage.simulator.compact import add_edge_spec, clock_date, table_args
 from storage.simulator.records import SimError, dumps
 
 if TYPE_CHECKING:
@@ -85,7 +89,11 @@ def dispatch(sim: Simulator, method: str, seg: list[str], body: dict[str, Any]) 
         return sim.faults.describe()
     if head == "catalog" and method == "GET":
         with cat.lock:
-            return {"counts": cat.counts(), "events": len(cat.events), "lastTimestamp": cat.events[-1][0] if cat.events else None}
+            return {
+                "counts": cat.counts(),
+                "events": len(cat.events),
+                "lastTimestamp": cat.events[-1][0] if cat.events else None,
+            }
     if head == "tables":
         return _tables(cat, method, seg[1:], body, by)
     if head == "entities" and len(seg) >= 3:
@@ -119,18 +127,8 @@ def dispatch(sim: Simulator, method: str, seg: list[str], body: dict[str, Any]) 
 
 def _tables(cat: Catalog, method: str, seg: list[str], body: dict[str, Any], by: str) -> Any:
     if not seg and method == "POST":
-        service, database, schema, name = fqnlib.split(body["fqn"])
-        return cat.create_table(
-            service,
-            database,
-            schema,
-            name,
-            columns=body["columns"],
-            description=body.get("description"),
-            table_type=body.get("tableType", "Regular"),
-            owners=body.get("owners") or (),
-            tags=body.get("tags") or (),
-        )
+        parts, kwargs = table_args(body, clock_date(cat))
+        return cat.create_table(*parts, **kwargs)
     if len(seg) < 2 or seg[1] != "columns":
         raise SimError(404, "no such admin table route")
     fqn = seg[0]
@@ -175,16 +173,7 @@ def _entities(cat: Catalog, method: str, etype: str, fqn: str, rest: list[str], 
 
 def _lineage(cat: Catalog, method: str, body: dict[str, Any]) -> Any:
     if method == "POST":
-        return cat.add_edge(
-            body["from"],
-            body["to"],
-            from_type=body.get("fromType"),
-            to_type=body.get("toType"),
-            columns=body.get("columns"),
-            pipeline=body.get("pipeline"),
-            sql_query=body.get("sqlQuery"),
-            source=body.get("source", "Manual"),
-        )
+        return add_edge_spec(cat, body)
     if method == "DELETE":
         cat.remove_edge(body["from"], body["to"], from_type=body.get("fromType"), to_type=body.get("toType"))
         return {"deleted": True}

@@ -88,6 +88,8 @@ class Simulator:
             reply = self.route(method, segments[2:], request.query_params, body)
         except SimError as exc:
             return error_response(exc.status, exc.message)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a request body of the wrong shape
+            return error_response(400, f"Invalid request: {exc!r}")
         if self.validator is not None and reply.validate and reply.body and reply.status < 300:
             try:
                 self.validator(path, json.loads(reply.body))

@@ -26,15 +26,6 @@ from storage.simulator.quality import QualityMixin
 class Catalog(MutationsMixin, QualityMixin):
     """An OpenMetadata-shaped catalog held in memory."""
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], int] | None = None,
-        base_url: str = "http://localhost:8585",
-        lineage_follows_columns: bool = False,
-    ) -> None:
-        super().__init__(clock=clock, base_url=base_url, lineage_follows_columns=lineage_follows_columns)
-
     @classmethod
     def from_sample_data(cls, path: str | Path, *, clock: Callable[[], int] | None = None) -> Catalog:
         """Load OM's official sample data directory (read in place, never copied)."""
@@ -64,6 +55,11 @@ class Catalog(MutationsMixin, QualityMixin):
     def demo(cls, *, clock: Callable[[], int] | None = None) -> Catalog:
         """The bundled demo warehouse (`demo_catalog.json`)."""
         return cls.from_file(DEMO_CATALOG, clock=clock)
+
+    def entity(self, etype: str, fqn: str, *, include: str = "all") -> dict[str, Any]:
+        """The current JSON of an entity, every field included (404 SimError when absent)."""
+        with self.lock:
+            return self.get(etype, fqn, include=include).doc()
 
     def counts(self) -> dict[str, int]:
         """How many entities of each type (deleted included), for logs and tests."""

@@ -59,7 +59,7 @@ SERVICE_KINDS = {
 def load_compact(catalog: Catalog, data: Mapping[str, Any]) -> None:
     """Fill `catalog` from a compact-format mapping."""
     with catalog.lock:
-        today = dt.datetime.fromtimestamp(catalog.clock() / 1000, tz=dt.UTC).date().isoformat()
+        today = clock_date(catalog)
         for name, svc in (data.get("services") or {}).items():
             kind = SERVICE_KINDS.get(svc.get("kind", ""), svc.get("kind", ""))
             catalog.add_service(name, kind, svc["serviceType"])
@@ -113,19 +113,29 @@ def load_compact(catalog: Catalog, data: Mapping[str, Any]) -> None:
         for topic in data.get("topics") or []:
             _topic(catalog, topic)
         for edge in data.get("lineage") or []:
-            catalog.add_edge(
-                edge["from"],
-                edge["to"],
-                from_type=edge.get("fromType"),
-                to_type=edge.get("toType"),
-                columns=edge.get("columns"),
-                pipeline=edge.get("pipeline"),
-                sql_query=edge.get("sql"),
-                source=edge.get("source", "Manual"),
-            )
+            add_edge_spec(catalog, edge)
         now = catalog.tick()
         for test in data.get("tests") or []:
             _test(catalog, test, now)
+
+
+def clock_date(catalog: Catalog) -> str:
+    """The catalog clock's UTC date (`usageSummary.date`)."""
+    return dt.datetime.fromtimestamp(catalog.clock() / 1000, tz=dt.UTC).date().isoformat()
+
+
+def add_edge_spec(catalog: Catalog, edge: Mapping[str, Any]) -> dict[str, Any]:
+    """Add one compact lineage edge (`from`, `to`, `fromType`?, `toType`?, `columns`?, `pipeline`?, `sql`?)."""
+    return catalog.add_edge(
+        edge["from"],
+        edge["to"],
+        from_type=edge.get("fromType"),
+        to_type=edge.get("toType"),
+        columns=edge.get("columns"),
+        pipeline=edge.get("pipeline"),
+        sql_query=edge.get("sql") or edge.get("sqlQuery"),
+        source=edge.get("source", "Manual"),
+    )
 
 
 def _parts(fqn: str, count: int) -> list[str]:
@@ -147,23 +157,26 @@ def _usage(spec: Mapping[str, Any] | None, today: str) -> dict[str, Any] | None:
     )
 
 
+def table_args(table: Mapping[str, Any], today: str) -> tuple[list[str], dict[str, Any]]:
+    """The `add_table` arguments for a compact table spec: `[service, database, schema, name]`, kwargs."""
+    parts = _parts(table["fqn"], 4)
+    kwargs = {
+        "columns": table["columns"],
+        "description": table.get("description"),
+        "display_name": table.get("displayName"),
+        "table_type": table.get("tableType", "Regular"),
+        "constraints": table.get("constraints"),
+        "owners": table.get("owners") or (),
+        "tags": table.get("tags") or (),
+        "usage": _usage(table.get("usage"), today),
+        "extra": {"sourceUrl": table.get("sourceUrl"), "schemaDefinition": table.get("schemaDefinition")},
+    }
+    return parts, kwargs
+
+
 def _table(catalog: Catalog, table: Mapping[str, Any], today: str) -> None:
-    service, database, schema, name = _parts(table["fqn"], 4)
-    catalog.add_table(
-        service,
-        database,
-        schema,
-        name,
-        columns=table["columns"],
-        description=table.get("description"),
-        display_name=table.get("displayName"),
-        table_type=table.get("tableType", "Regular"),
-        constraints=table.get("constraints"),
-        owners=table.get("owners") or (),
-        tags=table.get("tags") or (),
-        usage=_usage(table.get("usage"), today),
-        extra={"sourceUrl": table.get("sourceUrl"), "schemaDefinition": table.get("schemaDefinition")},
-    )
+    parts, kwargs = table_args(table, today)
+    catalog.add_table(*parts, **kwargs)
 
 
 def _dashboard(catalog: Catalog, dash: Mapping[str, Any], today: str) -> None:

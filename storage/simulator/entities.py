@@ -38,11 +38,17 @@ class EntitiesMixin(CatalogStore):
         self.services[name] = {"ref": ref, "kind": kind, "serviceType": service_type}
         return ref
 
-    def _service(self, etype: str, name: str) -> tuple[dict[str, Any], str]:
-        svc = self.services.get(name)
+    def _asset_doc(
+        self, etype: str, service: str, name: str, fqn: str, *, display_name: str | None, description: str | None
+    ) -> dict[str, Any]:
+        """A new data asset's base JSON with its service ref (404 when the service is unknown)."""
+        svc = self.services.get(service)
         if svc is None or svc["kind"] != SERVICE_KINDS[etype]:
-            raise SimError(404, f"{SERVICE_KINDS[etype]} instance for {name} not found")
-        return dict(svc["ref"]), svc["serviceType"]
+            raise SimError(404, f"{SERVICE_KINDS[etype]} instance for {service} not found")
+        doc = self._new_doc(etype, name, fqn, display_name=display_name, description=description)
+        doc["service"] = dict(svc["ref"])
+        doc["serviceType"] = svc["serviceType"]
+        return doc
 
     def _new_doc(
         self, etype: str, name: str, fqn: str, *, display_name: str | None, description: str | None
@@ -136,11 +142,10 @@ class EntitiesMixin(CatalogStore):
         extra: dict[str, Any] | None = None,
     ) -> Record:
         """A table `service.database.schema.name` with its columns (FQNs and positions filled in)."""
-        svc_ref, svc_type = self._service("table", service)
         fqn = fqnlib.build(service, database, schema, name)
         db_fqn = fqnlib.build(service, database)
         schema_fqn = fqnlib.build(service, database, schema)
-        doc = self._new_doc("table", name, fqn, display_name=display_name, description=description)
+        doc = self._asset_doc("table", service, name, fqn, display_name=display_name, description=description)
         doc["tableType"] = table_type
         doc["columns"] = [normalize_column(c, fqn, i) for i, c in enumerate(columns, start=1)]
         if constraints:
@@ -159,8 +164,6 @@ class EntitiesMixin(CatalogStore):
             "fullyQualifiedName": db_fqn,
             "deleted": False,
         }
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
         if usage:
             doc["usageSummary"] = usage
         self._finish(doc, owners, tags, extra)
@@ -183,11 +186,10 @@ class EntitiesMixin(CatalogStore):
         extra: dict[str, Any] | None = None,
     ) -> Record:
         """A dashboard data model `service.model.name`."""
-        svc_ref, svc_type = self._service("dashboardDataModel", service)
         fqn = f"{fqnlib.quote_name(service)}.model.{fqnlib.quote_name(name)}"
-        doc = self._new_doc("dashboardDataModel", name, fqn, display_name=display_name, description=description)
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
+        doc = self._asset_doc(
+            "dashboardDataModel", service, name, fqn, display_name=display_name, description=description
+        )
         doc["dataModelType"] = data_model_type
         if sql is not None:
             doc["sql"] = sql
@@ -208,12 +210,9 @@ class EntitiesMixin(CatalogStore):
         tags: Iterable[str | dict[str, Any]] = (),
     ) -> Record:
         """A chart `service.name` (its `dashboards` fill in as dashboards are added)."""
-        svc_ref, svc_type = self._service("chart", service)
         fqn = fqnlib.build(service, name)
-        doc = self._new_doc("chart", name, fqn, display_name=display_name, description=description)
+        doc = self._asset_doc("chart", service, name, fqn, display_name=display_name, description=description)
         doc["chartType"] = chart_type
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
         doc["dashboards"] = []
         self._finish(doc, owners, tags, {"sourceUrl": source_url})
         return self.insert("chart", doc, service=service)
@@ -235,14 +234,11 @@ class EntitiesMixin(CatalogStore):
         usage: dict[str, Any] | None = None,
     ) -> Record:
         """A dashboard `service.name` over existing charts and data models (given by FQN)."""
-        svc_ref, svc_type = self._service("dashboard", service)
         fqn = fqnlib.build(service, name)
         chart_recs = [self.get("chart", c, include="all") for c in charts]
         model_recs = [self.get("dashboardDataModel", m, include="all") for m in data_models]
-        doc = self._new_doc("dashboard", name, fqn, display_name=display_name, description=description)
+        doc = self._asset_doc("dashboard", service, name, fqn, display_name=display_name, description=description)
         doc["dashboardType"] = dashboard_type
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
         doc["charts"] = [c.ref() for c in chart_recs]
         doc["dataModels"] = [m.ref() for m in model_recs]
         if usage:
@@ -268,11 +264,8 @@ class EntitiesMixin(CatalogStore):
         tags: Iterable[str | dict[str, Any]] = (),
     ) -> Record:
         """A pipeline `service.name` with its tasks (task FQNs filled in) and optional last run."""
-        svc_ref, svc_type = self._service("pipeline", service)
         fqn = fqnlib.build(service, name)
-        doc = self._new_doc("pipeline", name, fqn, display_name=display_name, description=description)
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
+        doc = self._asset_doc("pipeline", service, name, fqn, display_name=display_name, description=description)
         doc["tasks"] = [_task(t, fqn) for t in tasks]
         if status:
             doc["pipelineStatus"] = status
@@ -295,11 +288,8 @@ class EntitiesMixin(CatalogStore):
         extra: dict[str, Any] | None = None,
     ) -> Record:
         """A topic `service.name` with its message schema (field FQNs filled in)."""
-        svc_ref, svc_type = self._service("topic", service)
         fqn = fqnlib.build(service, name)
-        doc = self._new_doc("topic", name, fqn, display_name=display_name, description=description)
-        doc["service"] = svc_ref
-        doc["serviceType"] = svc_type
+        doc = self._asset_doc("topic", service, name, fqn, display_name=display_name, description=description)
         doc["partitions"] = partitions
         if schema_type or schema_text or fields:
             message: dict[str, Any] = {}

@@ -76,9 +76,7 @@ class MutationsMixin(EntitiesMixin, LineageMixin):
         with self.lock:
             rec, doc, columns = self._columns(etype, fqn)
             old = columns.pop(find_column(columns, name))
-            out = self.commit(
-                rec, doc, deleted=[{"name": "columns", "oldValue": dumps([old])}], major=True, by=by
-            )
+            out = self.commit(rec, doc, deleted=[{"name": "columns", "oldValue": dumps([old])}], major=True, by=by)
             self.follow_columns(rec, column_fqns([old]), {})
             return out
 
@@ -93,19 +91,26 @@ class MutationsMixin(EntitiesMixin, LineageMixin):
                 raise SimError(409, f"column {new_name} already exists")
             old = columns[index]
             new = normalize_column({**old, "name": new_name}, rec.fqn, old.get("ordinalPosition"))
-            columns[index] = new
-            out = self.commit(
-                rec,
-                doc,
-                added=[{"name": "columns", "newValue": dumps([new])}],
-                deleted=[{"name": "columns", "oldValue": dumps([old])}],
-                major=True,
-                by=by,
-            )
+            out = self._replace_column(rec, doc, index, new, by)
             old_prefix, new_prefix = old["fullyQualifiedName"], new["fullyQualifiedName"]
             renamed = {f: new_prefix + f[len(old_prefix) :] for f in column_fqns([old])}
             self.follow_columns(rec, set(), renamed)
             return out
+
+    def _replace_column(
+        self, rec: Record, doc: dict[str, Any], index: int, new: dict[str, Any], by: str
+    ) -> dict[str, Any]:
+        """Swap a column for a changed one: OM matches columns by name and type, so it is delete + add (major)."""
+        columns = doc["columns"]
+        old, columns[index] = columns[index], new
+        return self.commit(
+            rec,
+            doc,
+            added=[{"name": "columns", "newValue": dumps([new])}],
+            deleted=[{"name": "columns", "oldValue": dumps([old])}],
+            major=True,
+            by=by,
+        )
 
     def retype_column(
         self,
@@ -130,15 +135,7 @@ class MutationsMixin(EntitiesMixin, LineageMixin):
                 if data_length is not None:
                     changed["dataLength"] = data_length
                 new = normalize_column(changed, rec.fqn, old.get("ordinalPosition"))
-                columns[index] = new
-                return self.commit(
-                    rec,
-                    doc,
-                    added=[{"name": "columns", "newValue": dumps([new])}],
-                    deleted=[{"name": "columns", "oldValue": dumps([old])}],
-                    major=True,
-                    by=by,
-                )
+                return self._replace_column(rec, doc, index, new, by)
             old_length = old.get("dataLength")
             if data_type_display is None and data_length in (None, old_length):
                 display = old.get("dataTypeDisplay") or display

@@ -307,7 +307,12 @@ class QualityMixin(EntitiesMixin):
                 field: dict[str, Any] = {"name": "pipelineStatus", "newValue": status}
                 if replaced is not None:
                     field["oldValue"] = replaced
-                change = {"fieldsAdded": [], "fieldsUpdated": [field], "fieldsDeleted": [], "previousVersion": rec.version}
+                change = {
+                    "fieldsAdded": [],
+                    "fieldsUpdated": [field],
+                    "fieldsDeleted": [],
+                    "previousVersion": rec.version,
+                }
                 self.emit("entityUpdated", rec, change, by=by)
             return doc
 

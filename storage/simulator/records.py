@@ -25,23 +25,89 @@ TYPE_COLLECTION: dict[str, str] = {v: k for k, v in COLLECTIONS.items()}
 # `fields=` whitelists (OM 1.13 OpenAPI, doc §1.4); users/teams are a subset of theirs.
 ALLOWED_FIELDS: dict[str, frozenset[str]] = {
     "table": frozenset(
-        ["tableConstraints", "tablePartition", "usageSummary", "owners", "customMetrics", "columns", "sampleData", "tags", "followers", "joins", "schemaDefinition", "dataModel", "extension", "testSuite", "domains", "dataProducts", "lifeCycle", "sourceHash"]
+        [
+            "tableConstraints",
+            "tablePartition",
+            "usageSummary",
+            "owners",
+            "customMetrics",
+            "columns",
+            "sampleData",
+            "tags",
+            "followers",
+            "joins",
+            "schemaDefinition",
+            "dataModel",
+            "extension",
+            "testSuite",
+            "domains",
+            "dataProducts",
+            "lifeCycle",
+            "sourceHash",
+        ]
     ),
     "dashboard": frozenset(
-        ["owners", "charts", "followers", "tags", "usageSummary", "extension", "dataModels", "domains", "dataProducts", "sourceHash"]
+        [
+            "owners",
+            "charts",
+            "followers",
+            "tags",
+            "usageSummary",
+            "extension",
+            "dataModels",
+            "domains",
+            "dataProducts",
+            "sourceHash",
+        ]
     ),
-    "chart": frozenset(["owners", "followers", "tags", "domains", "dataProducts", "sourceHash", "dashboards", "extension"]),
+    "chart": frozenset(
+        ["owners", "followers", "tags", "domains", "dataProducts", "sourceHash", "dashboards", "extension"]
+    ),
     "pipeline": frozenset(
-        ["owners", "tasks", "pipelineStatus", "followers", "tags", "extension", "scheduleInterval", "domains", "sourceHash"]
+        [
+            "owners",
+            "tasks",
+            "pipelineStatus",
+            "followers",
+            "tags",
+            "extension",
+            "scheduleInterval",
+            "domains",
+            "sourceHash",
+        ]
     ),
     "topic": frozenset(["owners", "followers", "tags", "extension", "domains", "dataProducts", "sourceHash"]),
     "dashboardDataModel": frozenset(["owners", "tags", "followers", "domains", "sourceHash", "extension"]),
     "testCase": frozenset(
-        ["owners", "reviewers", "entityStatus", "testSuite", "testDefinition", "testSuites", "incidentId", "domains", "tags", "followers", "dataProducts"]
+        [
+            "owners",
+            "reviewers",
+            "entityStatus",
+            "testSuite",
+            "testDefinition",
+            "testSuites",
+            "incidentId",
+            "domains",
+            "tags",
+            "followers",
+            "dataProducts",
+        ]
     ),
     "user": frozenset(["teams", "roles", "personas", "defaultPersona", "profile", "owns", "follows", "domains"]),
     "team": frozenset(
-        ["owners", "profile", "users", "owns", "defaultRoles", "parents", "children", "policies", "userCount", "childrenCount", "domains"]
+        [
+            "owners",
+            "profile",
+            "users",
+            "owns",
+            "defaultRoles",
+            "parents",
+            "children",
+            "policies",
+            "userCount",
+            "childrenCount",
+            "domains",
+        ]
     ),
 }
 # Whitelisted fields that are returned even when not asked for (the schemas require them).

@@ -6,28 +6,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storage.simulator.records import COLUMN_KEYS
+
 if TYPE_CHECKING:
     from storage.simulator.catalog import Catalog
 
 DAY_MS = 86_400_000
 # CreateTableRequest fields the loader passes through, plus the extras kept for their `fields=`.
 TABLE_EXTRAS = ("schemaDefinition", "sourceUrl", "tablePartition", "joins", "sampleData")
-COLUMN_KEYS = {
-    "name",
-    "displayName",
-    "dataType",
-    "arrayDataType",
-    "dataLength",
-    "precision",
-    "scale",
-    "dataTypeDisplay",
-    "description",
-    "tags",
-    "constraint",
-    "ordinalPosition",
-    "jsonSchema",
-    "children",
-}
+COLUMN_FIELDS = frozenset(COLUMN_KEYS) - {"fullyQualifiedName"}  # the loader rebuilds column FQNs
 # Incident life cycles played after a failure streak ends (doc §5.3 `resolutions.sequence*`).
 RESOLUTIONS = (
     ("Ack", "Assigned", "Resolved"),
@@ -103,7 +90,7 @@ def _people(catalog: Catalog, root: Path) -> None:
 
 
 def _clean_column(col: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in col.items() if k in COLUMN_KEYS}
+    out = {k: v for k, v in col.items() if k in COLUMN_FIELDS}
     if out.get("children"):
         out["children"] = [_clean_column(c) for c in out["children"]]
     return out
@@ -311,4 +298,3 @@ def _play_results(
             timestamp=ts,
             event=False,
         )
-

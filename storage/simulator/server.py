@@ -50,7 +50,8 @@ def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
 
 def run_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0) -> ServerHandle:
     """Start uvicorn for `app` in a daemon thread on an already bound socket; returns once it serves."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets whose proto says TCP (else Nagle adds 40 ms)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -94,8 +94,15 @@ def synthetic_catalog(
                             if j % len(sources) == k
                         }
                         pipe = f"orchestrator.load_{(i + k) % n_pipes:04d}"
-                        cat.add_edge(src, rec.fqn, from_type="table", to_type="table", columns=mapping,
-                                     pipeline=pipe, check_columns=False)
+                        cat.add_edge(
+                            src,
+                            rec.fqn,
+                            from_type="table",
+                            to_type="table",
+                            columns=mapping,
+                            pipeline=pipe,
+                            check_columns=False,
+                        )
                 if i % 5 == 0 and layer != "raw":
                     _test(cat, rec.fqn, failing=i % 50 == 0)
             previous = current
@@ -118,14 +125,20 @@ def _dashboards(cat: Catalog, marts: list[str], count: int, columns: int, users:
         model_cols = _columns(min(columns, 6), False)
         model = cat.add_data_model("bi", f"model_{d:04d}", data_model_type="LookMlExplore", columns=model_cols)
         mapping = {c["name"]: [c["name"]] for c in model_cols}
-        cat.add_edge(mart, model.fqn, from_type="table", to_type="dashboardDataModel", columns=mapping,
-                     check_columns=False)
+        cat.add_edge(
+            mart, model.fqn, from_type="table", to_type="dashboardDataModel", columns=mapping, check_columns=False
+        )
         charts = []
         for k in range(2):
             chart = cat.add_chart("bi", f"chart_{d:04d}_{k}", chart_type="Line", display_name=f"Chart {d}.{k}")
             charts.append(chart.fqn)
         dash = cat.add_dashboard(
-            "bi", f"dash_{d:04d}", charts=charts, data_models=[model.fqn], display_name=f"Dashboard {d}",
-            owners=[users[d % len(users)]], tags=["Tier.Tier1"] if d % 3 == 0 else [],
+            "bi",
+            f"dash_{d:04d}",
+            charts=charts,
+            data_models=[model.fqn],
+            display_name=f"Dashboard {d}",
+            owners=[users[d % len(users)]],
+            tags=["Tier.Tier1"] if d % 3 == 0 else [],
         )
         cat.add_edge(model.fqn, dash.fqn, from_type="dashboardDataModel", to_type="dashboard", check_columns=False)

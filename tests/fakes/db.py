@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 from storage import db
 
 # The server CI starts (see .ci/run); each test gets its own throwaway database on it.
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DNABOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = os.environ.get("DNABOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DB_KINDS = ("sqlite", "postgres")
 
 _postgres_problem: list[str] = []  # cached for the session: probe an absent server only once
@@ -29,9 +27,7 @@ def _postgres_required() -> bool:
 
 
 def _admin_engine() -> Engine:
-    return create_engine(
-        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
+    return create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
 
 
 def require_postgres() -> None:

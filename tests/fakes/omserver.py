@@ -26,6 +26,7 @@ class OMServer:
     catalog: Catalog
     violations: list[str]
     handle: ServerHandle = field(repr=False)
+    owns_server: bool = True
     _client: httpx.Client | None = field(default=None, repr=False)
 
     @property
@@ -46,11 +47,15 @@ class OMServer:
         response.raise_for_status()
         return response.json()
 
-    def admin(self, method: str, path: str, json: Any = None) -> Any:
-        """Call the admin API (`/admin/...`; FQNs percent-encoded, see `seg`) and return its JSON."""
+    def request(self, method: str, path: str, json: Any = None) -> Any:
+        """Any authenticated call (OM or admin path); its JSON, or None for an empty body (raises on errors)."""
         response = self.http.request(method, path, json=json)
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:
+        """Call the admin API (`/admin/...`; FQNs percent-encoded, see `seg`) and return its JSON."""
+        return self.request(method, path, json)
 
     @staticmethod
     def seg(fqn: str) -> str:
@@ -58,9 +63,11 @@ class OMServer:
         return url_segment(fqn)
 
     def close(self) -> None:
+        """Close the client, and stop the server unless it is the shared one."""
         if self._client is not None:
             self._client.close()
-        self.handle.stop()
+        if self.owns_server:
+            self.handle.stop()
 
 
 def _recorder(violations: list[str]) -> Callable[[str, Any], None]:
@@ -81,8 +88,52 @@ def start_server(catalog: Catalog, token: str = TOKEN) -> OMServer:
     return OMServer(url=handle.url, token=token, catalog=catalog, violations=violations, handle=handle)
 
 
-def _serve(catalog: Catalog) -> Iterator[OMServer]:
-    server = start_server(catalog)
+class _SharedServer:
+    """One uvicorn server per session whose catalog, faults and violations are swapped per test.
+
+    Starting and stopping uvicorn costs ~0.15 s, so function-scoped fixtures lease this server instead:
+    each test still gets a fresh catalog, no faults, and its own violations list.
+    """
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.app = create_app(Catalog(), token=TOKEN, validator=self._record)
+        self.handle = run_in_thread(self.app)
+
+    def _record(self, path: str, payload: Any) -> None:
+        try:
+            response_validator(path, payload)
+        except Exception as exc:
+            self.violations.append(f"{path}: {exc}")
+
+    def lease(self, catalog: Catalog) -> OMServer:
+        sim = self.app.state.simulator
+        sim.catalog = catalog
+        self.app.state.catalog = catalog
+        sim.faults.clear()
+        self.violations = []
+        return OMServer(
+            url=self.handle.url,
+            token=TOKEN,
+            catalog=catalog,
+            violations=self.violations,
+            handle=self.handle,
+            owns_server=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def _om_shared() -> Iterator[dict[str, _SharedServer]]:
+    servers: dict[str, _SharedServer] = {}
+    yield servers
+    for server in servers.values():
+        server.handle.stop()
+
+
+def _leased(shared: dict[str, _SharedServer], key: str, catalog: Catalog) -> Iterator[OMServer]:
+    if key not in shared:
+        shared[key] = _SharedServer()
+    server = shared[key].lease(catalog)
     try:
         yield server
     finally:
@@ -91,20 +142,24 @@ def _serve(catalog: Catalog) -> Iterator[OMServer]:
 
 
 @pytest.fixture
-def om_sample() -> Iterator[OMServer]:
-    """The simulator seeded with OpenMetadata's official sample data."""
-    yield from _serve(Catalog.from_sample_data(SAMPLE_DATA))
+def om_sample(_om_shared: dict[str, _SharedServer]) -> Iterator[OMServer]:
+    """The simulator seeded with OpenMetadata's official sample data (a fresh catalog per test)."""
+    yield from _leased(_om_shared, "sample", Catalog.from_sample_data(SAMPLE_DATA))
 
 
 @pytest.fixture
-def om_demo() -> Iterator[OMServer]:
+def om_demo(_om_shared: dict[str, _SharedServer]) -> Iterator[OMServer]:
     """The simulator seeded with the project's demo warehouse (`storage/simulator/demo_catalog.json`)."""
-    yield from _serve(Catalog.demo())
+    yield from _leased(_om_shared, "demo", Catalog.demo())
 
 
 @pytest.fixture
 def om_factory() -> Iterator[Callable[[Catalog], OMServer]]:
-    """Start simulators over catalogs of your own (e.g. `synthetic_catalog(200)`); all stopped at teardown."""
+    """Start simulators over catalogs of your own (e.g. `synthetic_catalog(200)`); all stopped at teardown.
+
+    Every response is schema-validated (about 2-3 ms per entity), so keep such catalogs small; benchmarks
+    should serve `create_app(catalog)` without a validator instead.
+    """
     servers: list[OMServer] = []
 
     def start(catalog: Catalog) -> OMServer:

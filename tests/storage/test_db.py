@@ -26,15 +26,11 @@ except db.SyncAlreadyRunning:
 
 
 def try_lock_in_another_process(url: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", TRY_LOCK, url], capture_output=True, text=True, timeout=60, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", TRY_LOCK, url], capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.strip()
 
 
-def test_no_url_means_a_sqlite_file_in_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_url_means_a_sqlite_file_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert db.make_engine(None).url.database == str(tmp_path / "dnabot.db")
     other = db.make_engine(None, default_sqlite_path="state/bot.db")

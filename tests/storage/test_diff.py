@@ -112,7 +112,21 @@ def test_a_rename_in_place_is_one_rename_not_a_drop_and_an_add():
     )
     assert rec.confidence is not None and rec.confidence >= 0.9
     assert rec.details["old_name"] == "status" and rec.details["new_name"] == "order_state"
-    assert rec.details["position"] == 3 and "same position" in rec.details["why"]
+    assert rec.details["position"] == 3
+    assert rec.details["why"] == "same type, same position, between the same columns"
+
+
+def test_a_rename_next_to_a_dropped_column_picks_the_column_that_kept_its_place_and_description():
+    address = [
+        {"name": "address2", "dataType": "VARCHAR", "ordinalPosition": 6},
+        {"name": "company", "dataType": "VARCHAR", "ordinalPosition": 7, "description": "Business name."},
+        {"name": "city", "dataType": "VARCHAR", "ordinalPosition": 8, "description": "The city."},
+        {"name": "region", "dataType": "VARCHAR", "ordinalPosition": 9},
+    ]
+    after = [address[0], {**address[2], "name": "town"}, address[3]]  # company dropped, city renamed to town
+    records = diff_genes(genes(address), genes(after))
+    assert kinds(records) == [("column_renamed", "city"), ("column_removed", "company")]
+    assert records[0].confidence >= 0.9
 
 
 def test_a_similar_name_elsewhere_is_a_less_certain_rename():
@@ -265,4 +279,4 @@ def test_many_changes_at_once_come_in_a_stable_order():
     ]
     assert first[0].as_dict()["kind"] == "column_removed"
     # "a" was dropped, so status moved up one place: its unchanged neighbours still make it a rename
-    assert first[1].details["why"] == "same type and between the same columns"
+    assert first[1].details["why"] == "same type, between the same columns"

@@ -9,9 +9,11 @@ from storage.dna import (
     Edge,
     build_genes,
     canonical_json,
+    column_of_test_link,
     columns_from_json,
     columns_json,
     decode,
+    entity_of_test_link,
     fingerprint,
     pipeline_summary,
     with_lineage,
@@ -341,3 +343,14 @@ def test_a_pipeline_carries_its_own_last_run():
     assert genes["pipeline"]["runs"] == [{"fqn": "airflow.load_orders", "status": "Failed", "failed_tasks": ["load"]}]
     never_ran = Pipeline.model_validate({"id": "q", "name": "new", "fullyQualifiedName": "airflow.new"})
     assert pipeline_summary(never_ran) == {"status": None, "failed_tasks": []}
+
+
+def test_entity_links_name_the_tested_entity_and_column():
+    link = f"<#E::table::{ORDERS}::columns::status>"
+    assert (entity_of_test_link(link), column_of_test_link(link)) == (ORDERS, "status")
+    assert (entity_of_test_link(f"<#E::table::{ORDERS}>"), column_of_test_link(f"<#E::table::{ORDERS}>")) == (
+        ORDERS,
+        None,
+    )
+    assert column_of_test_link(f'<#E::table::{ORDERS}::columns::"a.b">') == "a.b"
+    assert entity_of_test_link("garbage") is None

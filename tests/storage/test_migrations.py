@@ -18,9 +18,7 @@ TABLES = {"sync_runs", "entities", "snapshots", "lineage_edges", "changes"}
 
 def schema_diffs(engine: sa.Engine) -> list[object]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
-        )
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         return list(compare_metadata(context, Base.metadata))
 
 

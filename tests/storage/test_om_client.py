@@ -195,9 +195,7 @@ async def test_an_unknown_entity_type_is_a_programming_error() -> None:
 
 # ---- retries -------------------------------------------------------------------------------------------
 async def test_429_with_retry_after_waits_that_long_then_succeeds() -> None:
-    fake = FakeOM().on(
-        VERSION, error(429, "Too many requests", **{"Retry-After": "1"}), ok({"version": "1.13.6"})
-    )
+    fake = FakeOM().on(VERSION, error(429, "Too many requests", **{"Retry-After": "1"}), ok({"version": "1.13.6"}))
     sleeps = Sleeps()
     async with om_client(fake, sleeps) as om:
         await om.check_version()
@@ -295,9 +293,7 @@ async def test_fqns_are_percent_encoded_as_one_path_segment(fqn: str, raw_path: 
 
 
 async def test_a_missing_entity_is_not_found_and_get_entities_leaves_it_out() -> None:
-    fake = FakeOM().on(
-        f"/api/v1/pipelines/name/{'sample_airflow.present'}", ok({"id": "p1", "name": "present"})
-    )
+    fake = FakeOM().on(f"/api/v1/pipelines/name/{'sample_airflow.present'}", ok({"id": "p1", "name": "present"}))
     async with om_client(fake) as om:
         with pytest.raises(OMNotFound) as caught:
             await om.get_entity("pipeline", "sample_airflow.gone")
@@ -431,9 +427,7 @@ async def test_incident_statuses_use_offset_paging_until_the_total() -> None:
 async def test_test_case_results_are_read_by_encoded_fqn() -> None:
     fqn = f"{SHOP}.dim_address.table_column_count_equals"
     result = {"timestamp": 1700000000000, "testCaseStatus": "Failed", "result": "Found 8 columns"}
-    fake = FakeOM().on(
-        f"/api/v1/dataQuality/testCases/testCaseResults/{fqn}", ok({"data": [result], "paging": {}})
-    )
+    fake = FakeOM().on(f"/api/v1/dataQuality/testCases/testCaseResults/{fqn}", ok({"data": [result], "paging": {}}))
     async with om_client(fake) as om:
         results = await om.test_case_results(fqn, 1, 2)
     assert [r.testCaseStatus for r in results] == ["Failed"]

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from storage import fqn as fqnlib
-from storage.simulator import Catalog, synthetic_catalog
+from storage.simulator import DEMO_CATALOG, Catalog, synthetic_catalog
+from tests.conftest import SAMPLE_DATA
 from tests.fakes.omserver import OMServer
 
 SHOP = "sample_data.ecommerce_db.shopify"
@@ -94,7 +95,12 @@ def test_list_filters_by_service_and_schema(om_sample: OMServer) -> None:
 
 @pytest.mark.parametrize(
     ("name", "column"),
-    [("dim.product", "product_id"), ("dim(shop)", "shop(id)"), ("магазин", "идентификатор"), ("dim.api/client", "title")],
+    [
+        ("dim.product", "product_id"),
+        ("dim(shop)", "shop(id)"),
+        ("магазин", "идентификатор"),
+        ("dim.api/client", "title"),
+    ],
 )
 def test_quoted_and_unusual_fqns_round_trip_through_the_url(om_sample: OMServer, name: str, column: str) -> None:
     fqn = fqnlib.build("sample_data", "ecommerce_db", "shopify", name)
@@ -168,7 +174,9 @@ def test_rename_shows_the_old_column_deleted_and_the_new_one_added(om_sample: OM
 def test_dotted_column_names_are_quoted_in_change_field_names(om_sample: OMServer) -> None:
     table = seg(DIM_ADDRESS)
     om_sample.admin("POST", f"/admin/tables/{table}/columns", {"name": "geo.lat", "dataType": "DOUBLE"})
-    entity = om_sample.admin("POST", f"/admin/tables/{table}/columns/{seg('geo.lat')}/description", {"description": "x"})
+    entity = om_sample.admin(
+        "POST", f"/admin/tables/{table}/columns/{seg('geo.lat')}/description", {"description": "x"}
+    )
     assert entity["changeDescription"]["fieldsAdded"][0]["name"] == 'columns."geo.lat".description'
     assert entity["version"] == 0.3
 
@@ -179,30 +187,43 @@ def test_owners_soft_delete_and_restore(om_sample: OMServer) -> None:
     owned = om_sample.admin("PUT", f"{path}/owners", {"owners": ["aaron_johnson0", "Sales"]})
     assert {o["type"] for o in owned["owners"]} == {"user", "team"}
     assert json.loads(owned["changeDescription"]["fieldsAdded"][0]["newValue"])[0]["name"] == "aaron_johnson0"
+    tiered = om_sample.admin("PUT", f"{path}/tags", {"tags": ["Tier.Tier1"]})
+    assert tiered["changeDescription"]["fieldsAdded"] == [
+        {
+            "name": "tags",
+            "newValue": json.dumps(
+                [{"tagFQN": "Tier.Tier1", "source": "Classification", "labelType": "Manual", "state": "Confirmed"}],
+                separators=(",", ":"),
+            ),
+        }
+    ]
     om_sample.admin("DELETE", path)
     assert om_sample.http.get(f"/api/v1/tables/name/{seg(DIM_ADDRESS)}").status_code == 404
     assert om_sample.get(f"/api/v1/tables/name/{seg(DIM_ADDRESS)}", include="all")["deleted"] is True
     assert om_sample.get("/api/v1/tables", include="deleted")["paging"]["total"] == 1
     assert om_sample.get("/api/v1/tables")["paging"]["total"] == 17
     restored = om_sample.admin("POST", f"{path}/restore")
-    assert restored["deleted"] is False and restored["version"] == 0.4
+    assert restored["deleted"] is False and restored["version"] == 0.5
     deleted = events(om_sample, before, entityDeleted="table", entityRestored="*")
     assert [e["eventType"] for e in deleted] == ["entitySoftDeleted", "entityRestored"]
 
 
 def test_successive_mutations_strictly_advance_time_under_a_frozen_clock() -> None:
-    catalog = Catalog.from_sample_data(_sample_path(), clock=lambda: 1_700_000_000_000)
-    stamps = [
-        catalog.set_description("table", DIM_ADDRESS, f"v{i}")["updatedAt"] for i in range(3)
-    ] + [catalog.add_column(DIM_ADDRESS, {"name": "extra", "dataType": "INT"})["updatedAt"]]
+    catalog = Catalog.from_sample_data(SAMPLE_DATA, clock=lambda: 1_700_000_000_000)
+    stamps = [catalog.set_description("table", DIM_ADDRESS, f"v{i}")["updatedAt"] for i in range(3)] + [
+        catalog.add_column(DIM_ADDRESS, {"name": "extra", "dataType": "INT"})["updatedAt"]
+    ]
     assert stamps == sorted(stamps) and len(set(stamps)) == 4
     assert [e[0] for e in catalog.events] == stamps
 
 
-def _sample_path() -> Any:
-    from tests.conftest import SAMPLE_DATA
-
-    return SAMPLE_DATA
+def test_a_table_created_after_start_emits_entity_created(om_sample: OMServer) -> None:
+    before = last_event_ts(om_sample)
+    spec = {"fqn": f"{SHOP}.fresh", "columns": [{"name": "id", "dataType": "INT"}], "owners": ["Sales"]}
+    created = om_sample.admin("POST", "/admin/tables", spec)
+    (event,) = events(om_sample, before + 1, entityCreated="table")
+    assert event["entityId"] == created["id"] and "changeDescription" not in event
+    assert om_sample.get("/api/v1/tables")["paging"]["total"] == 19
 
 
 # --- lineage ----------------------------------------------------------------------------------------------
@@ -269,8 +290,23 @@ def test_demo_rename_of_stg_orders_status_breaks_the_marts_and_two_dashboards(om
         "looker.model.orders.order_status",
     }
     model_id = next(i for i, n in names.items() if n["fullyQualifiedName"] == "looker.model.orders")
-    dashboards = {names[e["toEntity"]]["displayName"] for e in lineage["downstreamEdges"] if e["fromEntity"] == model_id}
+    dashboards = {
+        names[e["toEntity"]]["displayName"] for e in lineage["downstreamEdges"] if e["fromEntity"] == model_id
+    }
     assert dashboards == {"Sales overview", "Customer health"}
+
+
+def test_lineage_can_follow_renamed_and_dropped_columns_like_newer_om() -> None:
+    catalog = Catalog.from_file(DEMO_CATALOG)
+    catalog.lineage_follows_columns = True
+    stg, mart = "warehouse.shop.staging.stg_orders", "warehouse.shop.analytics.orders"
+    catalog.rename_column(stg, "status", "order_status")
+    catalog.drop_column(stg, "customer_id")
+    (edge,) = [
+        e for e in catalog.edges_of(catalog.get("table", mart)) if e["fromEntity"] == catalog.get("table", stg).id
+    ]
+    pairs = {m["toColumn"]: m["fromColumns"] for m in edge["lineageDetails"]["columnsLineage"]}
+    assert pairs[f"{mart}.status"] == [f"{stg}.order_status"] and f"{mart}.customer_id" not in pairs
 
 
 # --- events -----------------------------------------------------------------------------------------------
@@ -335,7 +371,10 @@ def test_a_failed_result_opens_an_incident_that_moves_through_its_states(om_samp
         {"testCaseResolutionStatusType": "Assigned", "testCaseResolutionStatusDetails": {"assignee": assignee}},
         {
             "testCaseResolutionStatusType": "Resolved",
-            "testCaseResolutionStatusDetails": {"testCaseFailureReason": "FalsePositive", "testCaseFailureComment": "ok"},
+            "testCaseResolutionStatusDetails": {
+                "testCaseFailureReason": "FalsePositive",
+                "testCaseFailureComment": "ok",
+            },
         },
     ]
     for step in steps:
@@ -352,7 +391,9 @@ def test_a_failed_result_opens_an_incident_that_moves_through_its_states(om_samp
     )
     assert latest["data"][0]["testCaseResolutionStatusType"] == "Resolved"
     assert latest["paging"]["limit"] == 1 and latest["paging"]["total"] >= 1
-    assert "incidentId" not in om_sample.get(f"/api/v1/dataQuality/testCases/name/{seg(REGEX_TEST)}", fields="incidentId")
+    assert "incidentId" not in om_sample.get(
+        f"/api/v1/dataQuality/testCases/name/{seg(REGEX_TEST)}", fields="incidentId"
+    )
 
 
 def test_admin_test_result_and_pipeline_run(om_sample: OMServer) -> None:

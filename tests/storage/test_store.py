@@ -67,9 +67,7 @@ class Catalog:
         entity.current_snapshot_id, entity.fingerprint = snap.id, fingerprint
         return snap
 
-    def change(
-        self, entity: Entity, kind: str, when: datetime, subject: str | None = None, **kw: Any
-    ) -> None:
+    def change(self, entity: Entity, kind: str, when: datetime, subject: str | None = None, **kw: Any) -> None:
         self.session.add(
             Change(
                 sync_run_id=self.run.id,

@@ -70,9 +70,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entities")),
         sa.UniqueConstraint("fqn", name=op.f("uq_entities_fqn")),
     )
-    op.create_index(
-        op.f("ix_entities_current_snapshot_id"), "entities", ["current_snapshot_id"], unique=False
-    )
+    op.create_index(op.f("ix_entities_current_snapshot_id"), "entities", ["current_snapshot_id"], unique=False)
     op.create_index(op.f("ix_entities_om_id"), "entities", ["om_id"], unique=False)
 
     op.create_table(
@@ -86,9 +84,7 @@ def upgrade() -> None:
         sa.Column("trust_score", sa.Integer(), nullable=True),
         sa.Column("trust_factors", _json(), nullable=True),
         sa.ForeignKeyConstraint(["entity_id"], ["entities.id"], name=op.f("fk_snapshots_entity_id_entities")),
-        sa.ForeignKeyConstraint(
-            ["sync_run_id"], ["sync_runs.id"], name=op.f("fk_snapshots_sync_run_id_sync_runs")
-        ),
+        sa.ForeignKeyConstraint(["sync_run_id"], ["sync_runs.id"], name=op.f("fk_snapshots_sync_run_id_sync_runs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshots")),
     )
     op.create_index("ix_snapshots_entity_taken", "snapshots", ["entity_id", "taken_at"], unique=False)
@@ -155,9 +151,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["entity_id"], ["entities.id"], name=op.f("fk_changes_entity_id_entities"), ondelete="SET NULL"
         ),
-        sa.ForeignKeyConstraint(
-            ["sync_run_id"], ["sync_runs.id"], name=op.f("fk_changes_sync_run_id_sync_runs")
-        ),
+        sa.ForeignKeyConstraint(["sync_run_id"], ["sync_runs.id"], name=op.f("fk_changes_sync_run_id_sync_runs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changes")),
     )
     op.create_index(op.f("ix_changes_detected_at"), "changes", ["detected_at"], unique=False)
