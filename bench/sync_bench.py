@@ -37,7 +37,7 @@ from storage.om_models import ENTITY_COLLECTIONS  # noqa: E402
 
 TOKEN = "bench-token"
 PAGE_SIZE = 500
-CONCURRENCY = 16
+CONCURRENCY = 8
 
 
 def free_port() -> int:

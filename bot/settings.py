@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     openmetadata_url: str | None = Field(default=None, validation_alias="OPENMETADATA_URL")
     openmetadata_token: SecretStr | None = Field(default=None, validation_alias="OPENMETADATA_TOKEN")
     om_timeout_seconds: float = Field(default=30.0, validation_alias="DNABOT_OM_TIMEOUT_SECONDS")
-    om_concurrency: int = Field(default=16, ge=1, le=128, validation_alias="DNABOT_OM_CONCURRENCY")
+    om_concurrency: int = Field(default=8, ge=1, le=128, validation_alias="DNABOT_OM_CONCURRENCY")
     om_page_size: int = Field(default=500, ge=100, le=1000, validation_alias="DNABOT_OM_PAGE_SIZE")
     om_max_retries: int = Field(default=5, ge=0, le=20, validation_alias="DNABOT_OM_MAX_RETRIES")
     full_refresh_seconds: int = Field(default=6 * 3600, ge=0, validation_alias="DNABOT_FULL_REFRESH_SECONDS")

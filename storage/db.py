@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from storage.errors import DnaBotError
+from storage.models import json_serializer
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_LOCK_NAME = "dnabot-sync"
@@ -68,6 +69,7 @@ def make_engine(
 ) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
     parsed = normalise_url(url, default_sqlite_path=default_sqlite_path)
+    kwargs.setdefault("json_serializer", json_serializer)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,17 @@ NAMING_CONVENTION = {
 
 # JSONB on PostgreSQL (compact, comparable); plain JSON text elsewhere.
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class RawJSON(str):
+    """JSON text that is already serialized (e.g. canonical genes): the engine writes it as is."""
+
+
+def json_serializer(value: Any) -> str:
+    """The engines' JSON serializer: RawJSON passes through, anything else is encoded (UTF-8 kept)."""
+    if isinstance(value, RawJSON):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -288,8 +288,7 @@ def _genes_for(
         fe = fetched.entities.get(fqn)
         if fe is not None and fe.fingerprint is not None:
             # finished while its lineage arrived: genes are kept only when they changed
-            genes = json.loads(fe.genes) if fe.genes is not None else None
-            yield Candidate(fqn, genes, fe, fe.fingerprint, fe.trust)
+            yield Candidate(fqn, None, fe, fe.fingerprint, fe.trust, genes_json=fe.genes)
             continue
         if fe is not None and fe.partial_genes is not None:
             genes = json.loads(fe.partial_genes)  # its lineage was not read this run

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from storage import dna, trust
 from storage.diff import ChangeRecord, diff_genes
-from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
+from storage.models import Change, Entity, LineageEdge, RawJSON, Snapshot, SyncRun
 from storage.sync_fetch import EdgeState, Fetched
 
 BATCH = 500
@@ -42,6 +42,22 @@ class Candidate:
     fetched: Any = None
     fingerprint: str | None = None
     trust: Any = None
+    genes_json: str | None = None  # the canonical JSON of `genes`, when it is at hand (decoded only if needed)
+
+    def loaded(self) -> dict[str, Any]:
+        if self.genes is None:
+            if self.genes_json is None:
+                raise RuntimeError(f"{self.fqn}: no genes")
+            self.genes = json.loads(self.genes_json)
+        return self.genes
+
+    def stored(self) -> Any:
+        """What goes in `snapshots.genes`: the canonical text as is when we have it."""
+        return RawJSON(self.genes_json) if self.genes_json is not None else self.genes
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.genes is not None and self.genes["entity"].get("deleted"))
 
 
 @dataclass
@@ -183,10 +199,10 @@ class SyncWriter:
         for item in items:
             cur = current.get(item.fqn)
             if item.fingerprint is None:
-                item.fingerprint = dna.fingerprint(item.genes)
+                item.fingerprint = dna.fingerprint(item.loaded())
             if cur is not None and cur.fingerprint == item.fingerprint:
                 continue
-            if item.genes is None:
+            if item.genes is None and item.genes_json is None:
                 raise RuntimeError(f"{item.fqn}: genes were dropped as unchanged but the store moved meanwhile")
             batch.append(item)
             if len(batch) >= BATCH:
@@ -200,7 +216,7 @@ class SyncWriter:
         new_rows = []
         for c in batch:
             if c.fqn not in current:
-                new_rows.append(self._new_entity_row(c.fqn, c.genes, c.fetched))
+                new_rows.append(self._new_entity_row(c))
         if new_rows:
             ids = self.session.scalars(
                 insert(Entity).returning(Entity.id, sort_by_parameter_order=True), new_rows
@@ -210,9 +226,9 @@ class SyncWriter:
             self.stats.entities_added += len(new_rows)
         snap_rows, change_rows, scores = [], [], []
         for c in batch:
-            fqn, genes, fp = c.fqn, c.genes, c.fingerprint
+            fqn, fp = c.fqn, c.fingerprint
             cur = current[fqn]
-            score = c.trust or trust.trust_score(genes, now=self.now)
+            score = c.trust or trust.trust_score(c.loaded(), now=self.now)
             scores.append(score)
             snap_rows.append(
                 {
@@ -220,13 +236,14 @@ class SyncWriter:
                     "sync_run_id": self.run.id,
                     "taken_at": self.now,
                     "fingerprint": fp,
-                    "genes": genes,
+                    "genes": c.stored(),
                     "trust_score": score.score,
                     "trust_factors": [f.__dict__ if hasattr(f, "__dict__") else f._asdict() for f in score.factors],
                 }
             )
             old_genes, old_score = old.get(cur.snapshot_id, (None, None)) if cur.snapshot_id else (None, None)
-            records = diff_genes(old_genes, genes)
+            # on the very first sync nothing is diffed: every entity would only be "added"
+            records = [] if old_genes is None and self.first_sync else diff_genes(old_genes, c.loaded())
             if old_score is not None and old_score - score.score >= self.trust_drop:
                 records.append(
                     ChangeRecord(
@@ -247,9 +264,9 @@ class SyncWriter:
         ).all()
         updates = []
         for c, sid in zip(batch, snap_ids, strict=True):
-            fqn, genes, fetched, fp = c.fqn, c.genes, c.fetched, c.fingerprint
+            fqn, fetched, fp = c.fqn, c.fetched, c.fingerprint
             cur = current[fqn]
-            deleted = bool(genes["entity"].get("deleted"))
+            deleted = c.deleted
             row: dict[str, Any] = {
                 "id": cur.id,
                 "fingerprint": fp,
@@ -272,18 +289,23 @@ class SyncWriter:
         for c in change_rows:
             self.stats.changes_by_kind[c["kind"]] += 1
 
-    def _new_entity_row(self, fqn: str, genes: dict[str, Any], fetched: Any) -> dict[str, Any]:
-        ent = genes["entity"]
+    def _new_entity_row(self, c: Candidate) -> dict[str, Any]:
+        fe = c.fetched
+        if fe is not None:
+            kind, om_id, name, service = fe.entity_type, fe.om_id, fe.name, fe.service
+        else:
+            ent = c.loaded()["entity"]
+            kind, om_id, name, service = ent["type"], ent.get("id"), ent.get("name") or c.fqn, ent.get("service")
         return {
-            "fqn": fqn,
-            "entity_type": ent["type"],
-            "om_id": ent.get("id"),
-            "name": ent.get("name") or fqn,
-            "service": ent.get("service"),
+            "fqn": c.fqn,
+            "entity_type": kind,
+            "om_id": om_id,
+            "name": name,
+            "service": service,
             "first_seen": self.now,
             "last_seen": self.now,
-            "om_version": fetched.om_version if fetched else None,
-            "om_updated_at": fetched.om_updated_at if fetched else None,
+            "om_version": fe.om_version if fe else None,
+            "om_updated_at": fe.om_updated_at if fe else None,
         }
 
     def _change_row(self, cur: Current, rec: ChangeRecord) -> dict[str, Any]:
