@@ -61,6 +61,9 @@ async def sync(settings: Settings, *, mode: str = "auto", progress: Progress | N
 
 def _reader(settings: Settings) -> Engine:
     engine = engine_for(settings)
+    if db.current_revision(engine) is None:
+        where = engine.url.render_as_string(hide_password=True)
+        raise DnaBotError(f"the DNA store at {where} is empty: run `dnabot sync` first (or `dnabot migrate`)")
     db.ensure_migrated(engine)
     return engine
 
@@ -132,6 +135,8 @@ def _plain(obj: Any) -> Any:
         return {k: _plain(v) for k, v in asdict(obj).items()}
     if isinstance(obj, datetime):
         return obj.isoformat()
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):  # NamedTuple: keep the field names
+        return {k: _plain(v) for k, v in obj._asdict().items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if isinstance(obj, dict):

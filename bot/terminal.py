@@ -81,7 +81,8 @@ def print_sync_result(console: Console, result: Any) -> None:
         table.add_row("error", f"[red]{result.error}[/]")
     console.print(Panel(table, title=head, expand=False))
     if result.changes_by_kind:
-        changes = Table(title="What changed since the last sync")
+        console.print("[bold]What changed since the last sync[/]")
+        changes = Table()
         changes.add_column("change")
         changes.add_column("count", justify="right")
         for kind, count in result.changes_by_kind.items():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
+import marshal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +55,8 @@ class SyncResult:
     started_at: str
     finished_at: str
     duration_seconds: float
+    fetch_seconds: float = 0.0
+    write_seconds: float = 0.0
     om_version: str | None = None
     entities_seen: int = 0
     snapshots_written: int = 0
@@ -137,6 +139,7 @@ async def run_sync(
             else:
                 fetched = await fetcher.incremental(int(cursor or 0), known)
             result.om_version = fetched.om_version
+            result.fetch_seconds = round(time.perf_counter() - clock, 3)
             freeze_now()
             with factory.begin() as session:
                 run = session.get_one(SyncRun, run_id)
@@ -183,6 +186,8 @@ def _finish(
     result.status = status
     result.finished_at = finished.isoformat()
     result.duration_seconds = round(time.perf_counter() - clock, 3)
+    if fetched is not None:
+        result.write_seconds = round(result.duration_seconds - result.fetch_seconds, 3)
     run.status = status
     run.finished_at = finished
     run.error = result.error
@@ -291,7 +296,7 @@ def _genes_for(
             yield Candidate(fqn, None, fe, fe.fingerprint, fe.trust, genes_json=fe.genes)
             continue
         if fe is not None and fe.partial_genes is not None:
-            genes = json.loads(fe.partial_genes)  # its lineage was not read this run
+            genes = marshal.loads(fe.partial_genes)  # its lineage was not read this run
         elif fqn in current and current[fqn].snapshot_id in stored:
             genes = stored[current[fqn].snapshot_id][0]
         else:

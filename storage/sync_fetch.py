@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import marshal
 import sys
 import time
 from collections import defaultdict
@@ -73,7 +74,7 @@ class FetchedEntity:
     service: str | None
     om_version: float | None
     om_updated_at: int | None
-    partial_genes: str | None  # canonical JSON of the genes built with no lineage (dropped once final)
+    partial_genes: bytes | None  # marshal of the genes built with no lineage (compact, fast; dropped once final)
     genes: str | None = None  # final genes (canonical JSON); None when unchanged since the store's snapshot
     fingerprint: str | None = None  # set once the lineage is in: the entity is final
     trust: Any = None  # TrustScore of the final genes, when they changed
@@ -173,7 +174,7 @@ class Fetcher:
             service=entity_service(entity),
             om_version=entity.version,
             om_updated_at=entity.updatedAt,
-            partial_genes=dna.canonical_json(genes),
+            partial_genes=marshal.dumps(genes),
         )
         self._queue.put_nowait((entity_type, fqn))
         self._queued += 1
@@ -223,7 +224,7 @@ class Fetcher:
         fe = fetched.entities.get(fqn)
         if fe is None or fe.partial_genes is None:
             return
-        genes = dna.with_lineage(json.loads(fe.partial_genes), up, down, pipelines=fetched.pipeline_runs)
+        genes = dna.with_lineage(marshal.loads(fe.partial_genes), up, down, pipelines=fetched.pipeline_runs)
         fe.partial_genes = None
         fe.fingerprint = dna.fingerprint(genes)
         if self.known.get(fqn) != fe.fingerprint:

@@ -1,0 +1,117 @@
+"""The `dnabot` command line as a data engineer uses it: sync, dna, time travel, timeline, blast, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from bot import cli
+from bot.settings import get_settings
+from storage.fqn import url_segment
+
+STG_ORDERS = "warehouse.shop.staging.stg_orders"
+
+
+@pytest.fixture
+def dnabot(tmp_path, om_demo, monkeypatch):
+    """Run `dnabot ARGS…` in-process against the demo simulator and a fresh SQLite store."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
+    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str):
+        get_settings.cache_clear()
+        return runner.invoke(cli.app, list(args))
+
+    yield run
+    get_settings.cache_clear()
+
+
+def rename_status(om_demo) -> None:
+    om_demo.admin("POST", f"/admin/tables/{url_segment(STG_ORDERS)}/columns/status/rename", {"newName": "order_state"})
+
+
+def test_sync_json_then_questions_answered_from_the_store(dnabot, om_demo):
+    first = dnabot("sync", "--json")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["status"] == "succeeded" and summary["mode"] == "full"
+    assert summary["entities_seen"] == summary["snapshots_written"] > 20
+    assert {"duration_seconds", "changes_by_kind", "run_id"} <= summary.keys()
+    before = datetime.now(UTC).isoformat()
+
+    rename_status(om_demo)
+    second = json.loads(dnabot("sync", "--json").stdout)
+    assert second["mode"] == "incremental" and second["changes_by_kind"] == {"column_renamed": 1}
+
+    dna = json.loads(dnabot("dna", "stg_orders", "--json").stdout)
+    assert dna["entity_fqn"] == STG_ORDERS
+    assert "order_state" in [c["name"] for c in dna["genes"]["schema"]["columns"]]
+    assert 0 <= dna["trust_score"] <= 100 and dna["trust_factors"]
+
+    then = json.loads(dnabot("dna", "stg_orders", "--at", before, "--json").stdout)
+    assert "status" in [c["name"] for c in then["genes"]["schema"]["columns"]]
+
+    timeline = json.loads(dnabot("timeline", "stg_orders", "--since", "1h", "--json").stdout)
+    assert [c["kind"] for c in timeline["changes"]] == ["column_renamed"]
+    assert timeline["changes"][0]["details"]["new_name"] == "order_state"
+
+    blast = json.loads(dnabot("blast", "stg_orders", "--column", "status", "--json").stdout)
+    assert {(c["entity_fqn"], c["column"]) for c in blast["columns"]} == {
+        ("warehouse.shop.analytics.orders", "status"),
+        ("warehouse.shop.analytics.revenue_daily", "order_status"),
+        ("looker.model.orders", "order_status"),
+    }
+    assert sorted(blast["dashboards"]) == ["looker.customer_health", "looker.sales_overview"]
+
+    runs = json.loads(dnabot("runs", "--json").stdout)
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+
+
+def test_human_output_reads_well(dnabot, om_demo):
+    assert dnabot("sync").exit_code == 0
+    rename_status(om_demo)
+    out = dnabot("sync").stdout
+    assert "What changed since the last sync" in out and "column_renamed" in out
+    dna = dnabot("dna", "stg_orders").stdout
+    assert "trust score" in dna and "ownership" in dna and STG_ORDERS in dna
+    blast = dnabot("blast", "stg_orders", "-c", "status").stdout
+    assert "looker.sales_overview" in blast and "columns that break" in blast
+    assert "No changes on" in dnabot("timeline", "raw.orders", "--since", "1d").stdout
+
+
+def test_bad_input_gets_a_specific_error_and_exit_code(dnabot):
+    assert dnabot("sync", "--json").exit_code == 0
+    unknown = dnabot("dna", "ordrs")
+    assert unknown.exit_code == 2 and "did you mean" in unknown.stderr and "orders" in unknown.stderr
+    bad_time = dnabot("dna", "stg_orders", "--at", "yesterday-ish")
+    assert bad_time.exit_code == 2 and "ISO 8601" in bad_time.stderr
+    bad_span = dnabot("timeline", "stg_orders", "--since", "7 fortnights")
+    assert bad_span.exit_code == 2 and "span" in bad_span.stderr
+    bad_column = dnabot("blast", "stg_orders", "--column", "stauts")
+    assert bad_column.exit_code == 2 and "status" in bad_column.stderr
+    both = dnabot("sync", "--full", "--incremental")
+    assert both.exit_code == 2
+
+
+def test_a_bad_token_fails_clearly_without_printing_it(dnabot, monkeypatch):
+    monkeypatch.setenv("OPENMETADATA_TOKEN", "wrong-secret-token-123")
+    result = dnabot("sync", "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and "OPENMETADATA_TOKEN" in summary["error"]
+    assert "wrong-secret-token-123" not in result.output
+
+
+def test_reading_before_any_sync_or_without_a_server(dnabot, monkeypatch):
+    missing = dnabot("dna", "stg_orders")
+    assert missing.exit_code == 1 and "run `dnabot sync` first" in missing.stderr
+    monkeypatch.delenv("OPENMETADATA_URL")
+    no_url = dnabot("sync")
+    assert no_url.exit_code == 1 and "OPENMETADATA_URL" in no_url.stderr
