@@ -88,6 +88,8 @@ def print_sync_result(console: Console, result: Any) -> None:
         for kind, count in result.changes_by_kind.items():
             changes.add_row(f"[{KIND_STYLE.get(kind, '')}]{kind}[/]", str(count))
         console.print(changes)
+    elif ok and result.first_sync:
+        console.print(f"First sync: {result.snapshots_written} assets now have a DNA snapshot.")
     elif ok:
         console.print("No changes since the last sync.")
 

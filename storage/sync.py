@@ -58,6 +58,7 @@ class SyncResult:
     fetch_seconds: float = 0.0
     write_seconds: float = 0.0
     om_version: str | None = None
+    first_sync: bool = False
     entities_seen: int = 0
     snapshots_written: int = 0
     entities_added: int = 0
@@ -125,7 +126,7 @@ async def run_sync(
             known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
             fingerprints = {c.fqn: c.fingerprint for c in current.values() if c.fingerprint}
             del current
-        result = SyncResult(run_id, "running", mode, started.isoformat(), "", 0.0)
+        result = SyncResult(run_id, "running", mode, started.isoformat(), "", 0.0, first_sync=first_sync)
         fetcher = Fetcher(
             client,
             incident_window_days=options.incident_window_days,
