@@ -11,8 +11,8 @@ class LLMConfig:
     """An OpenAI-compatible endpoint; `None` config means "no LLM": templates and rules only."""
 
     base_url: str | None
-    api_key: str
-    model: str
+    api_key: str = field(repr=False)  # secrets never reach a log line through a repr
+    model: str = "gpt-4o-mini"
     timeout_seconds: float = 20.0
     max_retries: int = 1
 
@@ -26,8 +26,8 @@ class AgentConfig:
     trust_drop_threshold: int = 15
     llm: LLMConfig | None = None
     mcp_config_path: str | None = None
-    tavily_api_key: str | None = None
-    brightdata_api_token: str | None = None
+    tavily_api_key: str | None = field(default=None, repr=False)
+    brightdata_api_token: str | None = field(default=None, repr=False)
     mcp_call_timeout_seconds: float = 15.0
     mcp_allowed_tools: frozenset[str] = field(
         default_factory=lambda: frozenset({"tavily_search", "tavily_extract", "search_engine", "scrape_as_markdown"})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.config import AgentConfig, LLMConfig
 
 
 class Settings(BaseSettings):
@@ -23,6 +26,44 @@ class Settings(BaseSettings):
     full_refresh_seconds: int = Field(default=6 * 3600, ge=0, validation_alias="DNABOT_FULL_REFRESH_SECONDS")
     trust_drop_threshold: int = Field(default=15, ge=1, le=100, validation_alias="DNABOT_TRUST_DROP_THRESHOLD")
     incident_window_days: int = Field(default=30, ge=1, le=365, validation_alias="DNABOT_INCIDENT_WINDOW_DAYS")
+    group_window_hours: float = Field(default=24.0, gt=0, le=24 * 30, validation_alias="DNABOT_GROUP_WINDOW_HOURS")
+    cause_window_days: float = Field(default=7.0, gt=0, le=90, validation_alias="DNABOT_CAUSE_WINDOW_DAYS")
+
+    # Optional words and outside context: without them DNA Bot uses rules and templates only.
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    llm_model: str = Field(default="gpt-4o-mini", validation_alias="DNABOT_LLM_MODEL")
+    llm_timeout_seconds: float = Field(default=20.0, gt=0, le=300, validation_alias="DNABOT_LLM_TIMEOUT_SECONDS")
+    mcp_config: str | None = Field(default=None, validation_alias="DNABOT_MCP_CONFIG")
+    tavily_api_key: SecretStr | None = Field(default=None, validation_alias="TAVILY_API_KEY")
+    brightdata_api_token: SecretStr | None = Field(default=None, validation_alias="BRIGHTDATA_API_TOKEN")
+    mcp_timeout_seconds: float = Field(default=15.0, gt=0, le=120, validation_alias="DNABOT_MCP_TIMEOUT_SECONDS")
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def agent_config(settings: Settings) -> AgentConfig:
+    """The agents' configuration (an LLM only when OPENAI_API_KEY or OPENAI_BASE_URL is set)."""
+    llm = None
+    if settings.openai_api_key or settings.openai_base_url:
+        llm = LLMConfig(
+            base_url=settings.openai_base_url,
+            api_key=_secret(settings.openai_api_key) or "not-needed",
+            model=settings.llm_model,
+            timeout_seconds=settings.llm_timeout_seconds,
+        )
+    return AgentConfig(
+        group_window=timedelta(hours=settings.group_window_hours),
+        cause_window=timedelta(days=settings.cause_window_days),
+        trust_drop_threshold=settings.trust_drop_threshold,
+        llm=llm,
+        mcp_config_path=settings.mcp_config,
+        tavily_api_key=_secret(settings.tavily_api_key),
+        brightdata_api_token=_secret(settings.brightdata_api_token),
+        mcp_call_timeout_seconds=settings.mcp_timeout_seconds,
+    )
 
 
 @lru_cache(maxsize=1)

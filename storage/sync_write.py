@@ -144,6 +144,7 @@ class SyncWriter:
         self.first_sync = first_sync
         self.trust_drop = trust_drop
         self.stats = WriteStats()
+        self._pointers_pending = False
 
     # -- lineage ---------------------------------------------------------------------------------------
     def write_edges(
@@ -210,13 +211,22 @@ class SyncWriter:
                 batch = []
         if batch:
             self._flush(batch, current)
+        if self._pointers_pending:
+            # one set-based statement instead of one UPDATE per new entity (12k round trips on a first sync)
+            self.session.execute(
+                update(Entity)
+                .where(
+                    Entity.id == Snapshot.entity_id,
+                    Snapshot.sync_run_id == self.run.id,
+                    Entity.current_snapshot_id.is_(None),
+                )
+                .values(current_snapshot_id=Snapshot.id)
+            )
 
     def _flush(self, batch: list[Candidate], current: dict[str, Current]) -> None:
         old = load_snapshots(self.session, (current[c.fqn].snapshot_id for c in batch if c.fqn in current))
-        new_rows = []
-        for c in batch:
-            if c.fqn not in current:
-                new_rows.append(self._new_entity_row(c))
+        new_rows = [self._new_entity_row(c) for c in batch if c.fqn not in current]
+        created = {row["fqn"] for row in new_rows}
         if new_rows:
             ids = self.session.scalars(
                 insert(Entity).returning(Entity.id, sort_by_parameter_order=True), new_rows
@@ -267,6 +277,10 @@ class SyncWriter:
             fqn, fetched, fp = c.fqn, c.fetched, c.fingerprint
             cur = current[fqn]
             deleted = c.deleted
+            if fqn in created:  # written complete at insert; its snapshot pointer is set in one UPDATE at the end
+                cur.fingerprint, cur.snapshot_id = fp, sid
+                self._pointers_pending = True
+                continue
             row: dict[str, Any] = {
                 "id": cur.id,
                 "fingerprint": fp,
@@ -282,7 +296,8 @@ class SyncWriter:
                 row.update(om_version=fetched.om_version, om_updated_at=fetched.om_updated_at, om_id=fetched.om_id)
             updates.append(row)
             cur.fingerprint, cur.snapshot_id, cur.deleted = fp, sid, deleted
-        self.session.execute(update(Entity), updates)
+        if updates:
+            self.session.execute(update(Entity), updates)
         if change_rows:
             self.session.execute(insert(Change), change_rows)
         self.stats.snapshots_written += len(snap_rows)
@@ -306,6 +321,8 @@ class SyncWriter:
             "last_seen": self.now,
             "om_version": fe.om_version if fe else None,
             "om_updated_at": fe.om_updated_at if fe else None,
+            "fingerprint": c.fingerprint,
+            "deleted_at": self.now if c.deleted else None,
         }
 
     def _change_row(self, cur: Current, rec: ChangeRecord) -> dict[str, Any]:
