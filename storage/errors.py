@@ -71,3 +71,21 @@ class ColumnNotFound(DnaBotError):
         if self.suggestions:
             text += ": did you mean " + ", ".join(self.suggestions[:5]) + "?"
         super().__init__(text)
+
+
+class InvalidTransition(DnaBotError):
+    """An incident status change the lifecycle does not allow (e.g. acknowledging a resolved incident)."""
+
+    def __init__(self, text: str, *, incident_id: int, status_from: str, status_to: str) -> None:
+        super().__init__(text)
+        self.incident_id = incident_id
+        self.status_from = status_from
+        self.status_to = status_to
+
+
+class IncidentNotFound(DnaBotError):
+    """No incident has the requested id."""
+
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"there is no incident {incident_id}: run `dnabot incidents` to list them")
+        self.incident_id = incident_id

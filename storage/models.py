@@ -182,3 +182,73 @@ class Change(Base):
     detected_at: Mapped[datetime] = mapped_column(index=True)
 
     __table_args__ = (sa.Index("ix_changes_entity_detected", "entity_fqn", "detected_at"),)
+
+
+class Incident(Base):
+    """A data incident: one cause (by fingerprint), its status, and the analysis in `details`."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    severity: Mapped[str] = mapped_column(sa.String(8))  # SEV1 … SEV4
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open|acknowledged|…
+    title: Mapped[str] = mapped_column(sa.Text)
+    root_fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH), index=True)
+    root_column: Mapped[str | None] = mapped_column(sa.String(FQN_LENGTH))
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]
+    assignee: Mapped[str | None] = mapped_column(sa.String(256))
+    # Plain ids of sync runs, not foreign keys: an incident's record must never block deleting old runs.
+    opened_run_id: Mapped[int | None]
+    last_run_id: Mapped[int | None]
+    version: Mapped[int] = mapped_column(default=1)  # +1 on every change (Slack cards compare it)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IncidentEvent(Base):
+    """One entry of an incident's history: opened, status changed, symptom attached, note, …"""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    status_from: Mapped[str | None] = mapped_column(sa.String(16))
+    status_to: Mapped[str | None] = mapped_column(sa.String(16))
+    actor: Mapped[str] = mapped_column(sa.String(256))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IncidentLink(Base):
+    """A change that caused an incident (`cause`) or showed up downstream of it (`symptom`)."""
+
+    __tablename__ = "incident_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"))
+    change_id: Mapped[int] = mapped_column(sa.ForeignKey("changes.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(16))  # cause|symptom
+
+    __table_args__ = (sa.UniqueConstraint("incident_id", "change_id", name="uq_incident_links_incident_id_change_id"),)
+
+
+class IncidentEvidence(Base):
+    """One fact an incident rests on (a change, an edge, a test result, a web page), unique by kind and ref."""
+
+    __tablename__ = "incident_evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    ref: Mapped[str] = mapped_column(sa.Text)
+    summary: Mapped[str] = mapped_column(sa.Text)
+    url: Mapped[str | None] = mapped_column(sa.Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime]
