@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bot import services, terminal
+from bot import services, terminal, terminal_incidents
 from bot.settings import get_settings
 from bot.timeparse import TimeArgError, parse_instant, parse_since
 from storage.errors import ColumnNotFound, DatasetNotFound, DnaBotError
@@ -164,6 +164,60 @@ def runs(
             _emit([services.run_json(r) for r in items])
         else:
             terminal.print_runs(console, items)
+
+    _guard(body)
+
+
+@app.command()
+def incidents(
+    which: Annotated[str, typer.Argument(help="open (default), all, acknowledged, snoozed or resolved.")] = "open",
+    as_json: JsonOpt = False,
+) -> None:
+    """List incidents, most severe first."""
+    if which not in {"open", "all", "acknowledged", "snoozed", "resolved"}:
+        _fail(f"'{which}' is not a status: use open, all, acknowledged, snoozed or resolved", 2)
+
+    def body() -> None:
+        items = services.incidents_list(get_settings(), which)
+        if as_json:
+            _emit([services.plain(i) for i in items])
+        else:
+            terminal_incidents.print_incidents(console, items, which)
+
+    _guard(body)
+
+
+@app.command()
+def incident(
+    incident_id: Annotated[int, typer.Argument(help="The incident id (see `dnabot incidents`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one incident: what broke, why, the simulated fix, the texts and the history."""
+
+    def body() -> None:
+        detail = services.incident_detail(get_settings(), incident_id)
+        if as_json:
+            _emit(services.plain(detail))
+        else:
+            terminal_incidents.print_incident(console, detail)
+
+    _guard(body)
+
+
+@app.command()
+def why(
+    fqn: Annotated[str, typer.Argument(help="The dataset (FQN or a unique part of it), or a whole question.")],
+    question: Annotated[str | None, typer.Argument(help='The question, e.g. "why did it break?"')] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask why a dataset broke: answered from the evidence (with an LLM when OPENAI_* is set)."""
+
+    def body() -> None:
+        answer = asyncio.run(services.why(get_settings(), fqn, question))
+        if as_json:
+            _emit(services.plain(answer))
+        else:
+            terminal_incidents.print_why(console, answer)
 
     _guard(body)
 

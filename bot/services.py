@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import gc
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from bot.settings import Settings
-from storage import db, graph, store
+from agents import pipeline
+from agents import why as why_agent
+from agents.config import AgentConfig
+from agents.llm import LLMClient
+from agents.mcp import MCPToolbox, load_servers
+from agents.pipeline import PipelineResult
+from agents.why import WhyAnswer
+from agents.why_tools import StoreWhyTools
+from bot.settings import Settings, agent_config, process_env
+from storage import db, graph, incidents, store
 from storage.errors import DnaBotError, OMConfigError
+from storage.incident_views import IncidentDetailView, IncidentView
 from storage.om_client import OpenMetadataClient
 from storage.sync import SyncOptions, SyncResult, run_sync
 from storage.sync_fetch import Progress
@@ -46,7 +55,7 @@ def client_for(settings: Settings) -> OpenMetadataClient:
 
 
 async def sync(settings: Settings, *, mode: str = "auto", progress: Progress | None = None) -> SyncResult:
-    """Run one sync; the schema is brought up to date first (an idempotent Alembic upgrade)."""
+    """Run one sync, then the incident pipeline on what it found; the schema is brought up to date first."""
     engine = engine_for(settings)
     db.migrate(engine)
     options = SyncOptions(
@@ -56,7 +65,74 @@ async def sync(settings: Settings, *, mode: str = "auto", progress: Progress | N
         incident_window_days=settings.incident_window_days,
     )
     async with client_for(settings) as client:
-        return await run_sync(engine, client, options, progress=progress)
+        result = await run_sync(engine, client, options, progress=progress)
+    if result.ok:
+        result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
+    return result
+
+
+async def process_incidents(settings: Settings, engine: Engine, run_id: int) -> PipelineResult:
+    """Observer → analyst → fixer → explainer on one run, with the LLM and MCP tools when configured."""
+    config = agent_config(settings)
+    llm = LLMClient.from_config(config.llm)
+    servers = load_servers(config, process_env())
+    if not servers:
+        return await pipeline.process_run(engine, run_id, config, llm=llm)
+    async with _toolbox(config, servers) as toolbox:
+        return await pipeline.process_run(engine, run_id, config, llm=llm, toolbox=toolbox)
+
+
+async def why(settings: Settings, text: str, question: str | None) -> WhyAnswer:
+    """Answer "why did X break?": `text` is a dataset (then `question`), or the whole question."""
+    config = agent_config(settings)
+    engine = _reader(settings)
+    tools = StoreWhyTools(db.session_factory(engine))
+    fqn = None
+    if question is None and " " in text.strip():
+        question = text  # the whole question was given: the dataset is found inside it
+    else:
+        fqn = tools.resolve(text)
+        question = question or f"Why did {fqn} break?"
+    llm = LLMClient.from_config(config.llm)
+    servers = load_servers(config, process_env())
+    if llm is None or not servers:
+        return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, config=config)
+    async with _toolbox(config, servers) as toolbox:
+        return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, mcp=toolbox, config=config)
+
+
+def _toolbox(config: AgentConfig, servers: list[Any]) -> MCPToolbox:
+    return MCPToolbox(
+        servers,
+        allowed_tools=config.mcp_allowed_tools,
+        call_timeout=config.mcp_call_timeout_seconds,
+        max_chars=config.web_text_max_chars,
+    )
+
+
+def incidents_list(settings: Settings, which: str) -> list[IncidentView]:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        if which == "open":
+            return incidents.open_incidents(session)
+        status = None if which == "all" else which
+        return incidents.list_incidents(session, status=status)
+
+
+def incident_detail(settings: Settings, incident_id: int) -> IncidentDetailView:
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        return incidents.get_incident(session, incident_id)
+
+
+def set_incident_status(
+    settings: Settings, incident_id: int, status: str, *, actor: str, reason: str | None = None, **kw: Any
+) -> IncidentView:
+    engine = _reader(settings)
+    with db.session_factory(engine).begin() as session:
+        return incidents.set_status(
+            session, incident_id, status, actor=actor, now=datetime.now(UTC), reason=reason, **kw
+        )
 
 
 def _reader(settings: Settings) -> Engine:
@@ -142,6 +218,11 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     return obj
+
+
+def plain(obj: Any) -> Any:
+    """A JSON-able copy of a view, dataclass or NamedTuple."""
+    return _plain(obj)
 
 
 def snapshot_json(view: store.SnapshotView) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from functools import lru_cache
 
@@ -64,6 +65,11 @@ def agent_config(settings: Settings) -> AgentConfig:
         brightdata_api_token=_secret(settings.brightdata_api_token),
         mcp_call_timeout_seconds=settings.mcp_timeout_seconds,
     )
+
+
+def process_env() -> dict[str, str]:
+    """The process environment, for `${VAR}` expansion in the MCP server config (read here, in one place)."""
+    return dict(os.environ)
 
 
 @lru_cache(maxsize=1)

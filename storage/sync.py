@@ -70,6 +70,7 @@ class SyncResult:
     skipped_malformed: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
     events_seen: int = 0
+    incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     requests: int = 0
     retries: int = 0
     error: str | None = None

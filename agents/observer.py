@@ -1,0 +1,372 @@
+"""The observer: a run's changes in, incident drafts, symptoms to attach and incidents to auto-resolve out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from agents import breaks as bk
+from agents.autoresolve import resolution
+from agents.config import AgentConfig
+from agents.model import Break, IncidentDraft, incident_fingerprint
+from agents.severity import is_used, severity
+from storage.fqn import last
+from storage.lineage import LineageGraph
+from storage.store import ChangeView
+
+SCHEMA_KINDS = ("column_removed", "column_renamed", "column_type_changed")
+GenesOf = Callable[[str], "dict[str, Any] | None"]
+
+
+class IncidentLike(Protocol):
+    """What the observer reads of a stored incident."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def root_fqn(self) -> str: ...
+    @property
+    def root_column(self) -> str | None: ...
+    @property
+    def opened_at(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ObserverResult:
+    """New drafts, symptoms for open incidents and for this run's drafts, and incidents to auto-resolve.
+
+    `details` maps a draft's fingerprint to facts to keep in the incident's details (old/new column, expected
+    type, edge ends, test FQN, trust before); auto-resolve reads them back.
+    """
+
+    drafts: list[IncidentDraft]
+    attach: list[tuple[int, list[int]]]  # (open incident id, symptom change ids)
+    resolve: list[tuple[int, str]]  # (open incident id, reason)
+    draft_symptoms: list[tuple[str, list[int]]] = field(default_factory=list)  # (draft fingerprint, change ids)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Cause:
+    """A draft under construction."""
+
+    key: tuple[str, ...]
+    kind: str
+    root_fqn: str
+    root_column: str | None
+    title: str
+    change_ids: list[int]
+    breaks: list[Break]
+    facts: dict[str, Any]
+    symptoms: list[int] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return incident_fingerprint(*self.key)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a symptom may attach: an open incident (by id) or a draft of this run (by fingerprint)."""
+
+    ref: int | str
+    opened_at: datetime | None  # None: a draft of this run (always within the window)
+    root: tuple[str, str | None]
+    distances: dict[tuple[str, str | None], int]
+
+    def distance(self, entity: str, column: str | None) -> int | None:
+        """How far the symptom is from the cause, None when it is not in the blast radius."""
+        found = [d for k, d in self.distances.items() if k[0] == entity and (column is None or k[1] in (None, column))]
+        if entity == self.root[0] and (column is None or self.root[1] in (None, column)):
+            found.append(0)
+        return min(found, default=None)
+
+
+def _short(fqn: str, column: str | None = None) -> str:
+    return f"{last(fqn)}.{column}" if column else last(fqn)
+
+
+def _impact_text(breaks: Sequence[Break]) -> str:
+    cols = sum(1 for b in breaks if b.column is not None and b.distance > 0)
+    dashes = len(bk.dashboards_of(breaks))
+    parts = [f"{cols} column{'s' * (cols != 1)}"] if cols else []
+    parts += [f"{dashes} dashboard{'s' * (dashes != 1)}"] if dashes else []
+    return f": {' and '.join(parts)} impacted" if parts else ""
+
+
+# ----------------------------------------------------------------------------------------- causes
+
+
+def _schema_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) -> _Cause | None:
+    details = change.details or {}
+    entity = change.entity_fqn
+    columns = ((genes_of(entity) or {}).get("schema") or {}).get("columns") or []
+    new: str | None = None
+    if change.kind == "column_renamed":
+        old = str(details.get("old_name") or change.subject)
+        new = str(details.get("new_name") or change.new_value)
+        expected = bk.type_signature(bk.find_column(columns, new))
+        what = f"{_short(entity, old)} renamed to {new}"
+    elif change.kind == "column_type_changed":
+        old = str(change.subject)
+        expected = bk.type_signature(change.old_value if isinstance(change.old_value, Mapping) else None)
+        now = bk.type_signature(change.new_value if isinstance(change.new_value, Mapping) else None)
+        what = f"{_short(entity, old)} changed type from {expected} to {now}"
+    else:
+        old = str(change.subject)
+        expected = bk.type_signature(change.old_value if isinstance(change.old_value, Mapping) else None)
+        what = f"{_short(entity, old)} dropped"
+    found = bk.schema_breaks(graph, entity, old, columns, expected, renamed_to=new)
+    if not found:
+        return None  # no dependants: a change, not an incident
+    facts = {"change_kind": change.kind, "old_column": old, "new_column": new, "expected_type": expected}
+    return _Cause(
+        ("schema", entity, old),
+        "breaking_schema_change",
+        entity,
+        old,
+        what + _impact_text(found),
+        [change.id],
+        found,
+        facts,
+    )
+
+
+def _edge_cause(change: ChangeView, graph: LineageGraph) -> _Cause | None:
+    src, dst = str(change.subject), change.entity_fqn
+    found = bk.edge_breaks(graph, src, dst, bk.has_edge(graph, src, dst))
+    if not found:
+        return None
+    pipeline = (change.old_value or {}).get("pipeline") if isinstance(change.old_value, Mapping) else None
+    title = f"Lineage lost: {_short(src)} → {_short(dst)}{_impact_text(found)}"
+    facts = {"edge_from": src, "edge_to": dst, "pipeline": pipeline}
+    return _Cause(("edge", src, dst), "lineage_edge_lost", dst, None, title, [change.id], found, facts)
+
+
+def _pipeline_cause(rows: Sequence[ChangeView], graph: LineageGraph) -> _Cause:
+    pipeline = str(rows[0].subject)
+    loads = sorted({r.entity_fqn for r in rows if r.entity_fqn != pipeline})
+    found = bk.pipeline_breaks(graph, pipeline, "Failed", loads)
+    tasks = sorted({t for r in rows for t in (r.details or {}).get("failed_tasks") or ()})
+    title = f"Pipeline failed: {pipeline}" + (f" (failed tasks: {', '.join(tasks)})" if tasks else "")
+    own = [r.id for r in rows if r.entity_fqn == pipeline] or [r.id for r in rows]
+    cause = _Cause(("pipeline", pipeline), "pipeline_failed", pipeline, None, title, own, found, {})
+    cause.facts = {"pipeline": pipeline, "failed_tasks": tasks, "loads": loads}
+    cause.symptoms = [r.id for r in rows if r.id not in own]
+    return cause
+
+
+def _test_cause(change: ChangeView, graph: LineageGraph) -> _Cause:
+    column = (change.details or {}).get("column")
+    found = bk.test_breaks(graph, change.entity_fqn, column, str(change.subject), "Failed")
+    title = f"Test failing: {last(str(change.subject))} on {_short(change.entity_fqn, column)}"
+    facts = {"test_fqn": change.subject, "result": (change.details or {}).get("result")}
+    return _Cause(
+        ("test", str(change.subject)), "test_failing", change.entity_fqn, column, title, [change.id], found, facts
+    )
+
+
+def _trust_cause(change: ChangeView) -> _Cause:
+    title = f"Trust dropped on {_short(change.entity_fqn)}: {change.old_value} → {change.new_value}"
+    facts = {"trust_before": change.old_value, "trust_after": change.new_value}
+    return _Cause(("trust", change.entity_fqn), "trust_drop", change.entity_fqn, None, title, [change.id], [], facts)
+
+
+def _ownership_cause(rows: Sequence[ChangeView], genes_of: GenesOf) -> _Cause | None:
+    entity = rows[0].entity_fqn
+    genes = genes_of(entity)
+    if not genes or (genes.get("ownership") or {}).get("owners"):
+        return None
+    if not (is_used(genes) or (genes.get("ownership") or {}).get("tier")):
+        return None
+    previous = [r.subject for r in rows if r.subject]
+    title = f"No owner left on {_short(entity)}" + (f" (was {', '.join(previous)})" if previous else "")
+    facts = {"previous_owners": previous}
+    return _Cause(
+        ("ownership", entity),
+        "ownership_lost",
+        entity,
+        None,
+        title,
+        [r.id for r in rows],
+        bk.ownership_breaks(genes),
+        facts,
+    )
+
+
+# ----------------------------------------------------------------------------------------- grouping
+
+
+def _incident_target(inc: IncidentLike) -> _Target:
+    distances: dict[tuple[str, str | None], int] = {}
+    for d in (inc.details or {}).get("breaks") or ():
+        key = bk.break_key(d)
+        distances[key] = min(distances.get(key, 1 << 30), int(d.get("distance") or 0))
+    return _Target(inc.id, inc.opened_at, (inc.root_fqn, inc.root_column), distances)
+
+
+def _draft_target(cause: _Cause) -> _Target:
+    distances: dict[tuple[str, str | None], int] = {}
+    for b in cause.breaks:
+        distances.setdefault(bk.break_key(b), b.distance)
+    return _Target(cause.fingerprint, None, (cause.root_fqn, cause.root_column), distances)
+
+
+def _best_target(
+    places: Sequence[tuple[str, str | None]], at: datetime, targets: Sequence[_Target], config: AgentConfig
+) -> _Target | None:
+    """The closest target whose blast radius holds one of `places`, among those within the group window."""
+    scored = []
+    for order, target in enumerate(targets):
+        if target.opened_at is not None and at - target.opened_at > config.group_window:
+            continue
+        found = [d for e, c in places if (d := target.distance(e, c)) is not None]
+        if found:
+            scored.append((min(found), order, target))
+    return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
+
+
+def _symptom_groups(changes: Sequence[ChangeView]) -> list[tuple[str, list[ChangeView]]]:
+    """Symptom rows grouped by what they are about, in a fixed order: edges, pipelines, tests, trust."""
+    groups: dict[tuple[str, str], list[ChangeView]] = {}
+    for c in changes:
+        if c.kind == "lineage_edge_removed" and (c.details or {}).get("direction") == "upstream":
+            groups.setdefault(("0edge", f"{c.subject}|{c.entity_fqn}"), []).append(c)
+        elif c.kind == "pipeline_run_failed":
+            groups.setdefault(("1pipeline", str(c.subject)), []).append(c)
+        elif c.kind == "test_newly_failing":
+            groups.setdefault(("2test", str(c.subject)), []).append(c)
+        elif c.kind == "trust_dropped":
+            groups.setdefault(("3trust", c.entity_fqn), []).append(c)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], min(c.id for c in kv[1])))
+    return [(key[0][1:], rows) for key, rows in ordered]
+
+
+def _symptom_cause(kind: str, rows: Sequence[ChangeView], graph: LineageGraph) -> _Cause | None:
+    if kind == "edge":
+        return _edge_cause(rows[0], graph)
+    if kind == "pipeline":
+        return _pipeline_cause(rows, graph)
+    if kind == "test":
+        return _test_cause(rows[0], graph)
+    return _trust_cause(rows[0])
+
+
+def _places(kind: str, rows: Sequence[ChangeView], cause: _Cause) -> list[tuple[str, str | None]]:
+    """The (entity, column) spots a symptom sits on, to look up in a blast radius."""
+    if kind == "pipeline":
+        return [(cause.root_fqn, None)] + [(r.entity_fqn, None) for r in rows]
+    return [(cause.root_fqn, cause.root_column)]
+
+
+# ----------------------------------------------------------------------------------------- the observer
+
+
+def _draft(cause: _Cause, genes_of: GenesOf, now: datetime) -> IncidentDraft:
+    root_genes = genes_of(cause.root_fqn)
+    impacted = list(dict.fromkeys(b.entity_fqn for b in cause.breaks if b.distance > 0))
+    impacted_genes = [genes_of(f) for f in impacted]
+    dashboards = bk.dashboards_of(cause.breaks)
+    sev, reasons = severity(
+        cause.kind, breaks=cause.breaks, dashboards=dashboards, root_genes=root_genes, impacted_genes=impacted_genes
+    )
+    owners: dict[str, None] = {}
+    for genes in [root_genes, *impacted_genes]:
+        for owner in ((genes or {}).get("ownership") or {}).get("owners") or ():
+            owners.setdefault(str(owner.get("name")), None)
+    return IncidentDraft(
+        fingerprint=cause.fingerprint,
+        kind=cause.kind,
+        severity=sev,
+        title=cause.title,
+        root_fqn=cause.root_fqn,
+        root_column=cause.root_column,
+        cause_change_ids=tuple(sorted(cause.change_ids)),
+        breaks=tuple(cause.breaks),
+        dashboards=dashboards,
+        charts=bk.charts_of(cause.breaks),
+        owners=tuple(owners),
+        severity_reasons=reasons,
+        opened_at=now,
+    )
+
+
+def _cause_drafts(changes: Sequence[ChangeView], graph: LineageGraph, genes_of: GenesOf) -> list[_Cause]:
+    """Schema and ownership causes: they open their own incident, never attach."""
+    causes: dict[str, _Cause] = {}
+    for c in changes:
+        if c.kind in SCHEMA_KINDS:
+            cause = _schema_cause(c, graph, genes_of)
+            if cause is None:
+                continue
+            if cause.fingerprint in causes:  # one incident per (entity, old column)
+                causes[cause.fingerprint].change_ids.append(c.id)
+            else:
+                causes[cause.fingerprint] = cause
+    removed: dict[str, list[ChangeView]] = {}
+    for c in changes:
+        if c.kind == "owner_removed":
+            removed.setdefault(c.entity_fqn, []).append(c)
+    for entity in sorted(removed):
+        owned = _ownership_cause(removed[entity], genes_of)
+        if owned is not None:
+            causes.setdefault(owned.fingerprint, owned)
+    return list(causes.values())
+
+
+def observe(
+    changes: Sequence[ChangeView],
+    *,
+    open_incidents: Sequence[IncidentLike],
+    graph: LineageGraph,
+    genes_of: GenesOf,
+    now: datetime,
+    config: AgentConfig,
+) -> ObserverResult:
+    """Turn a run's changes into drafts, attachments and auto-resolutions (pure; deterministic order)."""
+    changes = sorted(changes, key=lambda c: c.id)
+    open_list = sorted((i for i in open_incidents if i.status != "resolved"), key=lambda i: i.id)
+    resolve = [(i.id, reason) for i in open_list if (reason := resolution(i, graph, genes_of, config)) is not None]
+    resolving = {i for i, _ in resolve}
+    open_fps = {i.fingerprint for i in open_list}
+    targets = [_incident_target(i) for i in open_list if i.id not in resolving]
+    causes = [c for c in _cause_drafts(changes, graph, genes_of) if c.fingerprint not in open_fps]
+    by_fp = {c.fingerprint: c for c in causes}
+    targets += [_draft_target(c) for c in causes]
+    attach: dict[int, list[int]] = {}
+    for kind, rows in _symptom_groups(changes):
+        cause = _symptom_cause(kind, rows, graph)
+        if cause is None or cause.fingerprint in open_fps:
+            continue
+        ids = sorted(r.id for r in rows)
+        if cause.fingerprint in by_fp:
+            by_fp[cause.fingerprint].symptoms += [i for i in ids if i not in by_fp[cause.fingerprint].change_ids]
+            continue
+        at = max(r.detected_at for r in rows)
+        target = _best_target(_places(kind, rows, cause), at, targets, config)
+        if target is None:
+            causes.append(cause)
+            by_fp[cause.fingerprint] = cause
+            targets.append(_draft_target(cause))
+        elif isinstance(target.ref, int):
+            attach.setdefault(target.ref, []).extend(ids)
+        else:
+            by_fp[target.ref].symptoms += ids
+    causes.sort(key=lambda c: min(c.change_ids))
+    return ObserverResult(
+        drafts=[_draft(c, genes_of, now) for c in causes],
+        attach=[(i, sorted(set(ids))) for i, ids in sorted(attach.items())],
+        resolve=resolve,
+        draft_symptoms=[(c.fingerprint, sorted(set(c.symptoms))) for c in causes if c.symptoms],
+        details={c.fingerprint: {**c.facts, "key": list(c.key)} for c in causes},
+    )

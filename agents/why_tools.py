@@ -1,0 +1,242 @@
+"""The why-agent's tools over the DNA store: DNA, timeline, blast radius, upstream, incidents, trust, rules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from storage import graph as graph_store
+from storage import store
+from storage.errors import DatasetNotFound
+from storage.fqn import FQNError, last
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from storage.lineage import LineageGraph
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------ store tools
+CAUSE_WEIGHTS = {
+    "entity_deleted": 0.9,
+    "column_removed": 0.9,
+    "column_renamed": 0.9,
+    "column_type_changed": 0.8,
+    "lineage_edge_removed": 0.8,
+    "column_mapping_removed": 0.6,
+    "pipeline_run_failed": 0.7,
+    "test_newly_failing": 0.6,
+    "owner_removed": 0.3,
+    "trust_dropped": 0.3,
+}
+OPEN_STATUSES = frozenset({"open", "acknowledged", "snoozed"})
+# The analyst part of a rules answer: (fqn, recent changes on it and upstream, graph) -> top hypothesis or None.
+Analyst = Callable[[str, list[dict[str, Any]], "LineageGraph"], "dict[str, Any] | Any | None"]
+
+
+def _change_dict(c: Any, distance: int = 0) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "ref": f"change:{c.id}",
+        "entity_fqn": c.entity_fqn,
+        "kind": c.kind,
+        "subject": c.subject,
+        "old_value": c.old_value,
+        "new_value": c.new_value,
+        "detected_at": c.detected_at.isoformat(),
+        "distance": distance,
+    }
+
+
+def _incident_dict(view: Any) -> dict[str, Any]:
+    keys = ("id", "kind", "severity", "status", "title", "root_fqn", "root_column", "opened_at", "assignee")
+    row = view if isinstance(view, dict) else {k: getattr(view, k, None) for k in keys}
+    out = {k: row.get(k) for k in keys}
+    out["opened_at"] = str(out["opened_at"]) if out["opened_at"] is not None else None
+    out["ref"] = f"incident:{out['id']}"
+    return out
+
+
+def top_hypothesis(changes: list[dict[str, Any]], paths: dict[str, tuple[str, ...]]) -> dict[str, Any] | None:
+    """The likeliest cause among recent changes: breaking kinds first, closer and newer ones preferred."""
+    scored = [
+        (CAUSE_WEIGHTS[c["kind"]] * 0.9 ** c["distance"], c["detected_at"], c)
+        for c in changes
+        if c["kind"] in CAUSE_WEIGHTS
+    ]
+    if not scored:
+        return None
+    confidence, _at, c = max(scored, key=lambda s: (s[0], s[1]))
+    subject = f" `{c['subject']}`" if c.get("subject") else ""
+    return {
+        "cause_fqn": c["entity_fqn"],
+        "change_id": c["id"],
+        "change_kind": c["kind"],
+        "summary": f"{c['kind'].replace('_', ' ')}{subject} on `{c['entity_fqn']}`",
+        "confidence": round(confidence, 2),
+        "path": list(paths.get(c["entity_fqn"], ())),
+    }
+
+
+def _last_name(text: str) -> str:
+    try:
+        return last(text.strip().strip("`"))
+    except FQNError:
+        return text
+
+
+def _relevance(session: Session, fqn: str) -> tuple[int, int, float, str]:
+    """Rank same-named datasets: touched by an open incident, a table, usage percentile (then name, stably)."""
+    try:
+        from storage.incidents import incidents_for
+
+        touched = any(i.status != "resolved" for i in incidents_for(session, fqn))
+    except ImportError:  # pragma: no cover - incidents are part of the store
+        touched = False
+    view = store.dna_at(session, fqn)
+    genes = view.genes if view else {}
+    usage = (genes.get("usage") or {}).get("percentile") or 0.0
+    is_table = (genes.get("entity") or {}).get("type") == "table"
+    return (int(touched), int(is_table), float(usage), fqn)
+
+
+class StoreWhyTools:
+    """`WhyTools` over the DNA store: one short session per call (safe to share between requests)."""
+
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        graph_loader: Callable[[Session], LineageGraph] | None = None,
+        *,
+        analyst: Analyst | None = None,
+        now: Callable[[], datetime] | None = None,
+        since_days: int = 7,
+        max_items: int = 50,
+    ) -> None:
+        self.session_factory = session_factory
+        self.graph_loader = graph_loader or graph_store.graph_at
+        self.analyst = analyst
+        self.now = now  # pinned by tests; the wall clock otherwise
+        self.since_days = since_days
+        self.max_items = max_items
+
+    def _now(self) -> datetime:
+        return self.now() if self.now else datetime.now(UTC)
+
+    def resolve(self, text: str) -> str:
+        """The dataset a name means. When several share the name (raw.orders, analytics.orders, model.orders),
+        the one an open incident touches wins, then the most used table: "why did orders break?" is about the
+        orders that broke."""
+        with self.session_factory() as session:
+            try:
+                return store.resolve_fqn(session, text)
+            except DatasetNotFound as exc:
+                same_name = [s for s in exc.suggestions if _last_name(s).lower() == _last_name(text).lower()]
+                if len(same_name) < 2:
+                    raise
+                return max(same_name, key=lambda fqn: _relevance(session, fqn))
+
+    def dna(self, fqn: str) -> dict[str, Any]:
+        with self.session_factory() as session:
+            view = store.dna_at(session, fqn)
+        if view is None:
+            raise DatasetNotFound(fqn)
+        genes, n = view.genes, self.max_items
+        tests = (genes.get("quality") or {}).get("tests") or []
+        ownership = genes.get("ownership") or {}
+        return {
+            "fqn": view.entity_fqn,
+            "type": view.entity_type,
+            "display_name": (genes.get("entity") or {}).get("display_name"),
+            "deleted": view.deleted,
+            "taken_at": view.taken_at.isoformat(),
+            "trust_score": view.trust_score,
+            "columns": [
+                {"name": c.get("name"), "type": c.get("type")} for c in (genes.get("schema") or {}).get("columns", [])
+            ][:n],
+            "owners": [o.get("name") for o in ownership.get("owners") or []],
+            "tier": ownership.get("tier"),
+            "usage": genes.get("usage"),
+            "tests": [{"fqn": t.get("fqn"), "status": t.get("status")} for t in tests][:n],
+            "pipeline_runs": (genes.get("pipeline") or {}).get("runs", [])[:n],
+        }
+
+    def timeline(self, fqn: str, since_days: int = 7) -> dict[str, Any]:
+        with self.session_factory() as session:
+            changes = store.timeline(session, fqn, self._now() - timedelta(days=since_days))
+        return {"fqn": fqn, "since_days": since_days, "changes": [_change_dict(c) for c in changes][-self.max_items :]}
+
+    def blast(self, fqn: str, column: str | None = None) -> dict[str, Any]:
+        with self.session_factory() as session:
+            radius = graph_store.blast_radius(session, fqn, column)
+        n = self.max_items
+        return {
+            "root": fqn,
+            "column": column,
+            "entities": [{"fqn": i.fqn, "type": i.type, "distance": i.distance} for i in radius.entities][:n],
+            "columns": [f"{c.entity_fqn}.{c.column}" for c in radius.columns][:n],
+            "dashboards": radius.dashboards[:n],
+            "charts": radius.charts[:n],
+            "pipelines": radius.pipelines[:n],
+            "counts": {"entities": len(radius.entities), "columns": len(radius.columns)},
+        }
+
+    def upstream(self, fqn: str, column: str | None = None) -> dict[str, Any]:
+        with self.session_factory() as session:
+            g = self.graph_loader(session)
+        impacts = g.upstream(fqn, column)[: self.max_items]
+        return {
+            "fqn": fqn,
+            "column": column,
+            "upstream": [{"fqn": i.fqn, "type": i.type, "distance": i.distance} for i in impacts],
+            "paths": [list(p) for p in g.upstream_paths(fqn, column, limit=5)],
+        }
+
+    def _incident_rows(self, session: Session, fqn: str) -> list[dict[str, Any]] | None:
+        try:
+            from storage.incidents import incidents_for
+        except ImportError:  # incident storage not installed: answer without it
+            return None
+        return [_incident_dict(v) for v in incidents_for(session, fqn)]
+
+    def incidents(self, fqn: str) -> dict[str, Any]:
+        with self.session_factory() as session:
+            rows = self._incident_rows(session, fqn)
+        return {"fqn": fqn, "available": rows is not None, "incidents": (rows or [])[: self.max_items]}
+
+    def trust(self, fqn: str) -> dict[str, Any]:
+        with self.session_factory() as session:
+            view = store.dna_at(session, fqn)
+            history = store.snapshots_between(session, fqn, self._now() - timedelta(days=30))
+        if view is None:
+            raise DatasetNotFound(fqn)
+        points = [{"at": s.taken_at.isoformat(), "score": s.trust_score} for s in history][-self.max_items :]
+        return {"fqn": fqn, "score": view.trust_score, "factors": view.trust_factors, "history": points}
+
+    def rules_answer(self, fqn: str, question: str) -> dict[str, Any]:
+        since = self._now() - timedelta(days=self.since_days)
+        with self.session_factory() as session:
+            g = self.graph_loader(session)
+            ups = g.upstream(fqn)[: self.max_items]
+            distance = {fqn: 0, **{i.fqn: i.distance for i in ups}}
+            changes = [_change_dict(c, d) for f, d in distance.items() for c in store.timeline(session, f, since)]
+            rows = self._incident_rows(session, fqn)
+            view = store.dna_at(session, fqn)
+        changes.sort(key=lambda c: (c["detected_at"], c["id"]), reverse=True)
+        paths = {i.fqn: i.path for i in ups}
+        top = self.analyst(fqn, changes, g) if self.analyst else top_hypothesis(changes, paths)
+        if top is not None and not isinstance(top, dict):
+            top = top.to_dict()
+        return {
+            "fqn": fqn,
+            "since_days": self.since_days,
+            "incidents": [r for r in rows or [] if r["status"] in OPEN_STATUSES],
+            "changes": changes[: self.max_items],
+            "hypothesis": top,
+            "trust_score": view.trust_score if view else None,
+            "degraded": [] if rows is not None else ["incident history unavailable"],
+        }

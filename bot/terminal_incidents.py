@@ -1,0 +1,103 @@
+"""Terminal rendering (rich) of incidents, one incident's full story, and why-answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+SEVERITY_STYLE = {"SEV1": "bold white on red", "SEV2": "bold red", "SEV3": "yellow", "SEV4": "cyan"}
+STATUS_STYLE = {"open": "red", "acknowledged": "yellow", "snoozed": "blue", "resolved": "green"}
+
+
+def _sev(severity: str) -> str:
+    return f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]"
+
+
+def _status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+
+
+def print_incidents(console: Console, items: list[Any], which: str) -> None:
+    if not items:
+        console.print(f"No {which} incidents." if which != "all" else "No incidents yet.")
+        return
+    table = Table(title=f"{which} incidents")
+    for name in ("id", "sev", "status", "title", "root", "opened (UTC)"):
+        table.add_column(name, overflow="fold")
+    for i in items:
+        root = i.root_fqn + (f".{i.root_column}" if i.root_column else "")
+        table.add_row(
+            str(i.id), _sev(i.severity), _status(i.status), i.title, root, i.opened_at.strftime("%Y-%m-%d %H:%M")
+        )
+    console.print(table)
+    console.print("Details: dnabot incident <id>")
+
+
+def _breaks_table(breaks: list[dict[str, Any]], limit: int = 15) -> Table:
+    table = Table(title="what breaks downstream", title_justify="left")
+    for name in ("hops", "asset", "column", "why"):
+        table.add_column(name, overflow="fold")
+    for b in breaks[:limit]:
+        table.add_row(str(b.get("distance", "")), b["entity_fqn"], b.get("column") or "", b.get("reason", ""))
+    if len(breaks) > limit:
+        table.add_row("", f"…and {len(breaks) - limit} more", "", "")
+    return table
+
+
+def print_incident(console: Console, detail: Any) -> None:
+    inc = detail.incident
+    d = inc.details or {}
+    head = (
+        f"{_sev(inc.severity)} {_status(inc.status)}  [bold]{inc.title}[/]\n"
+        f"incident {inc.id} · {inc.kind} · opened {inc.opened_at.isoformat()} · v{inc.version}"
+    )
+    if inc.assignee:
+        head += f" · assigned to {inc.assignee}"
+    console.print(Panel(head, expand=False))
+    text = d.get("explanation") or {}
+    if text.get("brief"):
+        console.print(Panel(Text(text["brief"]), title="for stakeholders", expand=False))
+    reasons = d.get("severity_reasons") or []
+    if reasons:
+        console.print("severity: " + "; ".join(reasons))
+    if d.get("breaks"):
+        console.print(_breaks_table(d["breaks"]))
+    if d.get("dashboards"):
+        console.print("dashboards: " + ", ".join(d["dashboards"]))
+    for h in (d.get("hypotheses") or [])[:3]:
+        console.print(f"cause ({h['confidence']:.0%}): {h['summary']}")
+    for f in d.get("fixes") or []:
+        resolved, remaining = len(f.get("resolves", [])), len(f.get("remains", []))
+        sim = f" — simulated: resolves {resolved} of {resolved + remaining} breaks" if f.get("simulated") else ""
+        console.print(f"[bold]fix[/] {f['title']}{sim}")
+        if f.get("sql"):
+            console.print(f"    {f['sql']}")
+    if text.get("technical"):
+        source = "LLM, validated" if text.get("source") == "llm" else "template"
+        console.print(Panel(Text(text["technical"]), title=f"for engineers ({source})", expand=False))
+    if text.get("fallback_reason"):
+        console.print(f"[yellow]words fell back to the template: {text['fallback_reason']}[/]")
+    for w in d.get("web") or []:
+        console.print(f"outside context: {w.get('summary')} <{w.get('url')}>")
+    history = Table(title="history", title_justify="left")
+    for name in ("when (UTC)", "what", "who", "why"):
+        history.add_column(name, overflow="fold")
+    for ev in detail.events:
+        what = ev.kind + (f" → {ev.status_to}" if getattr(ev, "status_to", None) else "")
+        history.add_row(ev.at.strftime("%Y-%m-%d %H:%M:%S"), what, ev.actor or "", ev.reason or ev.note or "")
+    console.print(history)
+
+
+def print_why(console: Console, answer: Any) -> None:
+    title = f"why: {answer.question}" if answer.question else "why"
+    console.print(Panel(Text(answer.answer), title=title, expand=False))
+    if answer.citations:
+        console.print("evidence: " + ", ".join(answer.citations))
+    for note in answer.degraded:
+        console.print(f"[yellow]{note}[/]")
+    if answer.fallback_reason:
+        console.print(f"[yellow]answered from rules: {answer.fallback_reason}[/]")
