@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STDIO_KEYS = frozenset({"command", "args", "env", "cwd", "type", "transport", "disabled", "description"})
 _HTTP_KEYS = frozenset({"url", "headers", "type", "transport", "disabled", "description"})
 _HTTP_TYPES = frozenset({"http", "streamable-http", "streamable_http", "streamableHttp"})
+_Fail = Callable[[str], "MCPConfigError"]
 
 
 class MCPConfigError(ValueError):
@@ -117,7 +118,7 @@ def parse_config(document: Any, env: Mapping[str, str], *, source: str = "<confi
     return servers
 
 
-def _parse_entry(name: str, entry: dict[str, Any], env: Mapping[str, str], where: str, fail: Any) -> ServerSpec:
+def _parse_entry(name: str, entry: dict[str, Any], env: Mapping[str, str], where: str, fail: _Fail) -> ServerSpec:
     kind = entry.get("type", entry.get("transport"))
     if "command" in entry and "url" in entry:
         raise fail(f'{where} has both "command" and "url"; use one')
@@ -149,19 +150,19 @@ def _parse_entry(name: str, entry: dict[str, Any], env: Mapping[str, str], where
     raise fail(f'{where} needs "command" (stdio) or "url" (streamable HTTP)')
 
 
-def _check_keys(entry: dict[str, Any], allowed: frozenset[str], where: str, fail: Any) -> None:
+def _check_keys(entry: dict[str, Any], allowed: frozenset[str], where: str, fail: _Fail) -> None:
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise fail(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
-def _string(value: Any, what: str, fail: Any) -> str:
+def _string(value: Any, what: str, fail: _Fail) -> str:
     if not isinstance(value, str):
         raise fail(f"{what} must be a string")
     return value
 
 
-def _string_map(value: Any, env: Mapping[str, str], what: str, fail: Any) -> dict[str, str]:
+def _string_map(value: Any, env: Mapping[str, str], what: str, fail: _Fail) -> dict[str, str]:
     if not isinstance(value, dict):
         raise fail(f"{what} must be an object of strings")
     result: dict[str, str] = {}
@@ -172,7 +173,7 @@ def _string_map(value: Any, env: Mapping[str, str], what: str, fail: Any) -> dic
     return result
 
 
-def _expand(value: str, env: Mapping[str, str], what: str, fail: Any) -> str:
+def _expand(value: str, env: Mapping[str, str], what: str, fail: _Fail) -> str:
     """Replace `${VAR}` (must be set) and `${VAR:-default}` using `env` only, never the process environment."""
 
     def substitute(match: re.Match[str]) -> str:

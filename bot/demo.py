@@ -1,4 +1,4 @@
-"""`make demo`: the DNA store on embedded defaults — simulator, sync, a breaking rename upstream, sync, answers."""
+"""`make demo`: on embedded defaults — simulator, sync, a breaking rename upstream, the incident, a revert."""
 
 from __future__ import annotations
 
@@ -12,19 +12,27 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from bot import services, terminal
+from bot import services, terminal, terminal_incidents
 from bot.settings import Settings
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
 
 TOKEN = "demo-token"
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
+ORDERS_TEST = "warehouse.shop.analytics.orders.status.status_in_accepted_set"
 
 
 def _save(out: Path, name: str, data: Any) -> Path:
     path = out / name
     path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def _admin(om_url: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    """A change made in OpenMetadata (through the simulator's admin API)."""
+    response = httpx.post(f"{om_url}{path}", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    response.raise_for_status()
+    return response
 
 
 def _sync(console: Console, settings: Settings) -> Any:
@@ -67,17 +75,17 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     terminal.print_dna(console, services.dna(settings, "stg_orders", None), None)
 
     console.rule("3. Upstream, someone renames stg_orders.status → order_state")
-    response = httpx.post(
-        f"{om_url}/admin/tables/{url_segment(STG_ORDERS)}/columns/status/rename",
-        json={"newName": "order_state", "user": "ben"},
-        headers={"Authorization": f"Bearer {TOKEN}"},
+    response = _admin(
+        om_url,
+        f"/admin/tables/{url_segment(STG_ORDERS)}/columns/status/rename",
+        {"newName": "order_state", "user": "ben"},
     )
-    response.raise_for_status()
     console.print(f"OpenMetadata now has {STG_ORDERS} at version {response.json().get('version')} (a change event).")
 
     console.rule("4. Next sync: incremental, from the change-events feed")
     second = _sync(console, settings)
     _save(out, "sync-2.json", second.to_dict())
+    during = datetime.now(UTC)
 
     console.rule("5. What changed on stg_orders (dnabot timeline stg_orders --since 1h)")
     fqn, changes = services.timeline(settings, "stg_orders", before)
@@ -89,13 +97,42 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     terminal.print_blast(console, radius)
     _save(out, "blast.json", services.blast_json(radius))
 
-    console.rule("7. Time travel (dnabot dna stg_orders --at <before the rename>)")
-    then = services.dna(settings, "stg_orders", before)
-    now = services.dna(settings, "stg_orders", None)
-    cols = lambda view: [c["name"] for c in view.genes["schema"]["columns"]]  # noqa: E731
-    console.print(f"at {before.isoformat()}: {', '.join(cols(then))}")
-    console.print(f"now: {', '.join(cols(now))}")
+    console.rule("7. The incident DNA Bot opened (dnabot incidents; dnabot incident 1)")
+    opened = (second.incidents or {}).get("opened", [])
+    terminal_incidents.print_incidents(console, services.incidents_list(settings, "open"), "open")
+    if opened:
+        terminal_incidents.print_incident(console, services.incident_detail(settings, opened[0]))
+        _save(out, "incident.json", services.plain(services.incident_detail(settings, opened[0])))
+
+    console.rule('8. Ask it (dnabot why orders "why did it break?")')
+    answer = asyncio.run(services.why(settings, "orders", "why did it break?"))
+    terminal_incidents.print_why(console, answer)
+    _save(out, "why.json", services.plain(answer))
+
+    console.rule("9. Downstream, the status test on analytics.orders starts failing")
+    _admin(om_url, f"/admin/tests/{url_segment(ORDERS_TEST)}/result", {"status": "Failed", "result": "status is null"})
+    third = _sync(console, settings)
+    attached = (third.incidents or {}).get("attached", {})
     console.print(
-        f"\nFiles in {out}/: sync-1.json, sync-2.json, timeline.json, blast.json and the SQLite store dnabot.db "
+        f"The failing test joined incident {', '.join(attached) or '?'} as a symptom; no new incident was opened."
+        if attached
+        else f"Incidents after the failing test: {third.incidents}"
+    )
+
+    console.rule("10. The engineer reverts the rename: the incident resolves itself")
+    _admin(om_url, f"/admin/tables/{url_segment(STG_ORDERS)}/columns/order_state/rename", {"newName": "status"})
+    fourth = _sync(console, settings)
+    for incident_id in (fourth.incidents or {}).get("resolved", []):
+        detail = services.incident_detail(settings, incident_id)
+        last = detail.events[-1]
+        console.print(f"incident {incident_id} is {detail.incident.status}: {last.reason or last.note}")
+
+    console.rule("11. Time travel (dnabot dna stg_orders --at <time>)")
+    cols = lambda view: ", ".join(c["name"] for c in view.genes["schema"]["columns"])  # noqa: E731
+    for label, when in (("before the rename", before), ("during the incident", during), ("now", None)):
+        console.print(f"{label:>20}: {cols(services.dna(settings, 'stg_orders', when))}")
+    console.print(
+        f"\nFiles in {out}/: sync-1.json, sync-2.json, timeline.json, blast.json, incident.json, why.json and the "
+        "SQLite store dnabot.db "
         f"(try: DATABASE_URL=sqlite:///{out}/dnabot.db dnabot timeline stg_orders --since 1d)."
     )

@@ -75,7 +75,7 @@ def print_incident(console: Console, detail: Any) -> None:
         sim = f" — simulated: resolves {resolved} of {resolved + remaining} breaks" if f.get("simulated") else ""
         console.print(f"[bold]fix[/] {f['title']}{sim}")
         if f.get("sql"):
-            console.print(f"    {f['sql']}")
+            console.print(f"    {f['sql']}", soft_wrap=True, highlight=False, markup=False)
     if text.get("technical"):
         source = "LLM, validated" if text.get("source") == "llm" else "template"
         console.print(Panel(Text(text["technical"]), title=f"for engineers ({source})", expand=False))

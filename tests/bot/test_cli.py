@@ -115,3 +115,38 @@ def test_reading_before_any_sync_or_without_a_server(dnabot, monkeypatch):
     monkeypatch.delenv("OPENMETADATA_URL")
     no_url = dnabot("sync")
     assert no_url.exit_code == 1 and "OPENMETADATA_URL" in no_url.stderr
+
+
+def test_incidents_incident_and_why_after_a_breaking_rename_with_no_keys(dnabot, om_demo, monkeypatch):
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    assert dnabot("sync").exit_code == 0
+    assert "No open incidents." in dnabot("incidents").stdout
+    rename_status(om_demo)
+    summary = json.loads(dnabot("sync", "--json").stdout)
+    assert len(summary["incidents"]["opened"]) == 1
+    [incident_id] = summary["incidents"]["opened"]
+
+    listed = json.loads(dnabot("incidents", "--json").stdout)
+    assert [(i["id"], i["severity"], i["status"]) for i in listed] == [(incident_id, "SEV1", "open")]
+    table = dnabot("incidents").stdout
+    assert "SEV1" in table and "renamed" in table
+
+    story = dnabot("incident", str(incident_id)).stdout
+    assert "for stakeholders" in story and "Sales overview" in story
+    assert "order_state AS status" in story and "resolves" in story
+    detail = json.loads(dnabot("incident", str(incident_id), "--json").stdout)
+    assert detail["incident"]["details"]["explanation"]["source"] == "template"
+
+    answer = json.loads(dnabot("why", "orders", "why did it break?", "--json").stdout)
+    assert answer["fqn"] == "warehouse.shop.analytics.orders"  # the `orders` an open incident touches
+    assert answer["source"] == "rules"
+    assert STG_ORDERS in answer["answer"] and f"incident:{incident_id}" in answer["citations"]
+    whole = json.loads(dnabot("why", "why did stg_orders break?", "--json").stdout)
+    assert whole["fqn"] == STG_ORDERS
+
+    missing = dnabot("incident", "999")
+    assert missing.exit_code == 1 and "dnabot incidents" in missing.stderr
+    assert dnabot("incidents", "closed").exit_code == 2
+    unknown = dnabot("why", "nosuchtable")
+    assert unknown.exit_code == 2 and "No dataset matches" in unknown.stderr

@@ -81,7 +81,7 @@ def build_server(flavor: str, recorder: Recorder | None = None) -> MCPServer:
     if flavor not in FLAVORS:
         raise ValueError(f"unknown flavor {flavor!r}; expected one of {FLAVORS}")
     rec = recorder or Recorder(None)
-    server = MCPServer(f"fake-{flavor}", version="0.0.1")
+    server = MCPServer(f"fake-{flavor}", version="0.0.1", log_level="WARNING")
     pages = PAGES
     if flavor == "inject":
         pages = ({**PAGES[0], "content": PAGES[0]["content"] + " " + INJECTION}, PAGES[1])
