@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 # Fixture modules live in tests/fakes/ (one per loopback service); pytest loads them as plugins.
-pytest_plugins = ["tests.fakes.db", "tests.fakes.omserver", "tests.fakes.llm"]
+pytest_plugins = ["tests.fakes.db", "tests.fakes.omserver", "tests.fakes.llm", "tests.fakes.mcp_servers"]
 
 SHARED = Path(os.environ.get("DNABOT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 SAMPLE_DATA = SHARED / "fixtures" / "openmetadata" / "sample_data"
