@@ -105,6 +105,17 @@ class Explanation(_Json):
     citations: tuple[str, ...] = ()
 
 
+# The incident kind a breaking change opens: a symptom explained by one of these is fixed by fixing it.
+CAUSE_INCIDENT_KINDS = {
+    "column_removed": "breaking_schema_change",
+    "column_renamed": "breaking_schema_change",
+    "column_type_changed": "breaking_schema_change",
+    "lineage_edge_removed": "lineage_edge_lost",
+    "pipeline_run_failed": "pipeline_failed",
+    "owner_removed": "ownership_lost",
+}
+
+
 def incident_fingerprint(*key: str) -> str:
     """The stable fingerprint of an incident key, e.g. ("schema", entity FQN, column)."""
     return hashlib.sha256("|".join(key).encode("utf-8")).hexdigest()[:32]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from agents import analyst, explainer, fixer, observer
 from agents.config import AgentConfig
-from agents.model import Evidence, Explanation, Hypothesis, IncidentDraft
+from agents.model import CAUSE_INCIDENT_KINDS, Evidence, Explanation, Hypothesis, IncidentDraft
 from storage import graph as graph_store
 from storage import incidents, store
 from storage.db import session_factory
@@ -216,17 +216,6 @@ def _open(
     return _Pending(view.id, facts, queries)
 
 
-# A symptom whose best explanation is an upstream breaking change is fixed by fixing that change.
-_CAUSE_KINDS = {
-    "column_removed": "breaking_schema_change",
-    "column_renamed": "breaking_schema_change",
-    "column_type_changed": "breaking_schema_change",
-    "lineage_edge_removed": "lineage_edge_lost",
-    "pipeline_run_failed": "pipeline_failed",
-    "owner_removed": "ownership_lost",
-}
-
-
 def _fix_target(
     draft: IncidentDraft,
     cause: store.ChangeView | None,
@@ -238,10 +227,10 @@ def _fix_target(
         return target
     best = hypotheses[0]
     upstream_change = next((c for c in upstream if c.id == best.change_id), None)
-    if upstream_change is None or upstream_change.kind not in _CAUSE_KINDS or best.cause_fqn == draft.root_fqn:
+    if upstream_change is None or upstream_change.kind not in CAUSE_INCIDENT_KINDS or best.cause_fqn == draft.root_fqn:
         return target
     return {
-        "kind": _CAUSE_KINDS[upstream_change.kind],
+        "kind": CAUSE_INCIDENT_KINDS[upstream_change.kind],
         "root_fqn": best.cause_fqn,
         "root_column": best.cause_column,
         "change": upstream_change,

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from agents import analyst
+from agents.model import CAUSE_INCIDENT_KINDS
 from storage import graph as graph_store
 from storage import store
 from storage.errors import DatasetNotFound
@@ -21,18 +23,6 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ store tools
-CAUSE_WEIGHTS = {
-    "entity_deleted": 0.9,
-    "column_removed": 0.9,
-    "column_renamed": 0.9,
-    "column_type_changed": 0.8,
-    "lineage_edge_removed": 0.8,
-    "column_mapping_removed": 0.6,
-    "pipeline_run_failed": 0.7,
-    "test_newly_failing": 0.6,
-    "owner_removed": 0.3,
-    "trust_dropped": 0.3,
-}
 OPEN_STATUSES = frozenset({"open", "acknowledged", "snoozed"})
 # The analyst part of a rules answer: (fqn, recent changes on it and upstream, graph) -> top hypothesis or None.
 Analyst = Callable[[str, list[dict[str, Any]], "LineageGraph"], "dict[str, Any] | Any | None"]
@@ -61,27 +51,6 @@ def _incident_dict(view: Any) -> dict[str, Any]:
     return out
 
 
-def top_hypothesis(changes: list[dict[str, Any]], paths: dict[str, tuple[str, ...]]) -> dict[str, Any] | None:
-    """The likeliest cause among recent changes: breaking kinds first, closer and newer ones preferred."""
-    scored = [
-        (CAUSE_WEIGHTS[c["kind"]] * 0.9 ** c["distance"], c["detected_at"], c)
-        for c in changes
-        if c["kind"] in CAUSE_WEIGHTS
-    ]
-    if not scored:
-        return None
-    confidence, _at, c = max(scored, key=lambda s: (s[0], s[1]))
-    subject = f" `{c['subject']}`" if c.get("subject") else ""
-    return {
-        "cause_fqn": c["entity_fqn"],
-        "change_id": c["id"],
-        "change_kind": c["kind"],
-        "summary": f"{c['kind'].replace('_', ' ')}{subject} on `{c['entity_fqn']}`",
-        "confidence": round(confidence, 2),
-        "path": list(paths.get(c["entity_fqn"], ())),
-    }
-
-
 def _last_name(text: str) -> str:
     try:
         return last(text.strip().strip("`"))
@@ -102,6 +71,42 @@ def _relevance(session: Session, fqn: str) -> tuple[int, int, float, str]:
     usage = (genes.get("usage") or {}).get("percentile") or 0.0
     is_table = (genes.get("entity") or {}).get("type") == "table"
     return (int(touched), int(is_table), float(usage), fqn)
+
+
+def analyst_hypothesis(
+    fqn: str, changes: list[store.ChangeView], graph: LineageGraph, now: datetime, window: timedelta
+) -> dict[str, Any] | None:
+    """The analyst's best hypothesis for "why did `fqn` break?": its own breaking change, else one upstream."""
+    own = [c for c in changes if c.entity_fqn == fqn and c.kind in CAUSE_INCIDENT_KINDS]
+    by_id = {c.id: c for c in changes}
+    if own:
+        cause = max(own, key=lambda c: (c.detected_at, c.id))
+        kind = CAUSE_INCIDENT_KINDS[cause.kind]
+        column = (cause.details or {}).get("old_name") or cause.subject if kind == "breaking_schema_change" else None
+        hypotheses = analyst.analyse(
+            kind=kind,
+            root_fqn=fqn,
+            root_column=column,
+            cause_change_ids=(cause.id,),
+            changes_by_id=by_id,
+            upstream_changes=changes,
+            graph=graph,
+            now=now,
+            window=window,
+        )
+    else:
+        hypotheses = analyst.analyse(
+            kind="test_failing",
+            root_fqn=fqn,
+            root_column=None,
+            cause_change_ids=(),
+            changes_by_id=by_id,
+            upstream_changes=changes,
+            graph=graph,
+            now=now,
+            window=window,
+        )
+    return hypotheses[0].to_dict() if hypotheses else None
 
 
 class StoreWhyTools:
@@ -223,12 +228,15 @@ class StoreWhyTools:
             g = self.graph_loader(session)
             ups = g.upstream(fqn)[: self.max_items]
             distance = {fqn: 0, **{i.fqn: i.distance for i in ups}}
-            changes = [_change_dict(c, d) for f, d in distance.items() for c in store.timeline(session, f, since)]
+            views = [(c, d) for f, d in distance.items() for c in store.timeline(session, f, since)]
+            changes = [_change_dict(c, d) for c, d in views]
             rows = self._incident_rows(session, fqn)
             view = store.dna_at(session, fqn)
         changes.sort(key=lambda c: (c["detected_at"], c["id"]), reverse=True)
-        paths = {i.fqn: i.path for i in ups}
-        top = self.analyst(fqn, changes, g) if self.analyst else top_hypothesis(changes, paths)
+        if self.analyst is not None:
+            top = self.analyst(fqn, changes, g)
+        else:
+            top = analyst_hypothesis(fqn, [c for c, _ in views], g, self._now(), timedelta(days=self.since_days))
         if top is not None and not isinstance(top, dict):
             top = top.to_dict()
         return {
