@@ -10,6 +10,7 @@ from typing import Any
 from agents import untrusted
 from agents.model import Break, Evidence, FixProposal, Hypothesis, IncidentDraft
 
+
 @dataclass(frozen=True)
 class ChangeFacts:
     """The change behind an incident, as the texts need it."""
