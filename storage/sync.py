@@ -70,6 +70,7 @@ class SyncResult:
     skipped_malformed: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
     events_seen: int = 0
+    change_source: str | None = None  # incremental runs: "events" (the feed) or "updatedAt" (feed refused)
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     requests: int = 0
     retries: int = 0
@@ -125,6 +126,7 @@ async def run_sync(
             first_sync = last_ok is None
             current = load_current(session)
             known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
+            versions = {c.fqn: (c.om_updated_at, c.om_version) for c in current.values() if not c.deleted}
             fingerprints = {c.fqn: c.fingerprint for c in current.values() if c.fingerprint}
             del current
         result = SyncResult(run_id, "running", mode, started.isoformat(), "", 0.0, first_sync=first_sync)
@@ -139,7 +141,7 @@ async def run_sync(
             if mode == "full":
                 fetched = await fetcher.full(int(started.timestamp() * 1000))
             else:
-                fetched = await fetcher.incremental(int(cursor or 0), known)
+                fetched = await fetcher.incremental(int(cursor or 0), known, versions)
             result.om_version = fetched.om_version
             result.fetch_seconds = round(time.perf_counter() - clock, 3)
             freeze_now()
@@ -237,17 +239,18 @@ def _apply(
     result.skipped_malformed = len(fetched.malformed)
     result.malformed = fetched.malformed[:20]
     result.events_seen = fetched.events_seen
+    result.change_source = fetched.change_source
 
 
 def _deleted(fetched: Fetched, current: dict[str, Current]) -> set[str]:
     """Entities this run shows as gone: absent from a full listing, or confirmed gone by the events feed."""
-    listed = set(ENTITY_COLLECTIONS) if fetched.mode == "full" else {"pipeline"}
+    listed = set(ENTITY_COLLECTIONS) if fetched.mode == "full" or fetched.fully_listed else {"pipeline"}
     listed -= fetched.unsure_types
     out = {f for f in fetched.gone if f in current and not current[f].deleted}
     for fqn, cur in current.items():
         if cur.deleted or cur.entity_type not in listed:
             continue
-        if fqn not in fetched.entities and fqn not in fetched.unknown:
+        if fqn not in fetched.entities and fqn not in fetched.unknown and fqn not in fetched.seen:
             out.add(fqn)
     return out
 

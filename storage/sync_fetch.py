@@ -99,6 +99,9 @@ class Fetched:
     malformed: list[dict[str, Any]] = field(default_factory=list)
     events_cursor: int | None = None
     events_seen: int = 0
+    change_source: str | None = None  # incremental: "events" or "updatedAt"
+    fully_listed: bool = False  # every entity was listed (so absent ones are gone)
+    seen: set[str] = field(default_factory=set)  # listed and unchanged (not re-read)
 
 
 def entity_service(entity: EntityBase) -> str | None:
@@ -271,11 +274,24 @@ class Fetcher:
         self.collect_malformed(fetched)
         return fetched
 
-    async def incremental(self, cursor_ms: int, known_types: dict[str, str]) -> Fetched:
-        """Read what the change-events feed says changed since `cursor_ms`, plus pipelines and tests."""
+    async def incremental(
+        self,
+        cursor_ms: int,
+        known_types: dict[str, str],
+        known_versions: dict[str, tuple[int | None, float | None]] | None = None,
+    ) -> Fetched:
+        """Read what changed since `cursor_ms`: from the change-events feed, or, when the server refuses the
+        feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests."""
         version = await self.client.check_version()
         fetched = Fetched(mode="incremental", om_version=version.version)
-        events = await self.client.events_since(max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES)
+        try:
+            events = await self.client.events_since(max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES)
+        except OMUnavailable:
+            raise  # the server is down: this run fails, the last good data stays
+        except OpenMetadataError as exc:  # refused (403, 404, 400…): fall back to updatedAt
+            log.warning("change-events feed unavailable (%s): detecting changes by updatedAt", exc)
+            return await self._by_updated_at(fetched, cursor_ms, known_versions or {})
+        fetched.change_source = "events"
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
         changed: dict[str, str] = {}
@@ -308,6 +324,33 @@ class Fetcher:
         await self._with_lineage(fetched, produce)
         self.collect_malformed(fetched)
         self.progress("events", len(events), len(events))
+        return fetched
+
+    async def _by_updated_at(
+        self, fetched: Fetched, cursor_ms: int, known: dict[str, tuple[int | None, float | None]]
+    ) -> Fetched:
+        """List every entity (cheap, paged); re-read lineage only where `updatedAt` or the version moved."""
+        fetched.change_source = "updatedAt"
+        fetched.events_cursor = cursor_ms
+        fetched.fully_listed = True
+        listed: list[tuple[EntityBase, str]] = []
+
+        async def produce() -> None:
+            await self.context(fetched)
+            for entity_type in ENTITY_COLLECTIONS:
+                if entity_type == "pipeline":
+                    continue
+                async for entity in self.client.iter_entities(entity_type):
+                    fqn = entity.fullyQualifiedName or entity.name
+                    if known.get(fqn) != (entity.updatedAt, entity.version):
+                        self.add_entity(fetched, entity, entity_type)
+                    else:
+                        listed.append((entity, entity_type))
+
+        await self._with_lineage(fetched, produce)
+        # Unchanged entities were seen: they are not deleted, and their lineage needs no re-read.
+        fetched.seen.update(entity.fullyQualifiedName or entity.name for entity, _ in listed)
+        self.collect_malformed(fetched)
         return fetched
 
 

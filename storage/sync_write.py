@@ -31,6 +31,8 @@ class Current:
     deleted: bool
     snapshot_id: int | None
     trust_score: int | None = None
+    om_version: float | None = None
+    om_updated_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -80,10 +82,21 @@ def load_current(session: Session) -> dict[str, Current]:
             Entity.fingerprint,
             Entity.deleted_at,
             Entity.current_snapshot_id,
+            Entity.om_version,
+            Entity.om_updated_at,
         )
     )
     return {
-        r.fqn: Current(r.id, r.fqn, r.entity_type, r.fingerprint, r.deleted_at is not None, r.current_snapshot_id)
+        r.fqn: Current(
+            r.id,
+            r.fqn,
+            r.entity_type,
+            r.fingerprint,
+            r.deleted_at is not None,
+            r.current_snapshot_id,
+            om_version=r.om_version,
+            om_updated_at=r.om_updated_at,
+        )
         for r in rows
     }
 

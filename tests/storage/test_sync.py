@@ -291,3 +291,19 @@ def test_two_syncs_never_run_at_once(db_url, om_sample):
     finally:
         engine.dispose()
     assert sync(db_url, om_sample).ok
+
+
+def test_without_the_events_feed_changes_are_found_by_updated_at(db_url, om_sample):
+    assert sync(db_url, om_sample).ok
+    t0 = datetime.now(UTC)
+    om_sample.admin("POST", "/admin/faults", {"path_regex": "^/api/v1/events", "status": 403, "times": 1000})
+    om_sample.admin("DELETE", f"/admin/tables/{url_segment(DIM_PRODUCT)}/columns/vendor")
+    om_sample.admin("DELETE", f"/admin/entities/table/{url_segment(f'{SHOP}.dim_location')}")
+    result = sync(db_url, om_sample)
+    assert result.ok, result.error
+    assert result.mode == "incremental" and result.change_source == "updatedAt"
+    assert ("column_removed", "vendor") in {(c.kind, c.subject) for c in changes_of(db_url, DIM_PRODUCT, t0)}
+    assert result.entities_deleted == 1
+    assert result.snapshots_written == 2  # only what moved; nothing else re-read or rewritten
+    again = sync(db_url, om_sample)
+    assert again.ok and again.snapshots_written == 0
