@@ -39,12 +39,13 @@ class PipelineResult:
     attached: dict[int, list[int]] = field(default_factory=dict)
     resolved: list[int] = field(default_factory=list)
     explained_by_llm: list[int] = field(default_factory=list)
+    unsnoozed: list[int] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)
 
     @property
     def touched(self) -> list[int]:
         """Every incident whose card would change."""
-        ids = [*self.opened, *self.reopened, *self.attached, *self.resolved]
+        ids = [*self.opened, *self.reopened, *self.attached, *self.resolved, *self.unsnoozed]
         return sorted(set(ids))
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +56,7 @@ class PipelineResult:
             "attached": {str(k): v for k, v in self.attached.items()},
             "resolved": self.resolved,
             "explained_by_llm": self.explained_by_llm,
+            "unsnoozed": self.unsnoozed,
             "degraded": self.degraded,
         }
 
@@ -115,6 +117,7 @@ def _phase_rules(
     session: Session, run_id: int, config: AgentConfig, now: datetime, result: PipelineResult
 ) -> list[_Pending]:
     changes = run_changes(session, run_id)
+    result.unsnoozed = incidents.unsnooze_due(session, now)
     graph = graph_store.graph_at(session)
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)

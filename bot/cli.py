@@ -14,8 +14,8 @@ from rich.console import Console
 
 from bot import services, terminal, terminal_incidents
 from bot.settings import get_settings
-from bot.timeparse import TimeArgError, parse_instant, parse_since
-from storage.errors import ColumnNotFound, DatasetNotFound, DnaBotError
+from bot.timeparse import TimeArgError, parse_instant, parse_since, parse_span
+from storage.errors import ColumnNotFound, DatasetNotFound, DnaBotError, InvalidTransition
 
 app = typer.Typer(
     add_completion=False,
@@ -37,7 +37,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
     """Run a command body and turn domain errors into one clear line and an exit code."""
     try:
         return fn()
-    except (DatasetNotFound, ColumnNotFound) as exc:
+    except (DatasetNotFound, ColumnNotFound, InvalidTransition) as exc:
         _fail(str(exc), 2)
     except TimeArgError as exc:
         _fail(str(exc), 2)
@@ -202,6 +202,56 @@ def incident(
             terminal_incidents.print_incident(console, detail)
 
     _guard(body)
+
+
+ByOpt = Annotated[str, typer.Option("--by", help="Who is acting (recorded in the incident's history).")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the history).")]
+
+
+def _transition(incident_id: int, status: str, by: str, reason: str | None, as_json: bool, **kw: object) -> None:
+    def body() -> None:
+        view = services.set_incident_status(get_settings(), incident_id, status, actor=by, reason=reason, **kw)
+        if as_json:
+            _emit(services.plain(view))
+        else:
+            until = f" until {view.snoozed_until.isoformat()}" if view.snoozed_until else ""
+            console.print(f"incident {view.id} is now {view.status}{until} (v{view.version})")
+
+    _guard(body)
+
+
+@app.command()
+def ack(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+    """Acknowledge an incident: someone is on it."""
+    _transition(incident_id, "acknowledged", by, reason, as_json)
+
+
+@app.command()
+def snooze(
+    incident_id: int,
+    span: Annotated[str, typer.Argument(help="How long: 1h, 1d, 1w…")] = "1d",
+    by: ByOpt = "cli",
+    reason: ReasonOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Snooze an incident; it opens again by itself when the time is up (on the next sync)."""
+    try:
+        until = datetime.now(UTC) + parse_span(span)
+    except TimeArgError as exc:
+        _fail(str(exc), 2)
+    _transition(incident_id, "snoozed", by, reason, as_json, snoozed_until=until)
+
+
+@app.command()
+def resolve(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+    """Resolve an incident by hand (it reopens if its cause shows up again)."""
+    _transition(incident_id, "resolved", by, reason, as_json)
+
+
+@app.command()
+def reopen(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+    """Reopen an incident."""
+    _transition(incident_id, "open", by, reason, as_json)
 
 
 @app.command()

@@ -150,3 +150,27 @@ def test_incidents_incident_and_why_after_a_breaking_rename_with_no_keys(dnabot,
     assert dnabot("incidents", "closed").exit_code == 2
     unknown = dnabot("why", "nosuchtable")
     assert unknown.exit_code == 2 and "No dataset matches" in unknown.stderr
+
+
+def test_acknowledge_snooze_resolve_and_reopen_from_the_command_line(dnabot, om_demo):
+    assert dnabot("sync").exit_code == 0
+    rename_status(om_demo)
+    [incident_id] = json.loads(dnabot("sync", "--json").stdout)["incidents"]["opened"]
+    iid = str(incident_id)
+    acked = dnabot("ack", iid, "--by", "ana", "--reason", "looking at stg_orders")
+    assert acked.exit_code == 0 and "acknowledged" in acked.stdout
+    snoozed = json.loads(dnabot("snooze", iid, "2h", "--by", "ana", "--json").stdout)
+    assert snoozed["status"] == "snoozed" and snoozed["snoozed_until"]
+    assert dnabot("snooze", iid, "soon").exit_code == 2
+    assert dnabot("resolve", iid, "--by", "ben", "-r", "compat view deployed").exit_code == 0
+    again = dnabot("ack", iid)
+    assert again.exit_code == 2 and "reopened" in again.stderr  # a resolved incident can only be reopened
+    assert dnabot("reopen", iid, "--by", "ben").exit_code == 0
+    history = json.loads(dnabot("incident", iid, "--json").stdout)["events"]
+    moves = [(e["status_to"], e["actor"], e["reason"]) for e in history if e["kind"] == "status_changed"]
+    assert moves == [
+        ("acknowledged", "ana", "looking at stg_orders"),
+        ("snoozed", "ana", None),
+        ("resolved", "ben", "compat view deployed"),
+        ("open", "ben", None),
+    ]
