@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from agents import breaks as bk
 from agents.config import AgentConfig
 from agents.model import incident_fingerprint
+from agents.observer_quality import resolved_note, tests_of
 from storage.lineage import LineageGraph
 from storage.trust import trust_score
 
@@ -68,10 +69,18 @@ def _edge(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any] | None) 
 
 
 def _test(inc: _Incident, genes: Mapping[str, Any]) -> str | None:
-    for test in (genes.get("quality") or {}).get("tests") or ():
+    """Recovered (latest result Success), or resolved in OpenMetadata even while the result still fails."""
+    for test in tests_of(genes):
         if incident_fingerprint("test", str(test.get("fqn"))) == inc.fingerprint:
-            return f"test recovered: {test.get('name') or test.get('fqn')}" if test.get("status") == "Success" else None
+            if test.get("status") == "Success":
+                return f"test recovered: {test.get('name') or test.get('fqn')}"
+            return resolved_note(test)
     return None
+
+
+def is_deletion(inc: _Incident) -> bool:
+    """Whether the incident is a deleted upstream asset (a breaking change keyed ("deleted", fqn))."""
+    return inc.kind == "breaking_schema_change" and inc.fingerprint == incident_fingerprint("deleted", inc.root_fqn)
 
 
 def _pipeline(inc: _Incident, genes: Mapping[str, Any]) -> str | None:
@@ -109,6 +118,8 @@ def resolution(inc: _Incident, graph: LineageGraph, genes_of: GenesOf, config: A
         return _edge(inc, graph, genes)
     if not genes:
         return None  # the root is unknown or gone: nothing to judge by
+    if is_deletion(inc):
+        return None if (genes.get("entity") or {}).get("deleted") else "restored"
     if inc.kind == "breaking_schema_change":
         return _schema(inc, graph, genes)
     if inc.kind == "test_failing":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.model import Break
@@ -152,6 +152,23 @@ def edge_breaks(graph: LineageGraph, from_fqn: str, to_fqn: str, live: bool) -> 
     return _merge([own, *_radius_breaks(graph, radius, "lost_upstream", offset=1, prefix=(from_fqn,))])
 
 
+def deleted_breaks(graph: LineageGraph, fqn: str, genes_of: Callable[[str], Mapping[str, Any] | None]) -> list[Break]:
+    """`lost_upstream` for everything downstream of a deleted entity.
+
+    The graph may still hold the entity's edges; a sync drops them, so the direct dependants also come from the
+    deleted entity's last genes (`lineage.downstream`), each walked on from there. Dependants deleted too are left out.
+    """
+    out = _radius_breaks(graph, graph.blast_radius(fqn), "lost_upstream")
+    reached = {b.entity_fqn for b in out} | {fqn}
+    for e in ((genes_of(fqn) or {}).get("lineage") or {}).get("downstream") or ():
+        dst = e.get("fqn")
+        if not dst or dst in reached or ((genes_of(dst) or {}).get("entity") or {}).get("deleted"):
+            continue
+        out.append(Break(dst, None, graph.type_of(dst) or e.get("type"), 1, "lost_upstream", (fqn,)))
+        out += _radius_breaks(graph, graph.blast_radius(dst), "lost_upstream", offset=1, prefix=(fqn,))
+    return _merge(out)
+
+
 def test_breaks(
     graph: LineageGraph, entity_fqn: str, column: str | None, test_fqn: str, status: str | None
 ) -> list[Break]:
@@ -230,6 +247,21 @@ def dashboards_of(breaks: Iterable[Break]) -> tuple[str, ...]:
 def charts_of(breaks: Iterable[Break]) -> tuple[str, ...]:
     """The charts among the breaks, closest first."""
     return tuple(dict.fromkeys(b.entity_fqn for b in breaks if b.entity_type == "chart"))
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def impact_text(breaks: Sequence[Break], *, assets: bool = False) -> str:
+    """The impact for a title, e.g. `: 3 columns and 2 dashboards impacted` (assets instead of columns), or ""."""
+    down = [b for b in breaks if b.distance > 0]
+    if assets:
+        first = len({b.entity_fqn for b in down if b.entity_type not in VISUAL_TYPES}), "asset"
+    else:
+        first = sum(1 for b in down if b.column is not None), "column"
+    parts = [_plural(n, noun) for n, noun in (first, (len(dashboards_of(breaks)), "dashboard")) if n]
+    return f": {' and '.join(parts)} impacted" if parts else ""
 
 
 def break_key(b: Break | Mapping[str, Any]) -> tuple[str, str | None]:

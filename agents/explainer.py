@@ -103,6 +103,8 @@ def _cause(facts: IncidentFacts) -> str:
     c, root = facts.change, f"`{_short(facts.root_fqn)}`"
     column = f"`{facts.root_column or (c.subject if c else '') or '?'}`"
     if facts.kind == "breaking_schema_change" and c is not None:
+        if c.kind == "entity_deleted":
+            return f"{root} was deleted in OpenMetadata, so everything it fed lost its source"
         if c.kind == "column_renamed":
             return f"the {column} column of {root} was renamed to `{_value(c.new_value)}`"
         if c.kind == "column_type_changed":
@@ -177,6 +179,7 @@ CHANGE_LINES = {  # {e} entity, {s} subject, {o} old value, {n} new value
     "pipeline_run_failed": "the latest run of pipeline `{e}` failed ({n})",
     "owner_removed": "owner {o} was removed from `{e}`, which now has no owner",
     "trust_dropped": "the trust score of `{e}` dropped from {o} to {n}",
+    "entity_deleted": "`{e}` was deleted in OpenMetadata",
 }
 
 

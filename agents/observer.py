@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agents import breaks as bk
+from agents import observer_quality as oq
 from agents.autoresolve import resolution
 from agents.config import AgentConfig
 from agents.model import Break, IncidentDraft, incident_fingerprint
 from agents.severity import is_used, severity
-from storage.fqn import last
+from storage.fqn import build, last, split
 from storage.lineage import LineageGraph
 from storage.store import ChangeView
 
@@ -69,6 +70,7 @@ class _Cause:
     breaks: list[Break]
     facts: dict[str, Any]
     symptoms: list[int] = field(default_factory=list)
+    first_row: int = 0  # orders a draft with no change row of its own (a test opened from its OM incident)
 
     @property
     def fingerprint(self) -> str:
@@ -94,14 +96,6 @@ class _Target:
 
 def _short(fqn: str, column: str | None = None) -> str:
     return f"{last(fqn)}.{column}" if column else last(fqn)
-
-
-def _impact_text(breaks: Sequence[Break]) -> str:
-    cols = sum(1 for b in breaks if b.column is not None and b.distance > 0)
-    dashes = len(bk.dashboards_of(breaks))
-    parts = [f"{cols} column{'s' * (cols != 1)}"] if cols else []
-    parts += [f"{dashes} dashboard{'s' * (dashes != 1)}"] if dashes else []
-    return f": {' and '.join(parts)} impacted" if parts else ""
 
 
 # ----------------------------------------------------------------------------------------- causes
@@ -135,7 +129,7 @@ def _schema_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) ->
         "breaking_schema_change",
         entity,
         old,
-        what + _impact_text(found),
+        what + bk.impact_text(found),
         [change.id],
         found,
         facts,
@@ -148,7 +142,7 @@ def _edge_cause(change: ChangeView, graph: LineageGraph) -> _Cause | None:
     if not found:
         return None
     pipeline = (change.old_value or {}).get("pipeline") if isinstance(change.old_value, Mapping) else None
-    title = f"Lineage lost: {_short(src)} → {_short(dst)}{_impact_text(found)}"
+    title = f"Lineage lost: {_short(src)} → {_short(dst)}{bk.impact_text(found)}"
     facts = {"edge_from": src, "edge_to": dst, "pipeline": pipeline}
     return _Cause(("edge", src, dst), "lineage_edge_lost", dst, None, title, [change.id], found, facts)
 
@@ -166,14 +160,27 @@ def _pipeline_cause(rows: Sequence[ChangeView], graph: LineageGraph) -> _Cause:
     return cause
 
 
-def _test_cause(change: ChangeView, graph: LineageGraph) -> _Cause:
-    column = (change.details or {}).get("column")
-    found = bk.test_breaks(graph, change.entity_fqn, column, str(change.subject), "Failed")
-    title = f"Test failing: {last(str(change.subject))} on {_short(change.entity_fqn, column)}"
-    facts = {"test_fqn": change.subject, "result": (change.details or {}).get("result")}
-    return _Cause(
-        ("test", str(change.subject)), "test_failing", change.entity_fqn, column, title, [change.id], found, facts
-    )
+def _test_cause(
+    entity: str, test_fqn: str, source: Mapping[str, Any], om: Any, change_ids: list[int], graph: LineageGraph
+) -> _Cause:
+    """`source`: the test's gene entry or its change row's details (column, result); `om`: its OM incident."""
+    column = source.get("column")
+    found = bk.test_breaks(graph, entity, column, test_fqn, "Failed")
+    title = f"Test failing: {last(test_fqn)} on {_short(entity, column)}"
+    facts = {"test_fqn": test_fqn, "result": source.get("result"), "om_incident": om}
+    return _Cause(("test", test_fqn), "test_failing", entity, column, title, change_ids, found, facts)
+
+
+def _deleted_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) -> _Cause | None:
+    entity = change.entity_fqn
+    found = bk.deleted_breaks(graph, entity, genes_of)
+    if not found:
+        return None  # nothing downstream: a change, not an incident
+    parts = split(entity)
+    name = build(*parts[-2:]) if len(parts) >= 4 else last(entity)  # schema.table for tables
+    title = f"{name} was deleted{bk.impact_text(found, assets=True)}"
+    facts = {"change_kind": change.kind, "deleted_fqn": entity}
+    return _Cause(("deleted", entity), "breaking_schema_change", entity, None, title, [change.id], found, facts)
 
 
 def _trust_cause(change: ChangeView) -> _Cause:
@@ -252,14 +259,36 @@ def _symptom_groups(changes: Sequence[ChangeView]) -> list[tuple[str, list[Chang
     return [(key[0][1:], rows) for key, rows in ordered]
 
 
-def _symptom_cause(kind: str, rows: Sequence[ChangeView], graph: LineageGraph) -> _Cause | None:
+def _symptom_cause(kind: str, rows: Sequence[ChangeView], graph: LineageGraph, genes_of: GenesOf) -> _Cause | None:
     if kind == "edge":
         return _edge_cause(rows[0], graph)
     if kind == "pipeline":
         return _pipeline_cause(rows, graph)
     if kind == "test":
-        return _test_cause(rows[0], graph)
+        row, test = rows[0], str(rows[0].subject)
+        om = oq.om_incident(oq.find_test(genes_of(row.entity_fqn), test)) or oq.om_incident(row.details)
+        return _test_cause(row.entity_fqn, test, row.details or {}, om, [row.id], graph)
     return _trust_cause(rows[0])
+
+
+Symptom = tuple[_Cause, list[int], datetime, list[tuple[str, str | None]]]
+
+
+def _symptoms(
+    changes: Sequence[ChangeView], graph: LineageGraph, genes_of: GenesOf, scan: Sequence[str], now: datetime
+) -> list[Symptom]:
+    """Each symptom's cause, change ids, time and places; then failing tests with an open OM incident."""
+    out: list[Symptom] = []
+    for kind, rows in _symptom_groups(changes):
+        if (cause := _symptom_cause(kind, rows, graph, genes_of)) is not None:
+            at = max(r.detected_at for r in rows)
+            out.append((cause, sorted(r.id for r in rows), at, _places(kind, rows, cause)))
+    newly = [str(c.subject) for c in changes if c.kind == "test_newly_failing"]
+    for t in oq.open_in_om(changes, genes_of, skip=newly, extra=scan, now=now):
+        cause = _test_cause(t.entity, t.fqn, t.test, oq.om_incident(t.test), list(t.change_ids), graph)
+        cause.first_row = t.first_row
+        out.append((cause, list(t.change_ids), t.at, [(cause.root_fqn, cause.root_column)]))
+    return out
 
 
 def _places(kind: str, rows: Sequence[ChangeView], cause: _Cause) -> list[tuple[str, str | None]]:
@@ -302,11 +331,11 @@ def _draft(cause: _Cause, genes_of: GenesOf, now: datetime) -> IncidentDraft:
 
 
 def _cause_drafts(changes: Sequence[ChangeView], graph: LineageGraph, genes_of: GenesOf) -> list[_Cause]:
-    """Schema and ownership causes: they open their own incident, never attach."""
+    """Schema, deletion and ownership causes: they open their own incident, never attach."""
     causes: dict[str, _Cause] = {}
     for c in changes:
-        if c.kind in SCHEMA_KINDS:
-            cause = _schema_cause(c, graph, genes_of)
+        if c.kind in SCHEMA_KINDS or c.kind == "entity_deleted":
+            cause = _schema_cause(c, graph, genes_of) if c.kind in SCHEMA_KINDS else _deleted_cause(c, graph, genes_of)
             if cause is None:
                 continue
             if cause.fingerprint in causes:  # one incident per (entity, old column)
@@ -332,8 +361,13 @@ def observe(
     genes_of: GenesOf,
     now: datetime,
     config: AgentConfig,
+    scan_entities: Sequence[str] = (),
 ) -> ObserverResult:
-    """Turn a run's changes into drafts, attachments and auto-resolutions (pure; deterministic order)."""
+    """Turn a run's changes into drafts, attachments and auto-resolutions (pure; deterministic order).
+
+    `scan_entities` are looked at for failing tests with an open OpenMetadata incident even without a change
+    in this run: the first sync passes every table, so incidents already open in OpenMetadata are not missed.
+    """
     changes = sorted(changes, key=lambda c: c.id)
     open_list = sorted((i for i in open_incidents if i.status != "resolved"), key=lambda i: i.id)
     resolve = [(i.id, reason) for i in open_list if (reason := resolution(i, graph, genes_of, config)) is not None]
@@ -344,25 +378,23 @@ def observe(
     by_fp = {c.fingerprint: c for c in causes}
     targets += [_draft_target(c) for c in causes]
     attach: dict[int, list[int]] = {}
-    for kind, rows in _symptom_groups(changes):
-        cause = _symptom_cause(kind, rows, graph)
-        if cause is None or cause.fingerprint in open_fps:
+    for cause, ids, at, places in _symptoms(changes, graph, genes_of, scan_entities, now):
+        if cause.fingerprint in open_fps:
             continue
-        ids = sorted(r.id for r in rows)
         if cause.fingerprint in by_fp:
             by_fp[cause.fingerprint].symptoms += [i for i in ids if i not in by_fp[cause.fingerprint].change_ids]
             continue
-        at = max(r.detected_at for r in rows)
-        target = _best_target(_places(kind, rows, cause), at, targets, config)
+        target = _best_target(places, at, targets, config)
         if target is None:
             causes.append(cause)
             by_fp[cause.fingerprint] = cause
             targets.append(_draft_target(cause))
         elif isinstance(target.ref, int):
-            attach.setdefault(target.ref, []).extend(ids)
+            if ids:
+                attach.setdefault(target.ref, []).extend(ids)
         else:
             by_fp[target.ref].symptoms += ids
-    causes.sort(key=lambda c: min(c.change_ids))
+    causes.sort(key=lambda c: min(c.change_ids, default=c.first_row))
     return ObserverResult(
         drafts=[_draft(c, genes_of, now) for c in causes],
         attach=[(i, sorted(set(ids))) for i, ids in sorted(attach.items())],

@@ -82,6 +82,10 @@ class _Pending:
     queries: list[str]
 
 
+def _first(run: SyncRun) -> bool:
+    return bool((run.stats or {}).get("first_sync"))
+
+
 def run_changes(session: Session, run_id: int) -> list[store.ChangeView]:
     """The changes one sync run recorded."""
     run = session.get_one(SyncRun, run_id)
@@ -121,8 +125,11 @@ def _phase_rules(
     graph = graph_store.graph_at(session)
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)
+    run = session.get_one(SyncRun, run_id)
+    # The very first sync records no changes: scan every table for tests already failing in OpenMetadata.
+    scan = sorted(f for f, t in store.entity_types(session).items() if t == "table") if _first(run) else []
     observed = observer.observe(
-        changes, open_incidents=open_now, graph=graph, genes_of=genes_of, now=now, config=config
+        changes, open_incidents=open_now, graph=graph, genes_of=genes_of, now=now, config=config, scan_entities=scan
     )
     for incident_id, reason in observed.resolve:
         incidents.auto_resolve(session, incident_id, reason=reason, now=now)

@@ -58,7 +58,11 @@ def rename(om, old: str, new: str) -> None:
 
 def test_a_rename_upstream_is_one_incident_that_a_symptom_joins_and_a_revert_resolves(db_url, om_demo):
     _, first = sync_and_process(db_url, om_demo)
-    assert first.opened == []  # a healthy warehouse opens nothing
+    # The first sync takes over what OpenMetadata already tracks: one failing test with an assigned incident.
+    [known] = first.opened
+    known_story = detail(db_url, known).incident
+    assert known_story.kind == "test_failing" and known_story.root_fqn == "warehouse.shop.staging.stg_customers"
+    assert known_story.details["om_incident"]["status"] == "Assigned"
 
     rename(om_demo, "status", "order_state")
     _, second = sync_and_process(db_url, om_demo)
@@ -89,7 +93,7 @@ def test_a_rename_upstream_is_one_incident_that_a_symptom_joins_and_a_revert_res
     engine = make_engine(db_url)
     again = asyncio.run(process_run(engine, story.incident.opened_run_id, CONFIG))
     engine.dispose()
-    assert again.opened == [] and len(all_incidents(db_url)) == 1
+    assert again.opened == [] and len(all_incidents(db_url)) == 2
 
     # The data-quality test on the mart starts failing: it joins the incident instead of opening one.
     om_demo.admin(
@@ -97,7 +101,7 @@ def test_a_rename_upstream_is_one_incident_that_a_symptom_joins_and_a_revert_res
     )
     _, third = sync_and_process(db_url, om_demo)
     assert third.opened == [] and third.attached == {incident_id: third.attached[incident_id]}
-    assert len(all_incidents(db_url)) == 1
+    assert len(all_incidents(db_url)) == 2
     assert [link.role for link in detail(db_url, incident_id).links] == ["cause", "symptom"]
 
     # The engineer reverts the rename: the incident resolves itself, with a note.

@@ -39,7 +39,7 @@ def process_with(db_url: str, om, *, llm: LLMClient | None = None, specs=()) -> 
     sync, _ = sync_and_process(db_url, om)
     engine = make_engine(db_url)
     with session_factory(engine)() as session:
-        assert len(incidents.open_incidents(session)) == 1
+        assert any(i.kind == "breaking_schema_change" for i in incidents.open_incidents(session))
     # the rules-only pass opened it; forget it and run the same sync run again, this time with words and tools
     with session_factory(engine).begin() as session:
         session.execute(delete(Incident))

@@ -121,14 +121,16 @@ def test_incidents_incident_and_why_after_a_breaking_rename_with_no_keys(dnabot,
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     assert dnabot("sync").exit_code == 0
-    assert "No open incidents." in dnabot("incidents").stdout
+    known = json.loads(dnabot("incidents", "--json").stdout)
+    assert [(i["kind"], i["root_fqn"]) for i in known] == [("test_failing", "warehouse.shop.staging.stg_customers")]
     rename_status(om_demo)
     summary = json.loads(dnabot("sync", "--json").stdout)
     assert len(summary["incidents"]["opened"]) == 1
     [incident_id] = summary["incidents"]["opened"]
 
     listed = json.loads(dnabot("incidents", "--json").stdout)
-    assert [(i["id"], i["severity"], i["status"]) for i in listed] == [(incident_id, "SEV1", "open")]
+    assert (listed[0]["id"], listed[0]["severity"], listed[0]["status"]) == (incident_id, "SEV1", "open")
+    assert len(listed) == 2  # most severe first
     table = dnabot("incidents").stdout
     assert "SEV1" in table and "renamed" in table
 
