@@ -54,7 +54,8 @@ def _schema(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any]) -> st
     )
     if col is not None and (expected is not None or not retyped) and bk.type_matches(col, expected):
         return f"change reverted: {column} is back"
-    if not bk.schema_breaks(graph, inc.root_fqn, column, columns, expected, renamed_to=facts.get("new_column")):
+    follow = facts.get("new_column") if facts.get("mappings_follow_rename") else None
+    if not bk.schema_breaks(graph, inc.root_fqn, column, columns, expected, renamed_to=follow):
         return "no dependants left"
     return None
 

@@ -13,7 +13,7 @@ from agents.autoresolve import resolution
 from agents.config import AgentConfig
 from agents.model import Break, IncidentDraft, incident_fingerprint
 from agents.severity import is_used, severity
-from storage.fqn import build, last, split
+from storage.fqn import build, column_fqn, last, split
 from storage.lineage import LineageGraph
 from storage.store import ChangeView
 
@@ -101,7 +101,20 @@ def _short(fqn: str, column: str | None = None) -> str:
 # ----------------------------------------------------------------------------------------- causes
 
 
-def _schema_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) -> _Cause | None:
+def _mappings_moved_to(changes: Sequence[ChangeView], entity: str, column: str) -> bool:
+    """Did this run re-point column mappings to `entity.column` (a server that rewrites lineage on rename)?"""
+    target = column_fqn(entity, column)
+    for c in changes:
+        if c.kind == "column_mapping_added":
+            sources = (c.details or {}).get("from") or []
+            if target in (sources if isinstance(sources, list) else [sources]):
+                return True
+    return False
+
+
+def _schema_cause(
+    change: ChangeView, graph: LineageGraph, genes_of: GenesOf, changes: Sequence[ChangeView] = ()
+) -> _Cause | None:
     details = change.details or {}
     entity = change.entity_fqn
     columns = ((genes_of(entity) or {}).get("schema") or {}).get("columns") or []
@@ -120,10 +133,19 @@ def _schema_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) ->
         old = str(change.subject)
         expected = bk.type_signature(change.old_value if isinstance(change.old_value, Mapping) else None)
         what = f"{_short(entity, old)} dropped"
-    found = bk.schema_breaks(graph, entity, old, columns, expected, renamed_to=new)
+    # Follow the new name only if this run moved mappings onto it: a revert (order_state → status, where
+    # `status` was always the mapped column) heals the dependants instead of breaking them.
+    follow = new if new and _mappings_moved_to(changes, entity, new) else None
+    found = bk.schema_breaks(graph, entity, old, columns, expected, renamed_to=follow)
     if not found:
         return None  # no dependants: a change, not an incident
-    facts = {"change_kind": change.kind, "old_column": old, "new_column": new, "expected_type": expected}
+    facts = {
+        "change_kind": change.kind,
+        "old_column": old,
+        "new_column": new,
+        "expected_type": expected,
+        "mappings_follow_rename": follow is not None,
+    }
     return _Cause(
         ("schema", entity, old),
         "breaking_schema_change",
@@ -335,7 +357,10 @@ def _cause_drafts(changes: Sequence[ChangeView], graph: LineageGraph, genes_of: 
     causes: dict[str, _Cause] = {}
     for c in changes:
         if c.kind in SCHEMA_KINDS or c.kind == "entity_deleted":
-            cause = _schema_cause(c, graph, genes_of) if c.kind in SCHEMA_KINDS else _deleted_cause(c, graph, genes_of)
+            if c.kind in SCHEMA_KINDS:
+                cause = _schema_cause(c, graph, genes_of, changes)
+            else:
+                cause = _deleted_cause(c, graph, genes_of)
             if cause is None:
                 continue
             if cause.fingerprint in causes:  # one incident per (entity, old column)

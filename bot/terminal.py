@@ -92,6 +92,23 @@ def print_sync_result(console: Console, result: Any) -> None:
         console.print(f"First sync: {result.snapshots_written} assets now have a DNA snapshot.")
     elif ok:
         console.print("No changes since the last sync.")
+    _print_incident_line(console, result.incidents)
+
+
+def _print_incident_line(console: Console, incidents: dict[str, Any] | None) -> None:
+    """One line on what the incident pipeline did after the sync."""
+    if not incidents:
+        return
+    parts = []
+    for key, label in (("opened", "opened"), ("reopened", "reopened"), ("resolved", "resolved"), ("unsnoozed", "woke")):
+        if incidents.get(key):
+            parts.append(f"{label} " + ", ".join(f"#{i}" for i in incidents[key]))
+    for incident_id, change_ids in (incidents.get("attached") or {}).items():
+        parts.append(f"#{incident_id} gained {len(change_ids)} symptom(s)")
+    if parts:
+        console.print("[bold]Incidents:[/] " + "; ".join(parts) + " (dnabot incidents)")
+    for note in incidents.get("degraded") or []:
+        console.print(f"[yellow]{note}[/]")
 
 
 def _columns_table(columns: list[dict[str, Any]]) -> Table:

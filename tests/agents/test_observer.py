@@ -127,8 +127,34 @@ def test_a_rename_is_still_caught_when_openmetadata_rewrote_the_mappings_to_the_
         else e
         for e in demo_edges()
     ]
-    draft = run([rename_change()], renamed_catalog(), graph=demo_graph(edges)).drafts[0]
+    # the same run records the mappings moving onto the new name, on the downstream ends
+    moved = [
+        change(
+            102 + i,
+            "column_mapping_added",
+            target,
+            STG_ORDERS,
+            details={"direction": "upstream", "to": f"{target}.{col}", "from": [f"{STG_ORDERS}.order_state"]},
+        )
+        for i, (target, col) in enumerate(((ORDERS, "status"), (REVENUE, "order_status")))
+    ]
+    draft = run([rename_change(), *moved], renamed_catalog(), graph=demo_graph(edges)).drafts[0]
     assert sum(1 for b in draft.breaks if b.column) == 3
+
+
+def test_a_revert_of_a_rename_is_not_a_new_breaking_change():
+    """order_state → status again, where `status` was always the mapped column: the dependants heal."""
+    revert = change(
+        150,
+        "column_renamed",
+        STG_ORDERS,
+        "order_state",
+        "order_state",
+        "status",
+        details={"old_name": "order_state", "new_name": "status", "position": 3, "old_position": 3},
+        confidence=0.92,
+    )
+    assert run([revert], Catalog()).drafts == []
 
 
 def test_a_failing_test_on_a_broken_column_in_the_next_run_attaches_to_the_incident():
