@@ -126,8 +126,9 @@ def _phase_rules(
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)
     run = session.get_one(SyncRun, run_id)
-    # The very first sync records no changes: scan every table for tests already failing in OpenMetadata.
-    scan = sorted(f for f, t in store.entity_types(session).items() if t == "table") if _first(run) else []
+    # The very first sync records no changes: look at the entities it saw with a test already failing and an
+    # incident open in OpenMetadata, so those incidents are taken over.
+    scan = list((run.stats or {}).get("open_test_incidents") or []) if _first(run) else []
     observed = observer.observe(
         changes, open_incidents=open_now, graph=graph, genes_of=genes_of, now=now, config=config, scan_entities=scan
     )

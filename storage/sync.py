@@ -71,6 +71,7 @@ class SyncResult:
     malformed: list[dict[str, Any]] = field(default_factory=list)
     events_seen: int = 0
     change_source: str | None = None  # incremental runs: "events" (the feed) or "updatedAt" (feed refused)
+    open_test_incidents: list[str] = field(default_factory=list)  # entities with a failing test open in OM
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     requests: int = 0
     retries: int = 0
@@ -239,6 +240,7 @@ def _apply(
     result.skipped_malformed = len(fetched.malformed)
     result.malformed = fetched.malformed[:20]
     result.events_seen = fetched.events_seen
+    result.open_test_incidents = _open_test_incidents(fetched)
     result.change_source = fetched.change_source
 
 
@@ -253,6 +255,21 @@ def _deleted(fetched: Fetched, current: dict[str, Current]) -> set[str]:
         if fqn not in fetched.entities and fqn not in fetched.unknown and fqn not in fetched.seen:
             out.add(fqn)
     return out
+
+
+OPEN_OM_STATES = {"New", "Ack", "Assigned"}
+
+
+def _open_test_incidents(fetched: Fetched) -> list[str]:
+    """Entities with a failing test whose OpenMetadata incident is open (what the first sync takes over)."""
+    out = set()
+    for fqn, tests in fetched.tests_by_entity.items():
+        for t in tests:
+            status = t.testCaseStatus or (t.testCaseResult.testCaseStatus if t.testCaseResult else None)
+            state = fetched.incidents.get(t.incidentId or "")
+            if status == "Failed" and state is not None and state.testCaseResolutionStatusType in OPEN_OM_STATES:
+                out.add(fqn)
+    return sorted(out)
 
 
 def _incident_targets(fetched: Fetched) -> set[str]:
