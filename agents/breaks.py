@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -206,11 +207,28 @@ def ownership_breaks(genes: Mapping[str, Any]) -> list[Break]:
 # ------------------------------------------------------------------------------------------------ graph copies
 
 
+_EDGES: weakref.WeakKeyDictionary[LineageGraph, list[Edge]] = weakref.WeakKeyDictionary()
+
+
 def graph_edges(graph: LineageGraph) -> list[Edge]:
     """The edges a graph was built from (mappings in the stored `[{"from", "to"}]` form), in build order.
 
-    LineageGraph keeps no edge objects, so this reads its index back; the fixer patches these and rebuilds.
+    LineageGraph keeps no edge objects, so this reads its index back (once per graph: the result is cached);
+    the fixer patches these and rebuilds.
     """
+    cached = _EDGES.get(graph)
+    if cached is None:
+        cached = _EDGES[graph] = _read_edges(graph)
+    return cached
+
+
+def downstream_edges(graph: LineageGraph, root: str) -> list[Edge]:
+    """The edges of `root`'s downstream closure: all a blast radius from `root` can walk (small, fast copies)."""
+    keep = {root, *(i.fqn for i in graph.blast_radius(root).entities)}
+    return [e for e in graph_edges(graph) if e.from_fqn in keep]
+
+
+def _read_edges(graph: LineageGraph) -> list[Edge]:
     fqns, types, ends = graph._fqns, graph._types, graph._edge_ends
     down, col_fqns = graph._down, graph._col_fqns
     maps: list[dict[str, list[str]]] = [{} for _ in graph._edge_pipeline]

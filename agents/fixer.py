@@ -81,10 +81,10 @@ def _models(breaks: Sequence[Break]) -> list[str]:
     return list(dict.fromkeys(b.entity_fqn for b in breaks if b.distance == 1 and b.entity_type not in bk.VISUAL_TYPES))
 
 
-def _remap_graph(graph: LineageGraph, old_col: str, new_col: str | None) -> LineageGraph:
-    """A graph copy where mappings read `new_col` instead of `old_col` (or drop `old_col` when None)."""
+def _remap_graph(graph: LineageGraph, entity: str, old_col: str, new_col: str | None) -> LineageGraph:
+    """A copy of `entity`'s downstream graph where mappings read `new_col` instead of `old_col` (or drop it)."""
     edges = []
-    for e in bk.graph_edges(graph):
+    for e in bk.downstream_edges(graph, entity):
         columns = []
         for m in e.columns:
             froms = [new_col if f == old_col else f for f in m["from"] if f != old_col or new_col]
@@ -144,7 +144,7 @@ def _rename_fixes(
             after,
         )
     ]
-    repointed = _remap_graph(graph, column_fqn(entity, old), column_fqn(entity, new))
+    repointed = _remap_graph(graph, entity, column_fqn(entity, old), column_fqn(entity, new))
     after_repoint = bk.schema_breaks(repointed, entity, old, columns, expected)
     steps = [f"In {m}, read {last(entity)}.{new} instead of {last(entity)}.{old}." for m in models]
     fixes.append(
@@ -212,7 +212,7 @@ def _drop_fixes(
         before,
         after,
     )
-    unmapped = _remap_graph(graph, column_fqn(entity, name), None)
+    unmapped = _remap_graph(graph, entity, column_fqn(entity, name), None)
     after_repoint = bk.schema_breaks(unmapped, entity, name, columns, expected)
     models = _models(before)
     steps = [f"In {m}, stop reading {last(entity)}.{name} (or read a replacement column)." for m in models]
@@ -246,7 +246,7 @@ def _edge_fix(change: ChangeView, graph: LineageGraph, before: Sequence[Break]) 
         pipeline,
         list(old.get("columns") or ()),
     )
-    patched = bk.rebuild_graph(graph, [*bk.graph_edges(graph), restored_edge])
+    patched = bk.rebuild_graph(graph, [*bk.downstream_edges(graph, dst), restored_edge])
     after = bk.edge_breaks(patched, src, dst, bk.has_edge(patched, src, dst))
     steps = (
         [f"Re-run {pipeline}, which loads {last(dst)} from {last(src)}; check why its last run dropped the edge."]

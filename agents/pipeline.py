@@ -122,13 +122,16 @@ def _phase_rules(
 ) -> list[_Pending]:
     changes = run_changes(session, run_id)
     result.unsnoozed = incidents.unsnooze_due(session, now)
+    run = session.get_one(SyncRun, run_id)
+    stats = run.stats or {}
+    if not changes and not stats.get("snapshots_written") and not _first(run):
+        return []  # nothing moved in this run: no incident can have opened, grown or healed
     graph = graph_store.graph_at(session)
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)
-    run = session.get_one(SyncRun, run_id)
     # The very first sync records no changes: look at the entities it saw with a test already failing and an
     # incident open in OpenMetadata, so those incidents are taken over.
-    scan = list((run.stats or {}).get("open_test_incidents") or []) if _first(run) else []
+    scan = list(stats.get("open_test_incidents") or []) if _first(run) else []
     observed = observer.observe(
         changes, open_incidents=open_now, graph=graph, genes_of=genes_of, now=now, config=config, scan_entities=scan
     )
