@@ -8,6 +8,11 @@ bound to the event loop that opened it, so one `AsyncOpenAI` is kept per running
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import openai
+
 import asyncio
 import json
 import logging
@@ -16,8 +21,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-
-import openai
 
 from agents.config import LLMConfig
 from storage.errors import DnaBotError
@@ -144,6 +147,8 @@ class LLMClient:
         return self.calls[-1] if self.calls else None
 
     def _client(self) -> openai.AsyncOpenAI:
+        import openai  # loaded only when an LLM is configured: it costs half a second at start-up
+
         loop = asyncio.get_running_loop()
         # Drop clients of closed loops: their connection pools cannot be reused.
         self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
@@ -173,6 +178,8 @@ class LLMClient:
         return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
     def _reason(self, exc: Exception) -> str:
+        import openai
+
         if isinstance(exc, openai.APITimeoutError):
             return f"LLM timeout after {self.config.timeout_seconds:g} s"
         if isinstance(exc, openai.APIConnectionError):

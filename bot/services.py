@@ -14,7 +14,7 @@ from agents import pipeline
 from agents import why as why_agent
 from agents.config import AgentConfig
 from agents.llm import LLMClient
-from agents.mcp import MCPToolbox, load_servers
+from agents.mcp_config import load_servers
 from agents.pipeline import PipelineResult
 from agents.why import WhyAnswer
 from agents.why_tools import StoreWhyTools
@@ -101,7 +101,9 @@ async def why(settings: Settings, text: str, question: str | None) -> WhyAnswer:
         return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, mcp=toolbox, config=config)
 
 
-def _toolbox(config: AgentConfig, servers: list[Any]) -> MCPToolbox:
+def _toolbox(config: AgentConfig, servers: list[Any]) -> Any:
+    from agents.mcp import MCPToolbox  # the MCP SDK is loaded only when servers are configured
+
     return MCPToolbox(
         servers,
         allowed_tools=config.mcp_allowed_tools,
