@@ -6,6 +6,7 @@ For each size it starts the simulator in its own process, then measures:
 - a full sync into a fresh store (`dnabot sync --json` in a child process: time, peak RSS of that process);
 - a no-change re-sync, full and incremental (snapshot rows written must be 0);
 - a 1 %-changed re-sync (1 % of tables get a column dropped/renamed/retyped through the admin API), incremental;
+- another 1 % change synced *with* the incident pipeline after it (what `dnabot sync` does by default);
 - the rows in the store.
 Targets (2 cores): 10k full sync ≤ 30 s and ≤ 1.5× the floor, peak RSS ≤ 400 MB, no-change writes 0 snapshot
 rows, 1 % change ≤ 20 % of the full sync. Usage: `python bench/sync_bench.py [--sizes 1000,10000] [--postgres]`.
@@ -125,7 +126,7 @@ async def floor(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, requests
 
 
-def run_sync(url: str, db_url: str, mode: str) -> tuple[dict, float, float]:
+def run_sync(url: str, db_url: str, mode: str, incidents: bool = False) -> tuple[dict, float, float]:
     """`dnabot sync --json` in a child process; returns (summary, wall seconds, peak RSS MB of the child)."""
     env = os.environ | {
         "OPENMETADATA_URL": url,
@@ -135,6 +136,7 @@ def run_sync(url: str, db_url: str, mode: str) -> tuple[dict, float, float]:
         "DNABOT_OM_CONCURRENCY": str(CONCURRENCY),
     }
     args = [sys.executable, "-m", "bot.cli", "sync", "--json"] + ([f"--{mode}"] if mode != "auto" else [])
+    args += [] if incidents else ["--no-incidents"]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=err)
@@ -149,8 +151,8 @@ def run_sync(url: str, db_url: str, mode: str) -> tuple[dict, float, float]:
     return json.loads(text_out), wall, usage.ru_maxrss / 1024
 
 
-def mutate(url: str, size: int) -> int:
-    """Change 1 % of the tables through the admin API (drop, rename, retype a column in turn)."""
+def mutate(url: str, size: int, offset: int = 0) -> int:
+    """Change 1 % of the tables through the admin API: drop, rename, retype a column in turn."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     changed = 0
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -164,16 +166,15 @@ def mutate(url: str, size: int) -> int:
             if not after:
                 break
         step = max(1, len(tables) // max(1, size // 100))
-        for i, (fqn, cols) in enumerate(tables[::step][: max(1, size // 100)]):
-            seg, col = fqnlib.url_segment(fqn), cols[-1]
+        for i, (fqn, cols) in enumerate(tables[offset::step][: max(1, size // 100)]):
+            base, col = f"/admin/tables/{fqnlib.url_segment(fqn)}/columns", cols[-1]
             if i % 3 == 0:
-                client.delete(f"/admin/tables/{seg}/columns/{col}").raise_for_status()
+                response = client.delete(f"{base}/{col}")
             elif i % 3 == 1:
-                client.post(
-                    f"/admin/tables/{seg}/columns/{col}/rename", json={"newName": col + "_v2"}
-                ).raise_for_status()
+                response = client.post(f"{base}/{col}/rename", json={"newName": col + "_v2"})
             else:
-                client.post(f"/admin/tables/{seg}/columns/{col}/retype", json={"dataType": "TEXT"}).raise_for_status()
+                response = client.post(f"{base}/{col}/retype", json={"dataType": "TEXT"})
+            response.raise_for_status()
             changed += 1
     return changed
 
@@ -223,6 +224,9 @@ def bench(size: int, postgres: bool) -> dict:
         same_inc, same_inc_s, _ = run_sync(url, db_url, "incremental")
         changed = mutate(url, size)
         inc, inc_s, inc_rss = run_sync(url, db_url, "incremental")
+        # another 1 % (other tables), this time with the incident pipeline after the sync, as `dnabot sync` does
+        changed_again = mutate(url, size, offset=1)
+        with_incidents, with_incidents_s, _ = run_sync(url, db_url, "incremental", incidents=True)
         figures = {
             "tables": size,
             "store": "postgresql" if postgres else "sqlite",
@@ -247,6 +251,9 @@ def bench(size: int, postgres: bool) -> dict:
             "one_percent_changes": inc["changes_by_kind"],
             "one_percent_vs_full": round(inc_s / full_s, 3),
             "incremental_peak_rss_mb": round(inc_rss, 1),
+            "with_incidents_changed_tables": changed_again,
+            "with_incidents_incremental_s": round(with_incidents_s, 2),
+            "with_incidents_pipeline": with_incidents.get("incidents"),
             "rows": rows(db_url),
         }
         return figures

@@ -66,6 +66,9 @@ def sync(
     incremental: Annotated[
         bool, typer.Option("--incremental", help="Only what the change-events feed reports.")
     ] = False,
+    no_incidents: Annotated[
+        bool, typer.Option("--no-incidents", help="Update the store only; skip the incident pipeline.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Sync OpenMetadata (OPENMETADATA_URL, OPENMETADATA_TOKEN) into the DNA store."""
@@ -76,11 +79,13 @@ def sync(
     def body() -> None:
         settings = get_settings()
         if as_json:
-            result = asyncio.run(services.sync(settings, mode=mode))
+            result = asyncio.run(services.sync(settings, mode=mode, incidents=not no_incidents))
             _emit(result.to_dict())
         else:
             with terminal.SyncProgress(console) as progress:
-                result = asyncio.run(services.sync(settings, mode=mode, progress=progress.update))
+                result = asyncio.run(
+                    services.sync(settings, mode=mode, progress=progress.update, incidents=not no_incidents)
+                )
             terminal.print_sync_result(console, result)
         if not result.ok:
             raise typer.Exit(1)
