@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from agents import breaks as bk
 from agents.config import AgentConfig
-from agents.model import incident_fingerprint
+from agents.model import IncidentLike, incident_fingerprint
 from agents.observer_quality import resolved_note, tests_of
 from storage.lineage import LineageGraph
 from storage.trust import trust_score
 
 GenesOf = Callable[[str], "dict[str, Any] | None"]
 _FACT_KEYS = ("change_kind", "old_column", "new_column", "expected_type", "trust_before")
-
-
-class _Incident(Protocol):
-    @property
-    def fingerprint(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def root_fqn(self) -> str: ...
-    @property
-    def root_column(self) -> str | None: ...
-    @property
-    def details(self) -> Mapping[str, Any]: ...
 
 
 def _facts(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,7 +28,7 @@ def _facts(details: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def _schema(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any]) -> str | None:
+def _schema(inc: IncidentLike, graph: LineageGraph, genes: Mapping[str, Any]) -> str | None:
     facts = _facts(inc.details)
     column = facts.get("old_column") or inc.root_column
     if not column:
@@ -60,7 +47,7 @@ def _schema(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any]) -> st
     return None
 
 
-def _edge(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any] | None) -> str | None:
+def _edge(inc: IncidentLike, graph: LineageGraph, genes: Mapping[str, Any] | None) -> str | None:
     candidates = {i.fqn for i in graph.upstream(inc.root_fqn, max_depth=1)}
     candidates |= {e.get("fqn") for e in ((genes or {}).get("lineage") or {}).get("upstream") or ()}
     for src in sorted(c for c in candidates if c):
@@ -69,7 +56,7 @@ def _edge(inc: _Incident, graph: LineageGraph, genes: Mapping[str, Any] | None) 
     return None
 
 
-def _test(inc: _Incident, genes: Mapping[str, Any]) -> str | None:
+def _test(inc: IncidentLike, genes: Mapping[str, Any]) -> str | None:
     """Recovered (latest result Success), or resolved in OpenMetadata even while the result still fails."""
     for test in tests_of(genes):
         if incident_fingerprint("test", str(test.get("fqn"))) == inc.fingerprint:
@@ -79,12 +66,12 @@ def _test(inc: _Incident, genes: Mapping[str, Any]) -> str | None:
     return None
 
 
-def is_deletion(inc: _Incident) -> bool:
+def is_deletion(inc: IncidentLike) -> bool:
     """Whether the incident is a deleted upstream asset (a breaking change keyed ("deleted", fqn))."""
     return inc.kind == "breaking_schema_change" and inc.fingerprint == incident_fingerprint("deleted", inc.root_fqn)
 
 
-def _pipeline(inc: _Incident, genes: Mapping[str, Any]) -> str | None:
+def _pipeline(inc: IncidentLike, genes: Mapping[str, Any]) -> str | None:
     for run in (genes.get("pipeline") or {}).get("runs") or ():
         if incident_fingerprint("pipeline", str(run.get("fqn"))) == inc.fingerprint:
             return f"pipeline run succeeded: {run.get('fqn')}" if run.get("status") in bk.OK_RUN_STATUSES else None
@@ -96,7 +83,7 @@ def _ownership(genes: Mapping[str, Any]) -> str | None:
     return f"owned again by {', '.join(owners)}" if owners else None
 
 
-def _trust(inc: _Incident, genes: Mapping[str, Any], config: AgentConfig) -> str | None:
+def _trust(inc: IncidentLike, genes: Mapping[str, Any], config: AgentConfig) -> str | None:
     before = _facts(inc.details).get("trust_before")
     if not isinstance(before, (int, float)):
         cause = inc.details.get("cause") or {}
@@ -112,7 +99,7 @@ def _trust(inc: _Incident, genes: Mapping[str, Any], config: AgentConfig) -> str
     return None
 
 
-def resolution(inc: _Incident, graph: LineageGraph, genes_of: GenesOf, config: AgentConfig) -> str | None:
+def resolution(inc: IncidentLike, graph: LineageGraph, genes_of: GenesOf, config: AgentConfig) -> str | None:
     """Why the incident can be auto-resolved now, or None while its cause is still there."""
     genes = genes_of(inc.root_fqn)
     if inc.kind == "lineage_edge_lost":

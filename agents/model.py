@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 
 def _plain(value: Any) -> Any:
@@ -103,6 +104,28 @@ class Explanation(_Json):
     source: str  # "template" | "llm"
     fallback_reason: str | None = None
     citations: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class IncidentLike(Protocol):
+    """What the agents read of a stored incident (`storage.incident_views.IncidentView` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def root_fqn(self) -> str: ...
+    @property
+    def root_column(self) -> str | None: ...
+    @property
+    def opened_at(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
 
 
 # The incident kind a breaking change opens: a symptom explained by one of these is fixed by fixing it.

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from agents import breaks as bk
 from agents import observer_quality as oq
 from agents.autoresolve import resolution
 from agents.config import AgentConfig
-from agents.model import Break, IncidentDraft, incident_fingerprint
+from agents.model import Break, IncidentDraft, IncidentLike, incident_fingerprint
 from agents.severity import is_used, severity
 from storage.fqn import build, column_fqn, last, split
 from storage.lineage import LineageGraph
@@ -19,27 +19,6 @@ from storage.store import ChangeView
 
 SCHEMA_KINDS = ("column_removed", "column_renamed", "column_type_changed")
 GenesOf = Callable[[str], "dict[str, Any] | None"]
-
-
-class IncidentLike(Protocol):
-    """What the observer reads of a stored incident."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def fingerprint(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def root_fqn(self) -> str: ...
-    @property
-    def root_column(self) -> str | None: ...
-    @property
-    def opened_at(self) -> datetime: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def details(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
