@@ -34,6 +34,8 @@ from storage.sync_write import (
 
 log = logging.getLogger(__name__)
 
+FULL_SYNC_CURSOR_MARGIN_MS = 5 * 60 * 1000
+
 
 @dataclass
 class SyncOptions:
@@ -140,7 +142,9 @@ async def run_sync(
         )
         try:
             if mode == "full":
-                fetched = await fetcher.full(int(started.timestamp() * 1000))
+                # The events cursor starts from our clock, minus a margin for clock skew with the server:
+                # events read twice are harmless (re-fetching an entity is idempotent), missed ones are not.
+                fetched = await fetcher.full(int(started.timestamp() * 1000) - FULL_SYNC_CURSOR_MARGIN_MS)
             else:
                 fetched = await fetcher.incremental(int(cursor or 0), known, versions)
             result.om_version = fetched.om_version
