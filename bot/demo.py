@@ -13,6 +13,7 @@ import httpx
 from rich.console import Console
 
 from bot import services, terminal, terminal_incidents
+from bot.lineage_png import describe_cause, render_lineage_png
 from bot.settings import Settings
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
@@ -26,6 +27,18 @@ def _save(out: Path, name: str, data: Any) -> Path:
     path = out / name
     path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def incident_png(incident: Any) -> bytes:
+    """The lineage picture of an incident: cause → broken columns → dashboards."""
+    details = incident.details or {}
+    return render_lineage_png(
+        root_fqn=incident.root_fqn,
+        root_column=incident.root_column,
+        cause_text=describe_cause(details.get("cause")),
+        breaks=list(details.get("breaks") or []),
+        title=incident.title,
+    )
 
 
 def _admin(om_url: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -101,8 +114,12 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     opened = (second.incidents or {}).get("opened", [])
     terminal_incidents.print_incidents(console, services.incidents_list(settings, "open"), "open")
     if opened:
-        terminal_incidents.print_incident(console, services.incident_detail(settings, opened[0]))
-        _save(out, "incident.json", services.plain(services.incident_detail(settings, opened[0])))
+        terminal_incidents.print_incident(console, services.incident_detail(settings, opened[-1]))
+        detail = services.incident_detail(settings, opened[-1])
+        _save(out, "incident.json", services.plain(detail))
+        picture = out / f"incident-{detail.incident.id}-lineage.png"
+        picture.write_bytes(incident_png(detail.incident))
+        console.print(f"Lineage picture of the incident (for its Slack thread): {picture}")
 
     console.rule('8. Ask it (dnabot why orders "why did it break?")')
     answer = asyncio.run(services.why(settings, "orders", "why did it break?"))
@@ -132,7 +149,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     for label, when in (("before the rename", before), ("during the incident", during), ("now", None)):
         console.print(f"{label:>20}: {cols(services.dna(settings, 'stg_orders', when))}")
     console.print(
-        f"\nFiles in {out}/: sync-1.json, sync-2.json, timeline.json, blast.json, incident.json, why.json and the "
+        f"\nFiles in {out}/: sync-1.json, sync-2.json, timeline.json, blast.json, incident.json, the lineage PNG, "
+        "why.json and the "
         "SQLite store dnabot.db "
         f"(try: DATABASE_URL=sqlite:///{out}/dnabot.db dnabot timeline stg_orders --since 1d)."
     )
