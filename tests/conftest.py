@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 # Fixture modules live in tests/fakes/ (one per loopback service); pytest loads them as plugins.
-pytest_plugins = ["tests.fakes.db", "tests.fakes.omserver", "tests.fakes.llm", "tests.fakes.mcp_servers"]
+pytest_plugins = [
+    "tests.fakes.db",  # throwaway SQLite and PostgreSQL databases
+    "tests.fakes.omserver",  # the OpenMetadata simulator, responses validated against the official schemas
+    "tests.fakes.llm",  # a loopback OpenAI-compatible server
+    "tests.fakes.mcp_servers",  # real MCP servers with Tavily's and BrightData's tools
+    "tests.fakes.slack",  # the loopback Slack Web API and Socket Mode server
+]
 
 SHARED = Path(os.environ.get("DNABOT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 SAMPLE_DATA = SHARED / "fixtures" / "openmetadata" / "sample_data"

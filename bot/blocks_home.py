@@ -1,0 +1,249 @@
+"""App Home, `/dna help`, `status` and `incidents`, and the did-you-mean and error replies, as Block Kit JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from slack_sdk.models.views import View
+
+from bot.actions import ActionId, encode_value
+from bot.blocks_incident import root_label
+from bot.blocks_kit import (
+    MESSAGE_BLOCKS,
+    SEVERITY_ORDER,
+    STATUS_EMOJI,
+    VIEW_BLOCKS,
+    ago,
+    button,
+    cap_blocks,
+    clip,
+    code,
+    context,
+    divider,
+    elapsed,
+    esc,
+    header,
+    join_capped,
+    more,
+    section,
+    severity_emoji,
+    trust_emoji,
+    when,
+)
+from storage.incident_views import IncidentView
+from storage.store import RunView
+
+LIST_INCIDENTS = 40
+HOME_ASSETS = 10
+HOME_PER_SEVERITY = 8  # 4 severities x (8 rows + 2) + assets stays well under 100 blocks
+
+
+class HelpEntry(NamedTuple):
+    """One `/dna` subcommand as the help shows it."""
+
+    name: str
+    usage: str
+    example: str
+    what: str
+
+
+HELP: tuple[HelpEntry, ...] = (
+    HelpEntry("help", "/dna help", "/dna help", "this list"),
+    HelpEntry(
+        "show",
+        "/dna show <table>",
+        "/dna show orders",
+        "an asset's DNA card: trust score and why, schema, owners, lineage, tests",
+    ),
+    HelpEntry(
+        "timeline", "/dna timeline <table> [7d]", "/dna timeline stg_orders 3d", "what changed on an asset lately"
+    ),
+    HelpEntry(
+        "blast", "/dna blast <table> [column]", "/dna blast stg_orders status", "what breaks downstream if it changes"
+    ),
+    HelpEntry(
+        "why", "/dna why <table> [question]", "/dna why orders why did revenue drop?", "the likely cause, with evidence"
+    ),
+    HelpEntry("incidents", "/dna incidents [open|all]", "/dna incidents open", "the incidents, newest first"),
+    HelpEntry("sync", "/dna sync", "/dna sync", "sync with OpenMetadata now (admins)"),
+    HelpEntry("status", "/dna status", "/dna status", "last sync, lag, failures and open incidents"),
+    HelpEntry(
+        "subscribe",
+        "/dna subscribe <table|service|domain>",
+        "/dna subscribe warehouse",
+        "post its incidents in this channel",
+    ),
+    HelpEntry(
+        "unsubscribe", "/dna unsubscribe <table|service|domain>", "/dna unsubscribe warehouse", "stop posting them here"
+    ),
+)
+
+
+def _incident_row(i: IncidentView) -> dict[str, Any]:
+    status = f"{STATUS_EMOJI.get(i.status, '')} {esc(i.status)}"
+    title = f"{severity_emoji(i.severity)} *#{i.id}* {esc(clip(i.title, 400))}"
+    text = f"{title}\n{status} · {code(root_label(i))} · opened {when(i.opened_at)}"
+    show = button("Show", ActionId.SHOW_INCIDENT, value=encode_value("incident", id=i.id))
+    return section(text, accessory=show)
+
+
+def render_incidents(items: Sequence[IncidentView]) -> list[dict[str, Any]]:
+    """A list of incidents, each with a Show button; cut with "…and N more" to fit one message."""
+    if not items:
+        return [section(":tada: No incidents.")]
+    blocks = [header(f"Incidents ({len(items)})")]
+    blocks.extend(_incident_row(i) for i in items[:LIST_INCIDENTS])
+    if len(items) > LIST_INCIDENTS:
+        blocks.append(context(more(len(items) - LIST_INCIDENTS)))
+    return cap_blocks(blocks, MESSAGE_BLOCKS)
+
+
+def render_help() -> list[dict[str, Any]]:
+    """Every `/dna` subcommand with what it does and an example."""
+    blocks = [header(":dna: DNA Bot: /dna commands")]
+    for h in HELP:
+        blocks.append(section(f"*{h.name}*: {esc(h.what)}\n{code(h.usage)}  e.g. {code(h.example)}"))
+    blocks.append(
+        context(
+            "Names are fuzzy: `orders` finds `warehouse.shop.analytics.orders`. Mention @DNA Bot with a question too."
+        )
+    )
+    return blocks
+
+
+def _sorted_runs(runs: Sequence[RunView]) -> list[RunView]:
+    return sorted(runs, key=lambda r: (r.started_at, r.id), reverse=True)
+
+
+def _open_counts(counts: Mapping[str, int]) -> str:
+    keys = [*SEVERITY_ORDER, *sorted(k for k in counts if k not in SEVERITY_ORDER)]
+    parts = [f"{severity_emoji(k)} {esc(k)}: {counts[k]}" for k in keys if counts.get(k)]
+    return "\n".join(parts) or "none :tada:"
+
+
+def render_status(
+    last_runs: Sequence[RunView],
+    *,
+    open_by_severity: Mapping[str, int],
+    outbox_depth: int | None = None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Sync health: the last good sync and its lag, failures since, open incidents by severity, outbox depth."""
+    runs = _sorted_runs(last_runs)
+    good = next((r for r in runs if r.status == "succeeded"), None)
+    failures = [r for r in runs if r.status == "failed" and (good is None or r.started_at > good.started_at)]
+    blocks = [header(":satellite_antenna: DNA Bot status")]
+    if good is not None:
+        done = good.finished_at or good.started_at
+        last_good = f"{when(done)}\n(lag {ago(elapsed(now, done))}, run #{good.id}, {esc(good.mode)})"
+    else:
+        last_good = "never" if runs else "no sync has run yet"
+    fields = [f"*Last good sync*\n{last_good}", f"*Open incidents*\n{_open_counts(open_by_severity)}"]
+    if runs:
+        latest = runs[0]
+        fields.append(f"*Latest run*\n#{latest.id} {esc(latest.status)} {when(latest.started_at)}")
+    fields.append(f"*Failures since last good sync*\n{len(failures)}")
+    if outbox_depth is not None:
+        fields.append(f"*Outbox*\n{outbox_depth} message(s) waiting")
+    blocks.append(section(fields=fields))
+    if failures:
+        lines = [
+            f"• run #{r.id} {when(r.started_at)}: {esc(clip(r.error or 'no error recorded', 300))}" for r in failures
+        ]
+        blocks.append(section("*Failures*\n" + join_capped(lines, 2900, max_lines=5)))
+    if good is not None and good.om_version:
+        blocks.append(context(f"OpenMetadata {esc(good.om_version)}"))
+    return blocks
+
+
+def render_not_found(query: str, suggestions: Sequence[str]) -> list[dict[str, Any]]:
+    """The ephemeral "did you mean …" for an unknown dataset, with a button per suggestion."""
+    if not suggestions:
+        return [section(f":mag: No dataset matches {code(query)}. Try a longer name, or `/dna help`.")]
+    lines = [f"• {code(s)}" for s in suggestions]
+    blocks = [
+        section(f":mag: No dataset matches {code(query)}. Did you mean:\n" + join_capped(lines, 2800, max_lines=5))
+    ]
+    shown = []
+    for s in suggestions[:5]:
+        try:
+            shown.append(button(s.rsplit(".", 1)[-1] or s, ActionId.SHOW_DNA, value=encode_value("dna", fqn=s)))
+        except ValueError:
+            continue  # an FQN too long for a button value still shows in the list above
+    if shown:
+        blocks.append({"type": "actions", "elements": [b.to_dict() for b in shown]})
+    return blocks
+
+
+def render_error(reference_id: str) -> list[dict[str, Any]]:
+    """The short reply for an unexpected error, with the reference id that finds it in the logs."""
+    return [
+        section(
+            f":warning: Something went wrong on our side. It is logged as {code(reference_id)};"
+            " quote it when you ask for help."
+        ),
+    ]
+
+
+def _home_assets(lowest_trust: Sequence[tuple[str, int, str]]) -> list[dict[str, Any]]:
+    blocks = [header("Lowest trust")]
+    if not lowest_trust:
+        return [*blocks, section("_No scored assets yet._")]
+    for fqn, score, reason in lowest_trust[:HOME_ASSETS]:
+        text = f"{trust_emoji(score)} *{score}* {code(fqn)}\n_{esc(clip(reason or '', 300))}_"
+        try:
+            accessory = button("Show DNA", ActionId.SHOW_DNA, value=encode_value("dna", fqn=fqn))
+        except ValueError:
+            accessory = None
+        blocks.append(section(text, accessory=accessory))
+    if len(lowest_trust) > HOME_ASSETS:
+        blocks.append(context(more(len(lowest_trust) - HOME_ASSETS)))
+    return blocks
+
+
+def _home_incidents(items: Sequence[IncidentView]) -> list[dict[str, Any]]:
+    blocks = [header(f"Open incidents ({len(items)})")]
+    if not items:
+        return [*blocks, section(":tada: Nothing open.")]
+    severities = [*SEVERITY_ORDER, *sorted({i.severity for i in items} - set(SEVERITY_ORDER))]
+    for sev in severities:
+        group = sorted((i for i in items if i.severity == sev), key=lambda i: -i.id)
+        if not group:
+            continue
+        blocks.append(context(f"{severity_emoji(sev)} *{esc(sev)}* ({len(group)})"))
+        blocks.extend(_incident_row(i) for i in group[:HOME_PER_SEVERITY])
+        if len(group) > HOME_PER_SEVERITY:
+            blocks.append(context(f"{more(len(group) - HOME_PER_SEVERITY)} {esc(sev)}: `/dna incidents open`"))
+    return blocks
+
+
+def render_app_home(
+    *,
+    lowest_trust: Sequence[tuple[str, int, str]],
+    open_incidents: Sequence[IncidentView],
+    last_run: RunView | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The App Home tab: last sync, the lowest-trust assets and the open incidents by severity (≤100 blocks)."""
+    if last_run is None:
+        sync = "No sync has run yet."
+    else:
+        done = last_run.finished_at or last_run.started_at
+        mark = (
+            ":white_check_mark:"
+            if last_run.status == "succeeded"
+            else ":x:"
+            if last_run.status == "failed"
+            else ":hourglass:"
+        )
+        sync = f"{mark} Last sync {esc(last_run.status)} {when(done)} ({ago(elapsed(now, done))} ago)"
+    refresh = button("Refresh", ActionId.HOME_REFRESH, value=encode_value("home"))
+    blocks = [header(":dna: DNA Bot"), section(sync, accessory=refresh), divider()]
+    blocks.extend(_home_assets(lowest_trust))
+    blocks.append(divider())
+    blocks.extend(_home_incidents(open_incidents))
+    blocks.append(context("Type `/dna help` in any channel for commands."))
+    view = View(type="home", blocks=cap_blocks(blocks, VIEW_BLOCKS, keep_tail=1))
+    return view.to_dict()

@@ -1,0 +1,265 @@
+"""The incident's stakeholder card, its status-change replies and the resolve modal, as Block Kit JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import (
+    InputBlock,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    StaticSelectElement,
+    UserSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.actions import RESOLVE_REASONS, SNOOZE_CHOICES, ActionId, encode_value
+from bot.blocks_kit import (
+    MESSAGE_BLOCKS,
+    STATUS_EMOJI,
+    actions,
+    button,
+    cap_blocks,
+    capped,
+    clip,
+    code,
+    context,
+    esc,
+    header,
+    join_capped,
+    mention,
+    section,
+    severity_emoji,
+    when,
+)
+from storage.incident_views import EventView, IncidentView
+
+IMPACT_LINES = 8
+NO_MENTIONS: Mapping[str, str] = {}
+
+
+def incident_value(incident: IncidentView, **extra: Any) -> str:
+    """The value every incident button carries: id and fingerprint, versioned."""
+    return encode_value("incident", id=incident.id, fp=incident.fingerprint[:64], **extra)
+
+
+def root_label(incident: IncidentView) -> str:
+    return incident.root_fqn + (f".{incident.root_column}" if incident.root_column else "")
+
+
+def om_entity_url(om_url: str, incident: IncidentView) -> str:
+    kind = "pipeline" if incident.kind == "pipeline_failed" else "table"
+    return f"{om_url.rstrip('/')}/{kind}/{quote(incident.root_fqn, safe='.')}"
+
+
+def _display(fqn: str, names: Mapping[str, str]) -> str:
+    name = names.get(fqn)
+    return f"*{esc(name)}* ({code(fqn)})" if name else code(fqn)
+
+
+def impacted_lines(details: Mapping[str, Any]) -> list[str]:
+    """Dashboards first, then charts, then the other broken assets, each once."""
+    names = details.get("display_names") or {}
+    dashboards = list(details.get("dashboards") or [])
+    charts = list(details.get("charts") or [])
+    seen = set(dashboards) | set(charts)
+    others: list[str] = []
+    for b in details.get("breaks") or []:
+        fqn = b.get("entity_fqn")
+        if fqn and fqn not in seen:
+            seen.add(fqn)
+            others.append(fqn)
+    return [
+        *(f":bar_chart: {_display(d, names)}" for d in dashboards),
+        *(f":chart_with_upwards_trend: {_display(c, names)}" for c in charts),
+        *(f":card_file_box: {_display(o, names)}" for o in others),
+    ]
+
+
+def actor_text(actor: str | None, mentions: Mapping[str, str] = NO_MENTIONS) -> str:
+    if actor in (None, "", "dnabot"):
+        return "DNA Bot"
+    return mention(actor, mentions)
+
+
+def status_text(incident: IncidentView, event: EventView | None = None) -> str:
+    """The status with who and when, when the latest status event is known."""
+    by = f" by {actor_text(event.actor)}" if event and event.status_to == incident.status else ""
+    emoji = STATUS_EMOJI.get(incident.status, ":grey_question:")
+    if incident.status == "open":
+        return f"{emoji} Open since {when(incident.opened_at)}"
+    if incident.status == "acknowledged":
+        return f"{emoji} Acknowledged{by} {when(event.at if by and event else incident.updated_at)}"
+    if incident.status == "snoozed":
+        return f"{emoji} Snoozed{by} until {when(incident.snoozed_until)}"
+    if incident.status == "resolved":
+        reason = f" ({reason_label(event.reason)})" if by and event and event.reason else ""
+        return f"{emoji} Resolved{by} {when(incident.resolved_at or incident.updated_at)}{reason}"
+    return f"{emoji} {esc(incident.status)}"
+
+
+def reason_label(reason: str | None) -> str:
+    return RESOLVE_REASONS.get(reason or "", esc(reason or "no reason given"))
+
+
+def _owners(details: Mapping[str, Any], mentions: Mapping[str, str]) -> str:
+    owners = [mention(o, mentions, raw_ids=False) for o in details.get("owners") or []]
+    return ", ".join(capped(owners, 6)) if owners else "_no owner in OpenMetadata_"
+
+
+def _card_actions(incident: IncidentView, om_url: str | None) -> dict[str, Any] | None:
+    value = incident_value(incident)
+    om = (
+        [button("Open in OpenMetadata", ActionId.OPEN_IN_OM, url=om_entity_url(om_url, incident), value=value)]
+        if om_url
+        else []
+    )
+    if incident.status == "resolved":
+        return actions([button("Reopen", ActionId.REOPEN, value=value), *om], block_id=value)
+    elements: list[Any] = []
+    if incident.status in ("open", "snoozed"):
+        elements.append(button("Acknowledge", ActionId.ACK, value=value, style="primary"))
+    assignee = incident.assignee if incident.assignee and mention(incident.assignee).startswith("<@") else None
+    elements.append(UserSelectElement(action_id=ActionId.ASSIGN, placeholder="Assign…", initial_user=assignee))
+    elements.append(
+        StaticSelectElement(
+            action_id=ActionId.SNOOZE,
+            placeholder="Snooze…",
+            options=[Option(value=incident_value(incident, d=k), text=label) for k, label in SNOOZE_CHOICES.items()],
+        )
+    )
+    elements.append(button("Resolve", ActionId.RESOLVE, value=value))
+    if incident.details.get("fixes"):
+        elements.append(button("Simulate fix", ActionId.SIMULATE_FIX, value=value))
+    # block_id carries the incident too: a users_select sends no value of its own
+    return actions([*elements, *om], block_id=value)
+
+
+def render_incident_card(
+    incident: IncidentView,
+    *,
+    owner_mentions: Mapping[str, str] = NO_MENTIONS,
+    om_url: str | None = None,
+    status_event: EventView | None = None,
+) -> list[dict[str, Any]]:
+    """The parent stakeholder card: what is hurt, who owns it, its status, and what to do; resolved keeps Reopen."""
+    d = incident.details or {}
+    resolved = incident.status == "resolved"
+    emoji = ":white_check_mark:" if resolved else severity_emoji(incident.severity)
+    prefix = "Resolved · " if resolved else ""
+    blocks = [header(f"{emoji} {prefix}{incident.severity} · {incident.title}")]
+    brief = (d.get("explanation") or {}).get("brief") or incident.title
+    blocks.append(section(esc(brief)))
+    fields = [
+        f"*Status*\n{status_text(incident, status_event)}",
+        f"*Severity*\n{severity_emoji(incident.severity)} {esc(incident.severity)}",
+        f"*Where it started*\n{code(root_label(incident))}",
+        f"*Owners*\n{_owners(d, owner_mentions)}",
+    ]
+    if incident.assignee:
+        fields.append(f"*Assignee*\n{mention(incident.assignee, owner_mentions)}")
+    blocks.append(section(fields=fields))
+    impacted = impacted_lines(d)
+    if impacted:
+        text = join_capped(impacted, 2900, max_lines=IMPACT_LINES)
+        blocks.append(section(f"*Impacted ({len(impacted)})*\n" + text))
+    om = d.get("om_incident") or {}
+    om_note = f"OpenMetadata incident: {esc(om.get('status'))}" if om.get("status") else None
+    reasons = " · ".join(esc(r) for r in d.get("severity_reasons") or [])
+    blocks.append(context(f"Incident #{incident.id} · {esc(incident.kind)}", clip(reasons, 1000) or None, om_note))
+    bar = _card_actions(incident, om_url)
+    if bar is not None:
+        blocks.append(bar)
+    return cap_blocks(blocks, MESSAGE_BLOCKS, keep_tail=1)
+
+
+def card_fallback_text(incident: IncidentView) -> str:
+    """The notification text sent alongside the card's blocks."""
+    return clip(esc(f"{incident.severity} {incident.status}: {incident.title}"), 300)
+
+
+# ------------------------------------------------------------------------------------------ status replies
+
+
+def _change_text(event: EventView, incident: IncidentView) -> str:
+    who = actor_text(event.actor)
+    to = event.status_to
+    if event.kind == "auto_resolved":
+        return f":white_check_mark: Resolved automatically: {esc(event.reason or 'the cause went away')}."
+    if event.kind == "reopened" or (to == "open" and event.status_from):
+        return f":arrows_counterclockwise: {who} reopened the incident."
+    if to == "acknowledged":
+        return f":eyes: {who} acknowledged the incident."
+    if to == "snoozed":
+        return f":zzz: {who} snoozed the incident until {when(_snoozed_until(event) or incident.snoozed_until)}."
+    if to == "resolved":
+        return f":white_check_mark: {who} resolved the incident: {reason_label(event.reason)}."
+    if event.kind == "symptom_attached":
+        ids = [f"#{i}" for i in event.data.get("change_ids") or []]
+        return f":link: {len(ids)} more symptom(s) joined this incident (change {', '.join(capped(ids, 10))})."
+    if event.kind == "note" and "assignee" in event.data:
+        target = event.data.get("assignee")
+        return f":bust_in_silhouette: {who} assigned the incident to {mention(target) if target else 'nobody'}."
+    if event.kind == "opened":
+        return f"{severity_emoji(incident.severity)} Incident opened ({esc(incident.severity)})."
+    if event.kind == "analysis_updated":
+        return ":mag: The analysis was updated."
+    if event.kind == "note":
+        return f":memo: {who} added a note."
+    return f"{esc(event.kind)}: {esc(event.status_from or '-')} → {esc(to or '-')}"
+
+
+def _snoozed_until(event: EventView) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(event.data["snoozed_until"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def render_status_change(event: EventView, incident: IncidentView) -> list[dict[str, Any]]:
+    """A thread reply for one history entry: a status change, a symptom joining, an assignment or an auto-resolve."""
+    blocks = [section(_change_text(event, incident))]
+    if event.note:
+        quoted = "\n".join("> " + line for line in esc(event.note).splitlines() or [""])
+        blocks.append(section(quoted))
+    blocks.append(context(f"Incident #{incident.id} is now *{esc(incident.status)}* · {when(event.at)}"))
+    return blocks
+
+
+# ------------------------------------------------------------------------------------------------ modal
+
+
+def render_resolve_modal(incident: IncidentView) -> dict[str, Any]:
+    """The resolve modal: a reason (required) and a comment (optional); the incident rides in private_metadata."""
+    reasons = [Option(value=k, text=label) for k, label in RESOLVE_REASONS.items()]
+    view = View(
+        type="modal",
+        callback_id=ActionId.RESOLVE_MODAL,
+        title=PlainTextObject(text="Resolve incident"),
+        submit=PlainTextObject(text="Resolve"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=incident_value(incident),
+        blocks=[
+            section(f"{severity_emoji(incident.severity)} *#{incident.id}* {esc(clip(incident.title, 2900))}"),
+            InputBlock(
+                block_id=ActionId.RESOLVE_REASON,
+                label="Reason",
+                element=StaticSelectElement(
+                    action_id=ActionId.RESOLVE_REASON, options=reasons, initial_option=reasons[0]
+                ),
+            ),
+            InputBlock(
+                block_id=ActionId.RESOLVE_COMMENT,
+                label="Comment",
+                optional=True,
+                element=PlainTextInputElement(
+                    action_id=ActionId.RESOLVE_COMMENT, multiline=True, max_length=2000, placeholder="What was done?"
+                ),
+            ),
+        ],
+    )
+    return view.to_dict()

@@ -1,0 +1,244 @@
+"""The loopback Slack behaves like Slack for slack_sdk and Bolt: messages, files, users, faults, signing, sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.webhook import WebhookClient
+
+from tests.fakes.slack import SlackAPI
+from tests.fakes.slack_signing import (
+    app_home_opened,
+    app_mention_event,
+    block_action,
+    sign,
+    signed_headers,
+    slash_command,
+    view_submission,
+)
+from tests.fakes.slack_socket import SocketModeServer
+
+SECRET = "s3cret"
+INCIDENT = {"event_type": "dna_incident", "event_payload": {"incident_id": "INC-1", "v": 1}}
+
+
+@pytest.fixture
+def client(slack_api: SlackAPI) -> WebClient:
+    return WebClient(
+        token=slack_api.token,
+        base_url=slack_api.url,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+def test_a_card_is_posted_updated_and_threaded_with_its_metadata(slack_api: SlackAPI, client: WebClient) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*orders* broke"}}]
+    card = client.chat_postMessage(channel="C1", text="orders broke", blocks=blocks, metadata=INCIDENT)
+    reply = client.chat_postMessage(channel="C1", text="the diff", thread_ts=card["ts"])
+    client.chat_update(channel="C1", ts=card["ts"], text="orders acknowledged", blocks=blocks, metadata=INCIDENT)
+
+    assert card["channel"] == "C1" and float(reply["ts"]) > float(card["ts"])
+    thread = client.conversations_replies(channel="C1", ts=card["ts"], include_all_metadata=True)["messages"]
+    assert [m["text"] for m in thread] == ["orders acknowledged", "the diff"]
+    assert thread[0]["metadata"] == INCIDENT and thread[0]["blocks"] == blocks and thread[0]["reply_count"] == 1
+    history = client.conversations_history(channel="C1", include_all_metadata=True)["messages"]
+    assert [m["ts"] for m in history] == [card["ts"]]  # replies stay in the thread
+    assert history[0]["metadata"]["event_payload"]["incident_id"] == "INC-1"
+    assert "metadata" not in client.conversations_history(channel="C1")["messages"][0]
+    assert [m["ts"] for m in slack_api.thread("C1", card["ts"])] == [card["ts"], reply["ts"]]
+    assert slack_api.messages("C1")[1]["thread_ts"] == card["ts"]
+
+    with pytest.raises(SlackApiError) as missing:
+        client.chat_update(channel="C1", ts="1.000001", text="x")
+    assert missing.value.response["error"] == "message_not_found"
+
+
+def test_files_upload_v2_stores_the_picture_in_the_thread(slack_api: SlackAPI, client: WebClient) -> None:
+    card = client.chat_postMessage(channel="C1", text="orders broke")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    client.files_upload_v2(channel="C1", thread_ts=card["ts"], content=png, filename="lineage.png", title="Lineage")
+
+    [stored] = slack_api.files
+    assert stored["content"] == png and stored["title"] == "Lineage"
+    assert (stored["channel"], stored["thread_ts"]) == ("C1", card["ts"])
+    assert slack_api.thread("C1", card["ts"])[-1]["files"][0]["id"] == stored["id"]
+    methods = [c.method for c in slack_api.calls()]
+    assert methods[-2:] == ["files.getUploadURLExternal", "files.completeUploadExternal"]
+
+
+def test_owner_emails_resolve_to_slack_users(slack_api: SlackAPI, client: WebClient) -> None:
+    slack_api.users({"ana@example.com": "U7"})
+    assert client.users_lookupByEmail(email="ana@example.com")["user"]["id"] == "U7"
+    assert client.users_info(user="U7")["user"]["profile"]["email"] == "ana@example.com"
+    with pytest.raises(SlackApiError) as missing:
+        client.users_lookupByEmail(email="nobody@example.com")
+    assert missing.value.response["error"] == "users_not_found"
+
+
+def test_a_429_is_retried_after_retry_after_and_the_message_is_stored_once(
+    slack_api: SlackAPI, client: WebClient
+) -> None:
+    slack_api.fail("chat.postMessage", status=429, retry_after=1, times=1)
+    started = time.monotonic()
+    client.chat_postMessage(channel="C1", text="orders broke")
+
+    assert time.monotonic() - started >= 1
+    assert len(slack_api.calls("chat.postMessage")) == 2
+    assert [m["text"] for m in slack_api.messages("C1")] == ["orders broke"]
+
+
+def test_server_errors_and_ok_false_surface(slack_api: SlackAPI, client: WebClient) -> None:
+    slack_api.fail("chat.postMessage", status=500, times=3)
+    with pytest.raises(SlackApiError) as server_error:
+        client.chat_postMessage(channel="C1", text="x")
+    assert server_error.value.response.status_code == 500
+
+    slack_api.fail("chat.update", error="ratelimited", times=1)
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_update(channel="C1", ts="1.1", text="x")
+    assert refused.value.response["error"] == "ratelimited"
+    assert slack_api.messages("C1") == []
+
+
+def test_a_wrong_token_or_method_is_refused(slack_api: SlackAPI) -> None:
+    intruder = WebClient(token="xoxb-wrong", base_url=slack_api.url)
+    with pytest.raises(SlackApiError) as refused:
+        intruder.auth_test()
+    assert refused.value.response["error"] == "invalid_auth"
+    with pytest.raises(SlackApiError) as unknown:
+        WebClient(token=slack_api.token, base_url=slack_api.url).api_call("chat.frobnicate")
+    assert unknown.value.response["error"] == "unknown_method"
+
+
+def test_response_url_payloads_are_recorded(slack_api: SlackAPI) -> None:
+    WebhookClient(slack_api.response_url("cmd-1")).send(text="working…", response_type="ephemeral")
+    assert slack_api.responses("cmd-1") == [{"text": "working…", "response_type": "ephemeral"}]
+
+
+def test_signed_headers_pass_slack_sdk_verification() -> None:
+    body, _ = slash_command("show orders")
+    verifier = SignatureVerifier(SECRET)
+    assert verifier.is_valid_request(body, sign(body, SECRET))
+    assert not verifier.is_valid_request(body, sign(body, "other"))
+    assert not verifier.is_valid_request(body, sign(body, SECRET, timestamp=int(time.time()) - 600))
+
+
+@pytest.fixture
+def bolt(slack_api: SlackAPI, client: WebClient) -> Iterator[App]:
+    app = App(client=client, signing_secret=SECRET)
+
+    @app.command("/dna")
+    def dna(ack: Any, respond: Any, command: dict[str, Any]) -> None:
+        ack()
+        respond(text=f"you said {command['text']}", replace_original=False)
+
+    @app.event("app_mention")
+    def mention(event: dict[str, Any], say: Any) -> None:
+        say(text="looking…", thread_ts=event.get("thread_ts") or event["ts"])
+
+    @app.event("app_home_opened")
+    def home(event: dict[str, Any], client: WebClient) -> None:
+        client.views_publish(user_id=event["user"], view={"type": "home", "blocks": []})
+
+    @app.action("inc_assign")
+    def assign(ack: Any, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        chosen = body["actions"][0]["selected_user"]
+        client.chat_update(channel=body["channel"]["id"], ts=body["container"]["message_ts"], text=f"<@{chosen}>")
+
+    @app.view("resolve")
+    def resolve(ack: Any, view: dict[str, Any], client: WebClient) -> None:
+        ack()
+        reason = view["state"]["values"]["reason"]["reason_input"]["value"]
+        client.chat_postMessage(channel=view["private_metadata"], text=f"resolved: {reason}")
+
+    yield app
+
+
+def _dispatch(app: App, request: tuple[str, str], secret: str = SECRET) -> int:
+    body, content_type = request
+    return app.dispatch(BoltRequest(body=body, headers=signed_headers(body, content_type, secret))).status
+
+
+def test_the_payload_builders_drive_bolt_listeners(slack_api: SlackAPI, bolt: App) -> None:
+    card = WebClient(token=slack_api.token, base_url=slack_api.url).chat_postMessage(channel="C1", text="card")
+
+    assert _dispatch(bolt, slash_command("show orders", response_url=slack_api.response_url("r1"))) == 200
+    assert _dispatch(bolt, app_mention_event("<@UBOT> why?", ts=card["ts"])) == 200
+    assert _dispatch(bolt, app_home_opened("U2")) == 200
+    click = block_action(
+        "inc_assign", message_ts=card["ts"], selected_user="U9", response_url=slack_api.response_url("r2")
+    )
+    assert _dispatch(bolt, click) == 200
+    submitted = view_submission("resolve", "C1", {"reason": {"reason_input": "fixed upstream"}})
+    assert _dispatch(bolt, submitted) == 200
+    assert _dispatch(bolt, slash_command("show orders"), secret="wrong") == 401
+
+    slack_api.wait_for(lambda: slack_api.responses("r1") and slack_api.views_published("U2"))
+    assert slack_api.responses("r1")[0]["text"] == "you said show orders"
+    expected = {"<@U9>", "looking…", "resolved: fixed upstream"}  # listeners run concurrently: order varies
+    slack_api.wait_for(lambda: {m["text"] for m in slack_api.messages("C1")} == expected)
+    assert {m["text"] for m in slack_api.thread("C1", card["ts"])} == {"<@U9>", "looking…"}
+
+
+def test_socket_mode_envelopes_are_delivered_and_acked(slack_api: SlackAPI, slack_socket: SocketModeServer) -> None:
+    web = WebClient(token=slack_api.token, base_url=slack_api.url)
+    received: list[dict[str, Any]] = []
+
+    def listener(client: SocketModeClient, request: SocketModeRequest) -> None:
+        received.append(request.payload)
+        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, payload={"text": "ok"}))
+
+    socket = SocketModeClient(app_token=slack_api.app_token, web_client=web, auto_reconnect_enabled=False)
+    socket.socket_mode_request_listeners.append(listener)
+    socket.connect()
+    try:
+        envelope_id = slack_socket.send_request(*slash_command("status"))
+        ack = slack_socket.wait_for_ack(envelope_id)
+    finally:
+        slack_socket.hang_up(socket)  # else the client's close() waits out its 3 s recv timeout
+        socket.close()
+    assert ack == {"envelope_id": envelope_id, "payload": {"text": "ok"}}
+    assert received[0]["command"] == "/dna" and received[0]["text"] == "status"
+    assert slack_api.calls("apps.connections.open")[0].headers["authorization"] == f"Bearer {slack_api.app_token}"
+    assert json.loads(json.dumps(slack_socket.sent[0]))["type"] == "slash_commands"
+
+
+def test_bolt_socket_mode_handler_gets_a_mention_and_acks(
+    slack_api: SlackAPI, slack_socket: SocketModeServer, bolt: App
+) -> None:
+    handler = SocketModeHandler(bolt, app_token=slack_api.app_token)
+    handler.connect()
+    try:
+        envelope_id = slack_socket.send_request(*app_mention_event("<@UBOT> why?", ts="1700000000.000001"))
+        assert slack_socket.wait_for_ack(envelope_id) == {"envelope_id": envelope_id}
+        slack_api.wait_for(lambda: slack_api.messages("C1"))
+    finally:
+        slack_socket.hang_up(handler.client)
+        handler.close()
+    assert slack_api.messages("C1")[0]["thread_ts"] == "1700000000.000001"
+
+
+def test_a_thread_started_by_a_person_answers_replies(slack_api: SlackAPI, client: WebClient) -> None:
+    asked = slack_api.user_message("C1", "<@UBOT> why did orders break?")
+    client.chat_postMessage(channel="C1", text="because of a rename", thread_ts=asked)
+
+    thread = client.conversations_replies(channel="C1", ts=asked)["messages"]
+    assert [(m["user"], m["text"]) for m in thread] == [
+        ("U2", "<@UBOT> why did orders break?"),
+        ("UBOT", "because of a rename"),
+    ]
+    assert thread[0]["reply_count"] == 1

@@ -1,0 +1,142 @@
+"""What the loopback Slack Web API records and knows: calls, messages, files, views, responses and faults."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+BOT = {"team_id": "T1", "team": "dna-test", "user_id": "UBOT", "user": "dna-bot", "bot_id": "B1"}
+# Form bodies carry these as JSON strings; JSON bodies carry them as objects. Store them decoded either way.
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "view", "files", "unfurls")
+_TRUE = (True, 1, "1", "true", "True")
+
+Handler = Callable[["SlackState", dict[str, Any]], dict[str, Any]]
+Stub = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Web API request as received: method name, decoded args, lower-cased headers, monotonic time."""
+
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class Fault:
+    """A failure to answer `times` more requests with: an HTTP status (429, 500, …) or an `ok:false` error."""
+
+    status: int = 200
+    retry_after: int | None = None
+    error: str | None = None
+    times: int = 1
+
+
+class SlackError(Exception):
+    """Raised by a method handler to answer `{"ok": false, "error": code}`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class SlackState:
+    """Everything the fake knows; guarded by `cond` (an RLock-backed condition notified after each request)."""
+
+    token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"
+    base_url: str = ""
+    cond: threading.Condition = field(default_factory=lambda: threading.Condition(threading.RLock()))
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    pending_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    published: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    directory: dict[str, str] = field(default_factory=dict)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
+    stubs: dict[str, Stub] = field(default_factory=dict)
+    socket_url: str | None = None
+    seq: itertools.count = field(default_factory=lambda: itertools.count(1))
+    epoch: int = field(default_factory=lambda: int(time.time()))
+
+    def reset(self) -> None:
+        """Forget all recorded traffic and configuration (tokens and the server URL stay)."""
+        with self.cond:
+            for box in (self.calls, self.ephemerals, self.files):
+                box.clear()
+            for table in (self.messages, self.pending_uploads, self.views, self.published, self.responses):
+                table.clear()
+            for config in (self.directory, self.usergroups, self.faults, self.stubs):
+                config.clear()
+            self.socket_url = None
+
+    def next_ts(self) -> str:
+        """A Slack-style timestamp, unique and increasing across all channels."""
+        return f"{self.epoch}.{next(self.seq):06d}"
+
+    def next_id(self, prefix: str) -> str:
+        """A Slack-style object id (`F…`, `V…`)."""
+        return f"{prefix}{next(self.seq):08d}"
+
+    def find(self, channel: str, ts: str) -> dict[str, Any]:
+        """The stored message `ts` in `channel`, else `message_not_found`."""
+        for message in self.messages.get(channel, []):
+            if message["ts"] == ts:
+                return message
+        raise SlackError("message_not_found")
+
+    def store(self, channel: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Append `message`; a reply bumps its parent's `reply_count` (a parent the fake never saw is fine)."""
+        thread_ts = message.get("thread_ts")
+        parents = [m for m in self.messages.get(channel, []) if thread_ts and m["ts"] == thread_ts]
+        for parent in parents:
+            parent["thread_ts"] = thread_ts
+            parent["reply_count"] = parent.get("reply_count", 0) + 1
+            parent["latest_reply"] = message["ts"]
+        self.messages.setdefault(channel, []).append(message)
+        return message
+
+    def take_fault(self, method: str) -> Fault | None:
+        """Consume one pending fault for `method`, if any."""
+        queue = self.faults.get(method)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            queue.pop(0)
+        return fault
+
+
+def decode_args(raw: bytes, content_type: str, query: dict[str, str]) -> dict[str, Any]:
+    """Decode a JSON or form body (an empty body is `{}`), merged over the query string."""
+    args: dict[str, Any] = dict(query)
+    text = raw.decode("utf-8") if raw else ""
+    if text.strip():
+        if "json" in content_type:
+            args.update(json.loads(text))
+        else:
+            args.update(parse_qsl(text, keep_blank_values=True))
+    for key in _JSON_FIELDS:
+        value = args.get(key)
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            args[key] = json.loads(value)
+    return args
+
+
+def truthy(value: Any) -> bool:
+    """Slack booleans arrive as True, "1" or "true"."""
+    return value in _TRUE
