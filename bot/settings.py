@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     brightdata_api_token: SecretStr | None = Field(default=None, validation_alias="BRIGHTDATA_API_TOKEN")
     mcp_timeout_seconds: float = Field(default=15.0, gt=0, le=120, validation_alias="DNABOT_MCP_TIMEOUT_SECONDS")
 
+    # Slack: SLACK_BOT_TOKEN plus SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode).
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str | None = Field(default=None, validation_alias="SLACK_API_URL")  # tests: a loopback API
+    channel: str | None = Field(default=None, validation_alias="DNABOT_CHANNEL")  # default incident channel
+    routing_config: str | None = Field(default=None, validation_alias="DNABOT_CONFIG")  # YAML routing rules
+    admins: str = Field(default="", validation_alias="DNABOT_ADMINS")  # Slack user ids or a user group, commas
+    sync_interval_seconds: int = Field(default=900, ge=30, validation_alias="DNABOT_SYNC_INTERVAL_SECONDS")
+    openmetadata_ui_url: str | None = Field(default=None, validation_alias="OPENMETADATA_UI_URL")  # asset links
+
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value else None
