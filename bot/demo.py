@@ -13,7 +13,7 @@ import httpx
 from rich.console import Console
 
 from bot import services, terminal, terminal_incidents
-from bot.lineage_png import describe_cause, render_lineage_png
+from bot.lineage_png import incident_png
 from bot.settings import Settings
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
@@ -27,18 +27,6 @@ def _save(out: Path, name: str, data: Any) -> Path:
     path = out / name
     path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
-
-
-def incident_png(incident: Any) -> bytes:
-    """The lineage picture of an incident: cause → broken columns → dashboards."""
-    details = incident.details or {}
-    return render_lineage_png(
-        root_fqn=incident.root_fqn,
-        root_column=incident.root_column,
-        cause_text=describe_cause(details.get("cause")),
-        breaks=list(details.get("breaks") or []),
-        title=incident.title,
-    )
 
 
 def _admin(om_url: str, path: str, body: dict[str, Any]) -> httpx.Response:

@@ -414,3 +414,15 @@ def render_lineage_png(
     buf = io.BytesIO()
     draw(lay).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def incident_png(incident: Any) -> bytes:
+    """The lineage picture of an incident: cause → broken columns → dashboards."""
+    details = incident.details or {}
+    return render_lineage_png(
+        root_fqn=incident.root_fqn,
+        root_column=incident.root_column,
+        cause_text=describe_cause(details.get("cause")),
+        breaks=list(details.get("breaks") or []),
+        title=incident.title,
+    )

@@ -252,3 +252,18 @@ class IncidentEvidence(Base):
     url: Mapped[str | None] = mapped_column(sa.Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime]
+
+
+class IncidentThread(Base):
+    """Where an incident lives in Slack: its parent card and how much of its history the thread already shows."""
+
+    __tablename__ = "incident_threads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"), unique=True)
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    ts: Mapped[str] = mapped_column(sa.String(32))  # the parent message's ts
+    posted_version: Mapped[int]  # the incident version the card last showed
+    last_event_id: Mapped[int | None]  # the last incident event posted as a thread reply
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
