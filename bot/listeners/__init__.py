@@ -1,0 +1,22 @@
+"""Slack listeners, one module per concern; `register_listeners` wires them all onto a Bolt `App`."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.listeners import actions, commands, home, mentions
+from bot.listeners.errors import handle_listener_error
+from bot.listeners.mentions import ThreadMemory
+from bot.settings import Settings
+
+
+def register_listeners(app: App, settings: Settings, *, memory: ThreadMemory | None = None) -> None:
+    """`/dna`, mentions, incident buttons and the resolve modal, App Home, and the one error handler."""
+    commands.register(app, settings)
+    mentions.register(app, settings, memory)
+    actions.register(app, settings)
+    home.register(app, settings)
+    app.error(handle_listener_error)
+
+
+__all__ = ["ThreadMemory", "register_listeners"]

@@ -1,0 +1,203 @@
+"""Incident card buttons and the resolve modal: ack, check who may act, change the incident, update the card."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt import App
+
+from bot import services
+from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
+from bot.blocks import (
+    card_fallback_text,
+    incident_value,
+    render_dna_card,
+    render_incident_card,
+    render_resolve_modal,
+    render_simulation,
+    render_status_change,
+)
+from bot.listeners.errors import NotAllowed, UsageError
+from bot.settings import Settings
+from bot.timeparse import parse_span
+from storage import db, incidents
+from storage.incident_views import IncidentView
+
+Blocks = list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------------------ permissions
+
+
+def admins(settings: Settings) -> set[str]:
+    """The Slack user ids in DNABOT_ADMINS (user groups are not expanded)."""
+    return {a.strip() for a in settings.admins.split(",") if a.strip()}
+
+
+def require_admin(settings: Settings, user_id: str, why: str) -> None:
+    if user_id not in admins(settings):
+        raise NotAllowed(why)
+
+
+def _owner_names(incident: IncidentView) -> set[str]:
+    names: set[str] = set()
+    for owner in (incident.details or {}).get("owners") or []:
+        raw = owner if isinstance(owner, str) else (owner.get("name") or owner.get("email") or "")
+        names.add(str(raw).lower())
+        names.add(str(raw).split("@")[0].lower())
+    return names - {""}
+
+
+def require_admin_or_owner(settings: Settings, user: dict[str, Any], incident: IncidentView, what: str) -> None:
+    """Admins, and the asset's owners: an OpenMetadata owner name matching the Slack user id or handle."""
+    if user.get("id") in admins(settings):
+        return
+    handles = {str(user.get(k) or "").lower() for k in ("id", "username", "name")} - {""}
+    if handles & _owner_names(incident):
+        return
+    raise NotAllowed(f"only DNA Bot admins and the owners of {incident.root_fqn} can {what} incident #{incident.id}")
+
+
+# ------------------------------------------------------------------------------------------- services
+
+
+def assign_incident(settings: Settings, incident_id: int, assignee: str | None, *, actor: str) -> IncidentView:
+    """Give the incident to a Slack user without changing its status (recorded as a note)."""
+    engine = services.engine_for(settings)
+    db.ensure_migrated(engine)
+    with db.session_factory(engine).begin() as session:
+        return incidents.assign(session, incident_id, assignee, actor=actor, now=datetime.now(UTC))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _target(body: dict[str, Any]) -> ActionValue:
+    action = body["actions"][0]
+    raw = action.get("value") or (action.get("selected_option") or {}).get("value") or action.get("block_id")
+    try:
+        value = decode_value(raw)
+    except ValueError as exc:
+        raise UsageError(f"this button is from an older DNA Bot card ({exc}); use `/dna incidents`") from None
+    if value.id is None:
+        raise UsageError("this button does not point at an incident; use `/dna incidents`")
+    return value
+
+
+def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    ts = (body.get("message") or {}).get("ts") or (body.get("container") or {}).get("message_ts")
+    return channel, ts or None
+
+
+def refresh_card(settings: Settings, client: Any, incident_id: int, channel: str | None, ts: str | None) -> None:
+    """Update the card in place and post the latest history entry as a thread reply."""
+    detail = services.incident_detail(settings, incident_id)
+    if not channel or not ts:
+        return
+    incident = detail.incident
+    event = detail.events[-1] if detail.events else None
+    blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url, status_event=event)
+    client.chat_update(channel=channel, ts=ts, blocks=blocks, text=card_fallback_text(incident))
+    if event is not None:
+        reply = render_status_change(event, incident)
+        client.chat_postMessage(channel=channel, thread_ts=ts, blocks=reply, text=f"Incident #{incident.id} changed")
+
+
+# --------------------------------------------------------------------------------------------- listeners
+
+
+def register(app: App, settings: Settings) -> None:
+    """Register every incident action and the resolve modal's submission."""
+
+    def change(body: dict[str, Any], client: Any, status: str, **kw: Any) -> None:
+        target = _target(body)
+        services.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
+        refresh_card(settings, client, target.id, *_where(body))
+
+    def guarded(body: dict[str, Any], what: str) -> ActionValue:
+        target = _target(body)
+        incident = services.incident_detail(settings, target.id).incident
+        require_admin_or_owner(settings, body["user"], incident, what)
+        return target
+
+    @app.action(ActionId.ACK)
+    def acknowledge(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        change(body, client, "acknowledged")
+
+    @app.action(ActionId.REOPEN)
+    def reopen(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        change(body, client, "open")
+
+    @app.action(ActionId.ASSIGN)
+    def assign(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        target = _target(body)
+        assignee = body["actions"][0].get("selected_user")
+        assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
+        refresh_card(settings, client, target.id, *_where(body))
+
+    @app.action(ActionId.SNOOZE)
+    def snooze(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        target = guarded(body, "snooze")
+        span = target.get("d")
+        if span not in SNOOZE_CHOICES:
+            raise UsageError(f"snooze for one of {', '.join(SNOOZE_CHOICES)}")
+        until = datetime.now(UTC) + parse_span(span)
+        change(body, client, "snoozed", snoozed_until=until)
+
+    @app.action(ActionId.RESOLVE)
+    def resolve(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        target = guarded(body, "resolve")
+        incident = services.incident_detail(settings, target.id).incident
+        view = render_resolve_modal(incident)
+        channel, ts = _where(body)
+        view["private_metadata"] = incident_value(incident, ch=channel, ts=ts)  # so the submission finds the card
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view(ActionId.RESOLVE_MODAL)
+    def resolve_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
+        ack()
+        submission = read_resolve_submission(view)
+        target = submission.target
+        incident = services.incident_detail(settings, target.id).incident
+        require_admin_or_owner(settings, body["user"], incident, "resolve")
+        services.set_incident_status(
+            settings, target.id, "resolved", actor=body["user"]["id"], reason=submission.reason, note=submission.comment
+        )
+        refresh_card(settings, client, target.id, target.get("ch"), target.get("ts"))
+
+    @app.action(ActionId.SIMULATE_FIX)
+    def simulate(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        ack()
+        detail = services.incident_detail(settings, _target(body).id)
+        blocks = render_simulation((detail.incident.details or {}).get("fixes") or [])
+        respond(text="Fix simulation", blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    @app.action(ActionId.SHOW_INCIDENT)
+    def show_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        ack()
+        incident = services.incident_detail(settings, _target(body).id).incident
+        blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url)
+        respond(text=card_fallback_text(incident), blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    @app.action(ActionId.SHOW_DNA)
+    def show_dna(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        ack()
+        fqn = decode_value(body["actions"][0].get("value")).get("fqn")
+        view = services.dna(settings, str(fqn), None)
+        respond(
+            text=f"DNA of {view.entity_fqn}",
+            blocks=render_dna_card(view),
+            response_type="ephemeral",
+            replace_original=False,
+        )
+
+    @app.action(ActionId.OPEN_IN_OM)
+    def open_in_om(ack: Any) -> None:
+        ack()  # a link button: Slack opens the URL, the bot only has to acknowledge the click

@@ -1,0 +1,154 @@
+"""`/dna`: ack at once, then parse the subcommand, call one service, render, and answer through `respond`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt import App
+
+from bot import services
+from bot.blocks import (
+    render_blast,
+    render_dna_card,
+    render_help,
+    render_incidents,
+    render_status,
+    render_timeline,
+    render_why,
+)
+from bot.blocks_kit import section
+from bot.listeners.actions import admins, require_admin
+from bot.listeners.errors import UsageError
+from bot.settings import Settings
+from bot.timeparse import parse_since
+
+MAX_TEXT = 500
+DEFAULT_SPAN = "7d"
+Blocks = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a subcommand answers: blocks, fallback text, and whether the whole channel sees it."""
+
+    blocks: Blocks
+    text: str
+    public: bool = False
+
+
+def _need(args: list[str], usage: str) -> str:
+    if not args:
+        raise UsageError(f"Which dataset? Usage: `{usage}`")
+    return args[0]
+
+
+def _show(settings: Settings, args: list[str], user: str) -> Reply:
+    public = bool(args) and args[-1].lower() == "public"
+    args = args[:-1] if public else args
+    view = services.dna(settings, _need(args, "/dna show <dataset> [public]"), None)
+    return Reply(render_dna_card(view), f"DNA of {view.entity_fqn}", public=public)
+
+
+def _timeline(settings: Settings, args: list[str], user: str) -> Reply:
+    name = _need(args, "/dna timeline <dataset> [7d]")
+    span = args[1] if len(args) > 1 else DEFAULT_SPAN
+    fqn, changes = services.timeline(settings, name, parse_since(span))
+    return Reply(render_timeline(fqn, changes, span), f"Timeline of {fqn}")
+
+
+def _blast(settings: Settings, args: list[str], user: str) -> Reply:
+    name = _need(args, "/dna blast <dataset> [column]")
+    radius = services.blast(settings, name, args[1] if len(args) > 1 else None, None)
+    return Reply(render_blast(radius), f"Blast radius of {name}")
+
+
+def _why(settings: Settings, args: list[str], user: str) -> Reply:
+    name = _need(args, "/dna why <dataset> [question]")
+    answer = asyncio.run(services.why(settings, name, " ".join(args[1:]) or None))
+    return Reply(render_why(answer), answer.answer[:300] or "Why")
+
+
+def _incidents(settings: Settings, args: list[str], user: str) -> Reply:
+    which = (args[0] if args else "open").lower()
+    if which not in ("open", "all"):
+        raise UsageError("Usage: `/dna incidents [open|all]`")
+    items = services.incidents_list(settings, which)
+    return Reply(render_incidents(items), f"{len(items)} incident(s)")
+
+
+def _status(settings: Settings, args: list[str], user: str) -> Reply:
+    runs = services.runs(settings, 10)
+    counts = Counter(i.severity for i in services.incidents_list(settings, "open"))
+    return Reply(render_status(runs, open_by_severity=counts, now=datetime.now(UTC)), "DNA Bot status")
+
+
+def _sync(settings: Settings, args: list[str], user: str) -> Reply:
+    require_admin(settings, user, "only DNA Bot admins can start a sync")
+    result = asyncio.run(services.sync(settings))
+    return Reply([section(sync_summary(result))], f"Sync {result.status}")
+
+
+def _soon(settings: Settings, args: list[str], user: str) -> Reply:
+    text = ":construction: Subscriptions are coming soon; incidents are posted to the routed channel meanwhile."
+    return Reply([section(text)], text)
+
+
+def sync_summary(result: Any) -> str:
+    """One short mrkdwn paragraph about a finished sync."""
+    if result.status != "succeeded":
+        return f":x: Sync #{result.run_id} {result.status}: {getattr(result, 'error', None) or 'see `/dna status`'}"
+    changes = ", ".join(f"{k}: {v}" for k, v in sorted(result.changes_by_kind.items())) or "no changes"
+    opened = len((result.incidents or {}).get("opened") or []) if getattr(result, "incidents", None) else 0
+    return (
+        f":white_check_mark: Sync #{result.run_id} ({result.mode}) done in {result.duration_seconds:.1f}s: "
+        f"{result.entities_seen} assets seen, {changes}; {opened} new incident(s)."
+    )
+
+
+SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str], Reply]] = {
+    "show": _show,
+    "timeline": _timeline,
+    "blast": _blast,
+    "why": _why,
+    "incidents": _incidents,
+    "status": _status,
+    "sync": _sync,
+    "subscribe": _soon,
+    "unsubscribe": _soon,
+}
+
+
+def answer(settings: Settings, text: str, user: str) -> Reply:
+    """Parse `/dna` text and run the one service behind it; UsageError for anything we cannot read."""
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"That is {len(text)} characters; `/dna` takes at most {MAX_TEXT}. Try `/dna help`.")
+    words = text.split()
+    if not words:
+        hint = section(":information_source: Tell me what to do, for example `/dna show stg_orders`:")
+        return Reply([hint, *render_help()], "DNA Bot help")
+    if words[0].lower() == "help":
+        return Reply(render_help(), "DNA Bot help")
+    handler = SUBCOMMANDS.get(words[0].lower())
+    if handler is None:
+        hint = section(f":information_source: I don't know `{words[0][:40]}`. Here is what I can do:")
+        return Reply([hint, *render_help()], "Unknown /dna subcommand")
+    return handler(settings, words[1:], user)
+
+
+def register(app: App, settings: Settings) -> None:
+    """Register `/dna`: the listener acks first, so Slack's 3 s limit never depends on the store or the LLM."""
+
+    @app.command("/dna")
+    def dna_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        ack()
+        text = (command.get("text") or "").strip()
+        if text.split()[:1] == ["sync"] and command.get("user_id") in admins(settings):
+            respond(text=":hourglass_flowing_sand: Syncing with OpenMetadata…", response_type="ephemeral")
+        reply = answer(settings, text, command.get("user_id", ""))
+        kind = "in_channel" if reply.public else "ephemeral"
+        respond(text=reply.text, blocks=reply.blocks, response_type=kind)
