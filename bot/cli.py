@@ -278,6 +278,20 @@ def why(
 
 
 @app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", help="HTTP mode: the port for /slack/events.")] = 3000,
+    host: Annotated[str, typer.Option("--host")] = "0.0.0.0",
+    socket_mode: Annotated[
+        bool | None, typer.Option("--socket/--http", help="Default: Socket Mode when SLACK_APP_TOKEN is set.")
+    ] = None,
+) -> None:
+    """Run the Slack bot: Socket Mode or HTTP, with scheduled syncs that open and update incident threads."""
+    from bot import runtime
+
+    _guard(lambda: runtime.serve(get_settings(), host=host, port=port, socket_mode=socket_mode))
+
+
+@app.command()
 def simulator(
     catalog: Annotated[
         str,

@@ -1,0 +1,65 @@
+"""The scheduled tick of `dnabot serve`: sync, incidents, and one Slack thread per incident, nothing doubled."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import runtime
+from bot.app import build_client
+from bot.settings import get_settings
+from storage.errors import DnaBotError
+from tests.bot.test_cli import rename_status
+
+CHANNEL = "C0INCIDENTS"
+
+
+@pytest.fixture
+def settings(tmp_path, om_demo, slack_api, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'serve.db'}")
+    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
+    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
+    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
+    monkeypatch.setenv("DNABOT_CHANNEL", CHANNEL)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_each_tick_syncs_and_keeps_one_thread_per_incident(settings, om_demo, slack_api):
+    notifier = runtime.notifier_for(settings, build_client(settings))
+    first = runtime.tick(settings, notifier)
+    assert first.errors == [] and first.sync["status"] == "succeeded"
+    # the first sync takes over the test incident OpenMetadata already has open: one card
+    assert len(slack_api.parents(CHANNEL)) == 1
+
+    rename_status(om_demo)
+    second = runtime.tick(settings, notifier)
+    assert second.errors == [] and len(second.published.posted) == 1
+    parents = slack_api.parents(CHANNEL)
+    assert len(parents) == 2
+    card = parents[-1]
+    assert card["metadata"]["event_type"] == "dnabot_incident"
+    replies = slack_api.thread(CHANNEL, card["ts"])[1:]
+    assert replies and any(f["thread_ts"] == card["ts"] for f in slack_api.files)
+
+    third = runtime.tick(settings, notifier)  # nothing new upstream: nothing new in Slack
+    assert third.errors == [] and third.published.posted == [] and len(slack_api.parents(CHANNEL)) == 2
+
+
+def test_a_failed_sync_still_publishes_and_says_why(settings, om_demo, slack_api, monkeypatch):
+    monkeypatch.setenv("DNABOT_OM_MAX_RETRIES", "0")
+    get_settings.cache_clear()
+    settings = get_settings()
+    notifier = runtime.notifier_for(settings, build_client(settings))
+    om_demo.admin("POST", "/admin/faults", {"path_regex": "^/api/v1/tables", "status": 500, "times": 1000})
+    result = runtime.tick(settings, notifier)
+    assert result.errors and "sync failed" in result.errors[0]
+    assert result.published is not None  # Slack is still brought up to date from the last good data
+
+
+def test_serving_needs_a_channel_and_the_right_token(settings, monkeypatch):
+    monkeypatch.delenv("DNABOT_CHANNEL")
+    get_settings.cache_clear()
+    with pytest.raises(DnaBotError, match="DNABOT_CHANNEL"):
+        runtime.router_for(get_settings())
