@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 
 from bot import services, terminal, terminal_incidents
+from bot.blocks import render_incident_card, render_incident_thread
+from bot.blocks_text import blocks_to_text, builder_url
 from bot.lineage_png import incident_png
-from bot.settings import Settings
+from bot.settings import Settings, get_settings
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
 
@@ -27,6 +30,31 @@ def _save(out: Path, name: str, data: Any) -> Path:
     path = out / name
     path.write_text(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def _slack_preview(console: Console, out: Path, detail: Any) -> None:
+    """The incident's Slack card and thread as the bot posts them: readable text, JSON, Block Kit Builder link."""
+    card = render_incident_card(detail.incident)
+    thread = render_incident_thread(detail)
+    console.rule("The Slack card DNA Bot posts for it (parent message; technical detail goes in the thread)")
+    console.print(blocks_to_text(card), markup=False, highlight=False)
+    _save(out, "slack-card.json", {"blocks": card})
+    _save(out, "slack-thread.json", [{"blocks": blocks} for blocks in thread])
+    console.print(f"{len(thread)} thread replies and the lineage PNG follow. JSON: {out}/slack-card.json")
+    (out / "slack-card.builder-url.txt").write_text(builder_url(card) + "\n", encoding="utf-8")
+    console.print(f"Block Kit Builder link (open in a browser): {out}/slack-card.builder-url.txt")
+
+
+def _post_for_real(console: Console, settings: Settings) -> None:
+    """With SLACK_BOT_TOKEN and DNABOT_CHANNEL set, publish the incident threads to that Slack workspace."""
+    if not (settings.slack_bot_token and (settings.channel or settings.routing_config)):
+        console.print("(Set SLACK_BOT_TOKEN and DNABOT_CHANNEL to have the demo post these threads to Slack.)")
+        return
+    from bot import runtime
+    from bot.app import build_client
+
+    published = runtime.notifier_for(settings, build_client(settings)).publish(services.engine_for(settings))
+    console.print(f"Posted to Slack: new threads for incidents {published.posted or 'none'}")
 
 
 def _admin(om_url: str, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -51,10 +79,13 @@ def run(console: Console, out_dir: str = "demo-out") -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     handle = run_in_thread(create_app(Catalog.demo(), token=TOKEN))
-    settings = Settings(
-        database_url=f"sqlite:///{(out / 'dnabot.db').resolve()}",
-        openmetadata_url=handle.url,
-        openmetadata_token=TOKEN,
+    real = get_settings()  # Slack settings from the environment, if any: then the demo posts for real
+    settings = real.model_copy(
+        update={
+            "database_url": f"sqlite:///{(out / 'dnabot.db').resolve()}",
+            "openmetadata_url": handle.url,
+            "openmetadata_token": SecretStr(TOKEN),
+        }
     )
     try:
         _story(console, settings, handle.url, out)
@@ -108,6 +139,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
         picture = out / f"incident-{detail.incident.id}-lineage.png"
         picture.write_bytes(incident_png(detail.incident))
         console.print(f"Lineage picture of the incident (for its Slack thread): {picture}")
+        _slack_preview(console, out, detail)
+        _post_for_real(console, settings)
 
     console.rule('8. Ask it (dnabot why orders "why did it break?")')
     answer = asyncio.run(services.why(settings, "orders", "why did it break?"))
