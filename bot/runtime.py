@@ -16,7 +16,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
 
-from bot import services
+from bot import digest, services
 from bot.app import build_app, build_client
 from bot.notifier import Notifier, PublishResult
 from bot.routing import Router
@@ -72,7 +72,8 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
 
 
 def start_scheduler(settings: Settings, notifier: Notifier) -> BackgroundScheduler:
-    """Run `tick` now and every DNABOT_SYNC_INTERVAL_SECONDS, one at a time."""
+    """Run `tick` now and every DNABOT_SYNC_INTERVAL_SECONDS, one at a time; the daily digest at
+    DNABOT_DIGEST_HOUR_UTC:00 UTC."""
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         tick,
@@ -83,6 +84,18 @@ def start_scheduler(settings: Settings, notifier: Notifier) -> BackgroundSchedul
         max_instances=1,
         coalesce=True,
         id="dnabot-tick",
+    )
+    scheduler.add_job(
+        digest.daily_digest,
+        "cron",
+        args=(settings, notifier.client, notifier.router),
+        hour=settings.digest_hour_utc,
+        minute=0,
+        timezone=UTC,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
+        id="dnabot-digest",
     )
     scheduler.start()
     return scheduler

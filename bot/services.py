@@ -132,11 +132,21 @@ def incident_detail(settings: Settings, incident_id: int) -> IncidentDetailView:
 def set_incident_status(
     settings: Settings, incident_id: int, status: str, *, actor: str, reason: str | None = None, **kw: Any
 ) -> IncidentView:
+    from bot import writeback  # late: writeback imports this module
+
     engine = _reader(settings)
     with db.session_factory(engine).begin() as session:
-        return incidents.set_status(
+        before = incidents.get_incident(session, incident_id).incident
+        view = incidents.set_status(
             session, incident_id, status, actor=actor, now=datetime.now(UTC), reason=reason, **kw
         )
+    # committed: now tell OpenMetadata (test incidents only; a failure becomes a note, never an exception)
+    if view.status != before.status:
+        writeback.write_back(settings, view, view.status, actor=actor, reason=reason, comment=kw.get("note"))
+    assignee = kw.get("assignee")
+    if assignee and assignee != before.assignee and view.assignee == assignee:
+        writeback.write_back(settings, view, "assigned", actor=actor, assignee=assignee)
+    return view
 
 
 def _reader(settings: Settings) -> Engine:

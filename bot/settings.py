@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     routing_config: str | None = Field(default=None, validation_alias="DNABOT_CONFIG")  # YAML routing rules
     admins: str = Field(default="", validation_alias="DNABOT_ADMINS")  # Slack user ids or a user group, commas
     sync_interval_seconds: int = Field(default=900, ge=30, validation_alias="DNABOT_SYNC_INTERVAL_SECONDS")
+    digest_hour_utc: int = Field(default=9, ge=0, le=23, validation_alias="DNABOT_DIGEST_HOUR_UTC")
     openmetadata_ui_url: str | None = Field(default=None, validation_alias="OPENMETADATA_UI_URL")  # asset links
 
 

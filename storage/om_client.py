@@ -276,6 +276,40 @@ class OpenMetadataClient:
             if not isinstance(total, int) and len(data) < self.page_size:
                 return out
 
+    async def post_incident_status(
+        self,
+        test_fqn: str,
+        status: str,
+        *,
+        assignee: str | None = None,
+        reason: str | None = None,
+        comment: str | None = None,
+        severity: str | None = None,
+        resolved_by: str | None = None,
+    ) -> TestCaseResolutionStatus:
+        """Add an Ack / Assigned / Resolved status to the open incident of test case `test_fqn`.
+
+        `POST /v1/dataQuality/testCases/testCaseIncidentStatus`. `assignee` and `resolved_by` are OpenMetadata
+        user names; `reason` is ours (fixed, false_positive, duplicate, other) or already an OM failure reason.
+        """
+        body = incident_status_body(
+            test_fqn,
+            status,
+            assignee=assignee,
+            reason=reason,
+            comment=comment,
+            severity=severity,
+            resolved_by=resolved_by,
+        )
+        path = "v1/dataQuality/testCases/testCaseIncidentStatus"
+        answer = await self._http.post_json(path, body)
+        try:
+            return TestCaseResolutionStatus.model_validate(answer)
+        except ValidationError:
+            raise OpenMetadataError(
+                f"OpenMetadata answered POST /{path} without an incident status", url=self.base_url + path
+            ) from None
+
     # ---- change events --------------------------------------------------------------------------------
     async def events_since(
         self,
@@ -336,6 +370,49 @@ class OpenMetadataClient:
     def _skip(self, item: MalformedItem) -> None:
         self.malformed.append(item)
         log.warning("skipped a malformed %s from OpenMetadata (%s): %s", item.entity_type, item.fqn_or_id, item.error)
+
+
+INCIDENT_WRITE_STATES = ("Ack", "Assigned", "Resolved")
+FAILURE_REASONS = ("FalsePositive", "MissingData", "Duplicates", "OutOfBounds", "Other")
+REASON_TO_OM = {"fixed": "Other", "false_positive": "FalsePositive", "duplicate": "Duplicates", "other": "Other"}
+
+
+def failure_reason(reason: str | None) -> str:
+    """Our resolve reason as an OpenMetadata `testCaseFailureReason` (unknown or absent → `Other`)."""
+    if reason in FAILURE_REASONS:
+        return reason
+    return REASON_TO_OM.get((reason or "").strip().lower(), "Other")
+
+
+def incident_status_body(
+    test_fqn: str,
+    status: str,
+    *,
+    assignee: str | None = None,
+    reason: str | None = None,
+    comment: str | None = None,
+    severity: str | None = None,
+    resolved_by: str | None = None,
+) -> dict[str, Any]:
+    """The `CreateTestCaseResolutionStatus` body of one Ack / Assigned / Resolved status."""
+    if status not in INCIDENT_WRITE_STATES:
+        raise ValueError(f"incident status must be one of {', '.join(INCIDENT_WRITE_STATES)}, not {status!r}")
+    body: dict[str, Any] = {"testCaseResolutionStatusType": status, "testCaseReference": test_fqn}
+    if status == "Assigned":
+        if not assignee:
+            raise ValueError("an Assigned status needs an assignee")
+        body["testCaseResolutionStatusDetails"] = {"assignee": {"name": assignee, "type": "user"}}
+    elif status == "Resolved":
+        details: dict[str, Any] = {
+            "testCaseFailureReason": failure_reason(reason),
+            "testCaseFailureComment": comment or "",
+        }
+        if resolved_by:
+            details["resolvedBy"] = {"name": resolved_by, "type": "user"}
+        body["testCaseResolutionStatusDetails"] = details
+    if severity:
+        body["severity"] = severity
+    return body
 
 
 def event_entity(event: ChangeEvent | dict[str, Any]) -> dict[str, Any] | None:

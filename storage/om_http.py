@@ -156,6 +156,55 @@ class OMHttp:
             raise OMUnavailable(self.redact(text), status=exc.status, url=exc.url, message=exc.message) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
+    async def post_json(self, path: str, body: Any) -> Any:
+        """POST `body` as JSON to `path` (relative to `/api/`), with `get_json`'s retries and error mapping."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post_attempt(path, body)
+        except _Retryable as exc:
+            tries = self.max_retries + 1
+            text = (
+                f"OpenMetadata is unavailable at {self.base_url}: POST /{path} failed {tries} time(s), "
+                f"last: {exc.reason}"
+            )
+            raise OMUnavailable(self.redact(text), status=exc.status, url=exc.url, message=exc.message) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _post_attempt(self, path: str, body: Any) -> Any:
+        async with self._slots:
+            self.stats.requests += 1
+            try:
+                response = await self._client.post(path, json=body)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                reason = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                raise _Retryable(reason, url=self.base_url + path) from None
+            except httpx.HTTPError as exc:
+                raise OpenMetadataError(
+                    self.redact(f"Cannot call OpenMetadata at {self.base_url}: {type(exc).__name__}: {exc}"),
+                    url=self.base_url + path,
+                ) from None
+        self.stats.bytes += len(response.content)
+        url = str(response.request.url)
+        if response.status_code >= 400:
+            raise self._error(response, url, method="POST")
+        try:
+            return response.json() if response.content else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OpenMetadataError(
+                f"OpenMetadata answered POST {response.request.url.path} with invalid JSON",
+                status=response.status_code,
+                url=url,
+            ) from None
+
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
@@ -195,7 +244,7 @@ class OMHttp:
                 url=url,
             ) from None
 
-    def _error(self, response: httpx.Response, url: str) -> Exception:
+    def _error(self, response: httpx.Response, url: str, *, method: str = "GET") -> Exception:
         status = response.status_code
         message = self._server_message(response)
         said = f": {message}" if message else ""
@@ -208,12 +257,12 @@ class OMHttp:
             text = f"OpenMetadata rejected the token ({status}): check OPENMETADATA_TOKEN"
             if status == 403:
                 text += " and the bot's roles"
-            return OMAuthError(f"{text} (GET {path}{said})", status=status, url=url, message=message)
+            return OMAuthError(f"{text} ({method} {path}{said})", status=status, url=url, message=message)
         if status == 404:
-            text = f"Not found in OpenMetadata: GET {path}{said}"
+            text = f"Not found in OpenMetadata: {method} {path}{said}"
             return OMNotFound(text, status=status, url=url, message=message)
         return OpenMetadataError(
-            f"OpenMetadata answered HTTP {status} to GET {path}{said}",
+            f"OpenMetadata answered HTTP {status} to {method} {path}{said}",
             status=status,
             url=url,
             message=message,

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot import services
+from bot import services, writeback
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
 from bot.blocks import (
     card_fallback_text,
@@ -67,7 +67,11 @@ def assign_incident(settings: Settings, incident_id: int, assignee: str | None, 
     engine = services.engine_for(settings)
     db.ensure_migrated(engine)
     with db.session_factory(engine).begin() as session:
-        return incidents.assign(session, incident_id, assignee, actor=actor, now=datetime.now(UTC))
+        before = incidents.get_incident(session, incident_id).incident.assignee
+        view = incidents.assign(session, incident_id, assignee, actor=actor, now=datetime.now(UTC))
+    if assignee and assignee != before:  # data-quality incidents: tell OpenMetadata's Incident Manager too
+        writeback.write_back(settings, view, "assigned", actor=actor, assignee=assignee)
+    return view
 
 
 # ---------------------------------------------------------------------------------------------- helpers

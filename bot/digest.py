@@ -1,0 +1,167 @@
+"""The daily digest: one Block Kit summary of the open incidents per channel, posted by the scheduler.
+
+`render_digest` is pure (incidents in, blocks out); `post_digests` reads the open incidents from the store, groups
+them by the channel `Router.route` picks, and posts one digest per channel that has any, plus the default channel
+even when it has none ("No open incidents. 🎉").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, PlainTextObject, SectionBlock
+
+from bot import services
+from bot.blocks_incident import root_label
+from bot.blocks_kit import (
+    FIELD_TEXT,
+    HEADER_TEXT,
+    MESSAGE_BLOCKS,
+    SECTION_FIELDS,
+    SECTION_TEXT,
+    SEVERITY_ORDER,
+    STATUS_EMOJI,
+    ago,
+    clip,
+    code,
+    elapsed,
+    esc,
+    more,
+    severity_emoji,
+    when,
+)
+from bot.routing import Router
+from bot.settings import Settings
+from storage.errors import DnaBotError
+from storage.incident_views import IncidentView
+
+log = logging.getLogger(__name__)
+
+DIGEST_TOP = 10
+NONE_OPEN = "No open incidents. 🎉"
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+def _rank(severity: str) -> int:
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+
+
+def _channel_label(channel: str) -> str:
+    """`<#C…>` for a channel id (Slack shows its name), else the escaped name as given (`#data-incidents`)."""
+    return f"<#{channel}>" if _CHANNEL_ID.match(channel) else esc(channel)
+
+
+def _header(text: str) -> dict[str, Any]:
+    return HeaderBlock(text=PlainTextObject(text=clip(text, HEADER_TEXT), emoji=True)).to_dict()
+
+
+def _section(text: str | None = None, fields: Sequence[str] = ()) -> dict[str, Any]:
+    return SectionBlock(
+        text=MarkdownTextObject(text=clip(text, SECTION_TEXT)) if text else None,
+        fields=[MarkdownTextObject(text=clip(f, FIELD_TEXT)) for f in fields[:SECTION_FIELDS]] or None,
+    ).to_dict()
+
+
+def _context(text: str) -> dict[str, Any]:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, SECTION_TEXT))]).to_dict()
+
+
+def severity_counts(incidents: Sequence[IncidentView]) -> dict[str, int]:
+    """Open incidents per severity, most severe first (unknown severities last, by name)."""
+    counts = Counter(i.severity for i in incidents)
+    return {k: counts[k] for k in sorted(counts, key=lambda s: (_rank(s), s))}
+
+
+def digest_order(incidents: Sequence[IncidentView]) -> list[IncidentView]:
+    """Most severe first, then the longest open first (then by id, for a stable order)."""
+    return sorted(incidents, key=lambda i: (_rank(i.severity), i.opened_at.timestamp(), i.id))
+
+
+def _row(incident: IncidentView, now: datetime) -> str:
+    status = f"{STATUS_EMOJI.get(incident.status, '')} {esc(incident.status)}".strip()
+    age = ago(elapsed(now, incident.opened_at))
+    title = f"{severity_emoji(incident.severity)} *#{incident.id}* {esc(clip(incident.title, 300))}"
+    return f"{title}\n{status} · open for {age} (since {when(incident.opened_at)}) · {code(root_label(incident))}"
+
+
+def render_digest(incidents: Sequence[IncidentView], *, channel: str, now: datetime) -> list[dict[str, Any]]:
+    """The daily digest for one channel: counts by severity, the top 10 (status and age), "…and N more".
+
+    Resolved incidents are left out if any are passed. At most 15 blocks, every text within Slack's limits.
+    """
+    open_ = digest_order([i for i in incidents if i.status != "resolved"])
+    where = _channel_label(channel)
+    blocks = [_header(":sunrise: Daily incident digest")]
+    if not open_:
+        blocks.append(_section(NONE_OPEN))
+        blocks.append(_context(f"{where} · as of {when(now)}"))
+        return blocks
+    total = len(open_)
+    noun = "incident" if total == 1 else "incidents"
+    counts = [f"{severity_emoji(k)} *{esc(k)}*: {n}" for k, n in severity_counts(open_).items()]
+    if len(counts) > SECTION_FIELDS:  # only with many made-up severities: keep the last field for the rest
+        counts = [*counts[: SECTION_FIELDS - 1], more(len(counts) - SECTION_FIELDS + 1)]
+    blocks.append(_section(f"*{total} open {noun}* in {where}", fields=counts))
+    blocks.extend(_section(_row(i, now)) for i in open_[:DIGEST_TOP])
+    if total > DIGEST_TOP:
+        blocks.append(_context(f"{more(total - DIGEST_TOP)} (`/dna incidents open` lists them all)"))
+    blocks.append(_context(f"As of {when(now)} · Acknowledge, assign or resolve them in their threads."))
+    return blocks[:MESSAGE_BLOCKS]  # 1 header + 1 counts + 10 rows + 2 contexts: always well under 50
+
+
+def digest_text(incidents: Sequence[IncidentView]) -> str:
+    """The notification / fallback text of a digest."""
+    open_ = [i for i in incidents if i.status != "resolved"]
+    if not open_:
+        return f"Daily incident digest: {NONE_OPEN}"
+    parts = ", ".join(f"{k}: {n}" for k, n in severity_counts(open_).items())
+    return f"Daily incident digest: {len(open_)} open ({parts})"
+
+
+def group_by_channel(incidents: Sequence[IncidentView], router: Router) -> dict[str, list[IncidentView]]:
+    """The open incidents per routed channel; the default channel is always there (maybe with none)."""
+    groups: dict[str, list[IncidentView]] = {router.default_channel: []}
+    for incident in incidents:
+        if incident.status == "resolved":
+            continue
+        groups.setdefault(router.route(incident), []).append(incident)
+    return groups
+
+
+def post_digests(settings: Settings, client: WebClient, router: Router, *, now: datetime) -> dict[str, int]:
+    """Post one digest per channel with open incidents, plus the default channel; returns channel → count posted.
+
+    A channel Slack refuses (not in channel, archived, …) is logged and left out of the result; the others still go.
+    """
+    groups = group_by_channel(services.incidents_list(settings, "open"), router)
+    posted: dict[str, int] = {}
+    for channel, items in groups.items():
+        try:
+            client.chat_postMessage(
+                channel=channel,
+                text=digest_text(items),
+                blocks=render_digest(items, channel=channel, now=now),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except (SlackClientError, OSError) as exc:
+            log.warning("daily digest: Slack refused channel %s: %s", channel, exc)
+            continue
+        posted[channel] = len(items)
+    return posted
+
+
+def daily_digest(settings: Settings, client: WebClient, router: Router) -> dict[str, int]:
+    """The scheduled job: `post_digests` now; an unreadable store is logged, not raised into the scheduler."""
+    try:
+        return post_digests(settings, client, router, now=datetime.now(UTC))
+    except DnaBotError as exc:
+        log.warning("daily digest skipped: %s", exc)
+        return {}

@@ -1,0 +1,197 @@
+"""Ack / Assign / Resolve written back to OpenMetadata's Incident Manager, against the demo simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from bot import services, writeback
+from bot.settings import Settings
+from storage.om_client import OpenMetadataClient, failure_reason, incident_status_body
+
+STG_CUSTOMERS = "warehouse.shop.staging.stg_customers"
+INCIDENT_PATH = "/api/v1/dataQuality/testCases/testCaseIncidentStatus"
+
+
+@pytest.fixture
+def settings(tmp_path, om_demo, monkeypatch) -> Settings:
+    """Settings on a fresh SQLite store and the demo simulator, one retry so faults fail fast."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'wb.db'}")
+    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
+    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
+    monkeypatch.setenv("DNABOT_OM_MAX_RETRIES", "1")
+    monkeypatch.chdir(tmp_path)
+    return Settings()
+
+
+def _synced(settings: Settings):
+    result = asyncio.run(services.sync(settings))
+    assert result.ok
+    return services.incidents_list(settings, "all")
+
+
+def _test_incident(settings: Settings):
+    found = [i for i in _synced(settings) if i.kind == "test_failing" and i.root_fqn == STG_CUSTOMERS]
+    assert len(found) == 1, found
+    incident = found[0]
+    assert incident.details["test_fqn"] and incident.details["om_incident"]["state_id"]
+    return incident
+
+
+def _history(om_demo, state_id: str) -> list[dict]:
+    response = om_demo.http.get(f"{INCIDENT_PATH}/stateId/{state_id}")
+    response.raise_for_status()
+    body = response.json()
+    return body["data"] if isinstance(body, dict) else body
+
+
+def _notes(settings: Settings, incident_id: int) -> list[str]:
+    events = services.incident_detail(settings, incident_id).events
+    return [e.note for e in events if e.kind == "note" and e.note]
+
+
+def test_acknowledge_then_resolve_are_written_back(settings, om_demo):
+    incident = _test_incident(settings)
+    state_id = incident.details["om_incident"]["state_id"]
+    before = [r["testCaseResolutionStatusType"] for r in _history(om_demo, state_id)]
+
+    view = services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    assert view.status == "acknowledged"
+    rows = _history(om_demo, state_id)
+    assert [r["testCaseResolutionStatusType"] for r in rows] == [*before, "Ack"]
+    assert rows[-1]["testCaseReference"]["fullyQualifiedName"] == incident.details["test_fqn"]
+
+    # the same status again changes nothing, so nothing is posted
+    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    assert len(_history(om_demo, state_id)) == len(rows)
+
+    services.set_incident_status(
+        settings, incident.id, "resolved", actor="U1", reason="false_positive", note="the check was wrong"
+    )
+    last = _history(om_demo, state_id)[-1]
+    assert last["testCaseResolutionStatusType"] == "Resolved"
+    assert last["testCaseResolutionStatusDetails"]["testCaseFailureReason"] == "FalsePositive"
+    assert last["testCaseResolutionStatusDetails"]["testCaseFailureComment"] == "the check was wrong"
+    assert services.incident_detail(settings, incident.id).incident.status == "resolved"
+    assert not _notes(settings, incident.id)
+    # the test case no longer carries an open incident in OpenMetadata
+    case = om_demo.http.get(f"/api/v1/dataQuality/testCases/name/{om_demo.seg(incident.details['test_fqn'])}")
+    assert "incidentId" not in case.json()
+
+
+def test_an_assignee_is_written_back_as_assigned(settings, om_demo):
+    incident = _test_incident(settings)
+    state_id = incident.details["om_incident"]["state_id"]
+    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
+    rows = _history(om_demo, state_id)
+    assert [r["testCaseResolutionStatusType"] for r in rows[-2:]] == ["Ack", "Assigned"]
+    assert rows[-1]["testCaseResolutionStatusDetails"]["assignee"]["name"] == "ana"
+
+
+def test_an_incident_that_is_not_a_test_gets_no_write_back(settings, om_demo):
+    _synced(settings)
+    om_demo.admin(
+        "POST",
+        f"/admin/tables/{om_demo.seg('warehouse.shop.staging.stg_orders')}/columns/status/rename",
+        {"newName": "order_state"},
+    )
+    others = [i for i in _synced(settings) if i.kind != "test_failing" and i.status == "open"]
+    assert others
+    rows_before = om_demo.http.get(INCIDENT_PATH, params={"limit": 1000}).json()["paging"]["total"]
+    om_demo.admin("POST", "/admin/faults", {"path_regex": "testCaseIncidentStatus", "method": "POST", "status": 500})
+
+    view = services.set_incident_status(settings, others[0].id, "acknowledged", actor="U1")
+    assert view.status == "acknowledged"
+    assert writeback.write_back(settings, view, "resolved", actor="U1") is None
+    assert om_demo.http.get(INCIDENT_PATH, params={"limit": 1000}).json()["paging"]["total"] == rows_before
+    assert not _notes(settings, others[0].id)
+
+
+def test_om_failing_still_moves_the_store_and_leaves_a_note_without_the_token(settings, om_demo):
+    incident = _test_incident(settings)
+    state_id = incident.details["om_incident"]["state_id"]
+    rows = len(_history(om_demo, state_id))
+    om_demo.admin("POST", "/admin/faults", {"path_regex": "testCaseIncidentStatus", "method": "POST", "status": 500})
+
+    view = services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    assert view.status == "acknowledged"
+    assert services.incident_detail(settings, incident.id).incident.status == "acknowledged"
+    notes = _notes(settings, incident.id)
+    assert len(notes) == 1 and "Could not update OpenMetadata" in notes[0] and "unavailable" in notes[0]
+    assert om_demo.token not in notes[0]
+    om_demo.admin("DELETE", "/admin/faults")
+    assert len(_history(om_demo, state_id)) == rows
+
+
+def test_a_4xx_is_reported_with_the_servers_message(settings, om_demo):
+    incident = _test_incident(settings)
+    om_demo.admin(
+        "POST",
+        "/admin/faults",
+        {
+            "path_regex": "testCaseIncidentStatus",
+            "method": "POST",
+            "status": 400,
+            "message": f"bad request for token {om_demo.token}",
+        },
+    )
+    reason = writeback.write_back(settings, incident, "acknowledged", actor="U1")
+    assert reason is not None and "400" in reason and om_demo.token not in reason
+    notes = _notes(settings, incident.id)
+    assert len(notes) == 1 and om_demo.token not in notes[0]
+
+
+def test_om_down_is_a_reason_not_an_exception(settings, monkeypatch):
+    incident = _test_incident(settings)
+    down = settings.model_copy(update={"openmetadata_url": "http://127.0.0.1:9", "om_max_retries": 0})
+    reason = writeback.write_back(down, incident, "resolved", actor="U1", reason="fixed")
+    assert reason is not None and "unavailable" in reason
+
+
+def test_body_shapes_and_reason_mapping():
+    assert incident_status_body("a.b.t", "Ack") == {"testCaseResolutionStatusType": "Ack", "testCaseReference": "a.b.t"}
+    assigned = incident_status_body("a.b.t", "Assigned", assignee="ana")
+    assert assigned["testCaseResolutionStatusDetails"] == {"assignee": {"name": "ana", "type": "user"}}
+    resolved = incident_status_body("a.b.t", "Resolved", reason="duplicate", comment="c", resolved_by="ben")
+    assert resolved["testCaseResolutionStatusDetails"] == {
+        "testCaseFailureReason": "Duplicates",
+        "testCaseFailureComment": "c",
+        "resolvedBy": {"name": "ben", "type": "user"},
+    }
+    assert [failure_reason(r) for r in ("fixed", "false_positive", "duplicate", "other", None)] == [
+        "Other",
+        "FalsePositive",
+        "Duplicates",
+        "Other",
+        "Other",
+    ]
+    with pytest.raises(ValueError):
+        incident_status_body("a.b.t", "Assigned")
+    with pytest.raises(ValueError):
+        incident_status_body("a.b.t", "New")
+
+
+def test_post_json_retries_then_returns_the_answer():
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(503, json={"code": 503, "message": "busy"})
+        return httpx.Response(201, json={"stateId": "s1", "testCaseResolutionStatusType": "Ack"})
+
+    async def go():
+        async def no_sleep(_: float) -> None:
+            return None
+
+        async with OpenMetadataClient(
+            "http://om.test", "tok", transport=httpx.MockTransport(handler), sleep=no_sleep
+        ) as om:
+            return await om.post_incident_status("a.b.t", "Ack"), om.stats.retries
+
+    status, retries = asyncio.run(go())
+    assert status.stateId == "s1" and retries == 1
+    assert [r.method for r in calls] == ["POST", "POST"]
+    assert calls[0].headers["Authorization"] == "Bearer tok"
