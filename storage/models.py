@@ -267,3 +267,30 @@ class IncidentThread(Base):
     last_event_id: Mapped[int | None]  # the last incident event posted as a thread reply
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Person(Base):
+    """An OpenMetadata user or team as far as the bot needs it: its email (for Slack @-mentions) and display name."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(256), unique=True)  # the OpenMetadata name (owner refs use it)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # user | team
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    display_name: Mapped[str | None] = mapped_column(sa.String(256))
+    updated_at: Mapped[datetime]
+
+
+class Subscription(Base):
+    """A Slack channel (or user) that wants to hear about incidents touching an asset, a service or a domain."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (sa.UniqueConstraint("channel", "kind", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # fqn | service | domain
+    target: Mapped[str] = mapped_column(sa.String(1024))  # an FQN (glob allowed), a service or a domain name
+    created_by: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
