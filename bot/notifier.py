@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.blocks import card_fallback_text, render_incident_card, render_incident_thread, render_status_change
 from bot.lineage_png import incident_png
 from bot.routing import Router
-from storage import incidents, threads
+from storage import incidents, subscriptions, threads
 from storage.db import session_factory
 from storage.incident_views import EventView, IncidentDetailView, IncidentView
 
@@ -151,6 +151,25 @@ class Notifier:
             now=now,
         )
         result.posted.append(incident.id)
+        self._notify_subscribers(session, incident, channel, ts)
+
+    def _notify_subscribers(self, session: Session, incident: IncidentView, channel: str, ts: str) -> None:
+        """A short notice linking to the new thread in every subscribed channel but the routed one (best effort)."""
+        others = sorted(subscriptions.channels_for(session, incident) - {channel})
+        if not others:
+            return
+        try:
+            link = self.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        except (SlackClientError, OSError) as exc:
+            log.warning("no permalink for incident %s; subscribers are not told: %s", incident.id, exc)
+            return
+        text = f":rotating_light: {card_fallback_text(incident)} — <{link}|open the thread>"
+        for other in others:
+            try:
+                self.client.chat_postMessage(channel=other, text=text, unfurl_links=False)
+            except (SlackClientError, OSError) as exc:
+                # The thread is already posted: a failed notice must not re-post it on the next publish.
+                log.warning("could not tell %s about incident %s: %s", other, incident.id, exc)
 
     def _update_thread(
         self,

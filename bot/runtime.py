@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 
 from bot import digest, services
 from bot.app import build_app, build_client
+from bot.mentions import SlackMentions
 from bot.notifier import Notifier, PublishResult
 from bot.routing import Router
 from bot.settings import Settings
@@ -47,7 +48,12 @@ def router_for(settings: Settings) -> Router:
 
 
 def notifier_for(settings: Settings, client: WebClient) -> Notifier:
-    return Notifier(client, router_for(settings), om_ui_url=settings.openmetadata_ui_url)
+    return Notifier(
+        client,
+        router_for(settings),
+        om_ui_url=settings.openmetadata_ui_url,
+        mentions=SlackMentions(services.engine_for(settings), client),
+    )
 
 
 def tick(settings: Settings, notifier: Notifier) -> TickResult:

@@ -21,6 +21,8 @@ from storage.om_models import (
     ENTITY_COLLECTIONS,
     ChangeEvent,
     EntityBase,
+    OMTeam,
+    OMUser,
     ServerVersion,
     TestCase,
     TestCaseResolutionStatus,
@@ -309,6 +311,19 @@ class OpenMetadataClient:
             raise OpenMetadataError(
                 f"OpenMetadata answered POST /{path} without an incident status", url=self.base_url + path
             ) from None
+
+    # ---- people ---------------------------------------------------------------------------------------
+    async def iter_users(self) -> AsyncIterator[OMUser]:
+        """Every non-deleted user (name, email, displayName), cursor-paged; malformed ones skipped as `people`."""
+        params = {"include": INCLUDE, "limit": self.page_size}
+        async for user in self._iter_cursor("v1/users", params, OMUser, "people"):
+            yield user
+
+    async def iter_teams(self) -> AsyncIterator[OMTeam]:
+        """Every non-deleted team (name, email, displayName), cursor-paged; malformed ones skipped as `people`."""
+        params = {"include": INCLUDE, "limit": self.page_size}
+        async for team in self._iter_cursor("v1/teams", params, OMTeam, "people"):
+            yield team
 
     # ---- change events --------------------------------------------------------------------------------
     async def events_since(

@@ -263,3 +263,20 @@ ENTITY_COLLECTIONS: dict[str, tuple[str, type[EntityBase], str]] = {
     "pipeline": ("pipelines", Pipeline, "owners,tasks,pipelineStatus,tags,followers,domains"),
     "topic": ("topics", Topic, "owners,tags,followers,domains"),
 }
+
+
+class OMPrincipal(OMModel):
+    """An OpenMetadata user or team, as far as @-mentions need it (name, email, display name)."""
+
+    name: str
+    email: str | None = None
+    displayName: str | None = None
+    deleted: bool | None = None
+
+
+class OMUser(OMPrincipal):
+    isBot: bool | None = None
+
+
+class OMTeam(OMPrincipal):
+    teamType: str | None = None

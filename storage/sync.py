@@ -20,6 +20,7 @@ from storage.db import session_factory, sync_lock
 from storage.models import SyncRun
 from storage.om_client import OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS
+from storage.people import upsert_people
 from storage.sync_fetch import Fetched, Fetcher, Progress
 from storage.sync_write import (
     Candidate,
@@ -231,6 +232,8 @@ def _apply(
         dirty |= _fed_by_changed_pipelines(session, fetched, current, merged.values())
     writer.write_entities(_genes_for(session, sorted(dirty), fetched, current, deleted, up, down), current)
     writer.touch_seen(fetched.mode == "full")
+    if fetched.people is not None:
+        upsert_people(session, fetched.people, now)
     ws = writer.stats
     result.entities_seen = len(fetched.entities)
     result.snapshots_written = ws.snapshots_written

@@ -102,6 +102,17 @@ class Fetched:
     change_source: str | None = None  # incremental: "events" or "updatedAt"
     fully_listed: bool = False  # every entity was listed (so absent ones are gone)
     seen: set[str] = field(default_factory=set)  # listed and unchanged (not re-read)
+    people: list[PersonRecord] | None = None  # full runs: OM users and teams; None when not (or not fully) listed
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """An OpenMetadata user or team as listed: what `people` keeps for @-mentions."""
+
+    name: str
+    kind: str  # user | team
+    email: str | None
+    display_name: str | None
 
 
 def entity_service(entity: EntityBase) -> str | None:
@@ -271,8 +282,25 @@ class Fetcher:
             await self.list_all(fetched)
 
         await self._with_lineage(fetched, produce)
+        await self.list_people(fetched)
         self.collect_malformed(fetched)
         return fetched
+
+    async def list_people(self, fetched: Fetched) -> None:
+        """Users and teams into `fetched.people`; a refusal (403, …) is recorded, never fatal: old rows stay."""
+        people: list[PersonRecord] = []
+        try:
+            async for user in self.client.iter_users():
+                if not user.deleted:
+                    people.append(PersonRecord(user.name, "user", user.email or None, user.displayName or None))
+            async for team in self.client.iter_teams():
+                if not team.deleted:
+                    people.append(PersonRecord(team.name, "team", team.email or None, team.displayName or None))
+        except OpenMetadataError as exc:
+            log.warning("could not list OpenMetadata users/teams (owners keep their last known emails): %s", exc)
+            fetched.malformed.append({"kind": "people", "item": None, "error": str(exc)[:300]})
+            return
+        fetched.people = people
 
     async def incremental(
         self,

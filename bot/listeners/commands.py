@@ -26,6 +26,8 @@ from bot.listeners.actions import admins, require_admin
 from bot.listeners.errors import UsageError
 from bot.settings import Settings
 from bot.timeparse import parse_since
+from storage import subscriptions
+from storage.db import session_factory
 
 MAX_TEXT = 500
 DEFAULT_SPAN = "7d"
@@ -93,9 +95,45 @@ def _sync(settings: Settings, args: list[str], user: str) -> Reply:
     return Reply([section(sync_summary(result))], f"Sync {result.status}")
 
 
-def _soon(settings: Settings, args: list[str], user: str) -> Reply:
-    text = ":construction: Subscriptions are coming soon; incidents are posted to the routed channel meanwhile."
+def _subscribe(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
+    target = " ".join(args).strip()
+    if not target:
+        raise UsageError("What should this channel follow? Usage: `/dna subscribe <dataset|glob|service|domain:X>`")
+    engine = services.engine_for(settings)
+    with session_factory(engine).begin() as session:
+        sub = subscriptions.subscribe(session, channel, target, user=user or None, now=datetime.now(UTC))
+    text = (
+        f":bell: <#{channel}> now hears about incidents touching {sub.kind} `{sub.target}`. "
+        f"Undo with `/dna unsubscribe {sub.target if sub.kind != 'domain' else 'domain:' + sub.target}`."
+    )
     return Reply([section(text)], text)
+
+
+def _unsubscribe(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
+    target = " ".join(args).strip()
+    if not target:
+        raise UsageError("Unsubscribe from what? Usage: `/dna unsubscribe <dataset|glob|service|domain:X>`")
+    engine = services.engine_for(settings)
+    with session_factory(engine).begin() as session:
+        removed = subscriptions.unsubscribe(session, channel, target)
+    if removed:
+        text = f":no_bell: <#{channel}> no longer hears about `{target[:200]}`."
+    else:
+        text = f":information_source: <#{channel}> was not subscribed to `{target[:200]}`; nothing changed."
+    return Reply([section(text)], text)
+
+
+def _subscriptions(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
+    engine = services.engine_for(settings)
+    with session_factory(engine)() as session:
+        subs = subscriptions.list_for(session, channel)
+    if not subs:
+        text = f":information_source: <#{channel}> has no subscriptions. Try `/dna subscribe <dataset>`."
+    else:
+        lines = [f"• {s.kind} `{s.target}`" for s in subs[:40]]
+        more = f"\n…and {len(subs) - 40} more" if len(subs) > 40 else ""
+        text = f"*<#{channel}> follows:*\n" + "\n".join(lines) + more
+    return Reply([section(text)], f"{len(subs)} subscription(s)")
 
 
 def sync_summary(result: Any) -> str:
@@ -118,12 +156,17 @@ SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str], Reply]] = {
     "incidents": _incidents,
     "status": _status,
     "sync": _sync,
-    "subscribe": _soon,
-    "unsubscribe": _soon,
+}
+
+# Subcommands that act on the channel they are typed in.
+CHANNEL_SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str, str], Reply]] = {
+    "subscribe": _subscribe,
+    "unsubscribe": _unsubscribe,
+    "subscriptions": _subscriptions,
 }
 
 
-def answer(settings: Settings, text: str, user: str) -> Reply:
+def answer(settings: Settings, text: str, user: str, channel: str = "") -> Reply:
     """Parse `/dna` text and run the one service behind it; UsageError for anything we cannot read."""
     if len(text) > MAX_TEXT:
         raise UsageError(f"That is {len(text)} characters; `/dna` takes at most {MAX_TEXT}. Try `/dna help`.")
@@ -133,6 +176,11 @@ def answer(settings: Settings, text: str, user: str) -> Reply:
         return Reply([hint, *render_help()], "DNA Bot help")
     if words[0].lower() == "help":
         return Reply(render_help(), "DNA Bot help")
+    channel_handler = CHANNEL_SUBCOMMANDS.get(words[0].lower())
+    if channel_handler is not None:
+        if not channel:
+            raise UsageError("Subscriptions belong to a channel; run this in the channel that should follow.")
+        return channel_handler(settings, words[1:], user, channel)
     handler = SUBCOMMANDS.get(words[0].lower())
     if handler is None:
         hint = section(f":information_source: I don't know `{words[0][:40]}`. Here is what I can do:")
@@ -149,6 +197,6 @@ def register(app: App, settings: Settings) -> None:
         text = (command.get("text") or "").strip()
         if text.split()[:1] == ["sync"] and command.get("user_id") in admins(settings):
             respond(text=":hourglass_flowing_sand: Syncing with OpenMetadata…", response_type="ephemeral")
-        reply = answer(settings, text, command.get("user_id", ""))
+        reply = answer(settings, text, command.get("user_id", ""), command.get("channel_id", ""))
         kind = "in_channel" if reply.public else "ephemeral"
         respond(text=reply.text, blocks=reply.blocks, response_type=kind)

@@ -156,7 +156,7 @@ def test_an_unknown_dataset_gets_a_private_did_you_mean(bot):
         ("frobnicate x", "I don't know"),
         ("timeline stg_orders 7 fortnights", "span"),
         ("show " + "x" * 600, "at most 500"),
-        ("subscribe stg_orders", "coming soon"),
+        ("subscribe", "Usage"),
         ("sync", "only DNA Bot admins"),
     ],
 )
