@@ -135,29 +135,14 @@ class OMHttp:
 
     async def get_json(self, path: str, params: QueryParams | None = None) -> Any:
         """GET `path` (relative to `/api/`), retrying transient failures; returns the decoded JSON."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self._sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(path, params)
-        except _Retryable as exc:
-            tries = self.max_retries + 1
-            text = (
-                f"OpenMetadata is unavailable at {self.base_url}: GET /{path} failed {tries} time(s), "
-                f"last: {exc.reason}"
-            )
-            raise OMUnavailable(self.redact(text), status=exc.status, url=exc.url, message=exc.message) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        return await self._retrying("GET", path, lambda: self._attempt(path, params))
 
     async def post_json(self, path: str, body: Any) -> Any:
         """POST `body` as JSON to `path` (relative to `/api/`), with `get_json`'s retries and error mapping."""
+        return await self._retrying("POST", path, lambda: self._post_attempt(path, body))
+
+    async def _retrying(self, method: str, path: str, attempt_once: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one request with tenacity: transient failures are retried, then become `OMUnavailable`."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
@@ -169,11 +154,11 @@ class OMHttp:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._post_attempt(path, body)
+                    return await attempt_once()
         except _Retryable as exc:
             tries = self.max_retries + 1
             text = (
-                f"OpenMetadata is unavailable at {self.base_url}: POST /{path} failed {tries} time(s), "
+                f"OpenMetadata is unavailable at {self.base_url}: {method} /{path} failed {tries} time(s), "
                 f"last: {exc.reason}"
             )
             raise OMUnavailable(self.redact(text), status=exc.status, url=exc.url, message=exc.message) from exc
