@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App
+from slack_sdk.errors import SlackApiError
 
 from bot import services, writeback
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
@@ -22,17 +25,47 @@ from bot.listeners.errors import NotAllowed, UsageError
 from bot.settings import Settings
 from bot.timeparse import parse_span
 from storage import db, incidents
+from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
 
 Blocks = list[dict[str, Any]]
 
 
+log = logging.getLogger(__name__)
+
 # ------------------------------------------------------------------------------------------ permissions
 
 
+GROUP_TTL_SECONDS = 300
+_groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+
 def admins(settings: Settings) -> set[str]:
-    """The Slack user ids in DNABOT_ADMINS (user groups are not expanded)."""
-    return {a.strip() for a in settings.admins.split(",") if a.strip()}
+    """The Slack user ids in DNABOT_ADMINS, with user groups (ids starting with S) expanded to their members.
+
+    Group members are read with `usergroups.users.list` and cached for five minutes; a group Slack cannot
+    answer for counts as empty (nobody gains rights by an error).
+    """
+    entries = {a.strip() for a in settings.admins.split(",") if a.strip()}
+    users = {e for e in entries if not e.startswith("S")}
+    for group in sorted(entries - users):
+        users |= _group_members(settings, group)
+    return users
+
+
+def _group_members(settings: Settings, group: str) -> frozenset[str]:
+    cached = _groups.get(group)
+    if cached and time.monotonic() - cached[0] < GROUP_TTL_SECONDS:
+        return cached[1]
+    from bot.app import build_client  # here, not at import time: bot.app registers these listeners
+
+    try:
+        members = frozenset(build_client(settings).usergroups_users_list(usergroup=group).get("users") or [])
+    except (SlackApiError, DnaBotError) as exc:
+        log.warning("cannot read the members of admin group %s: %s", group, exc)
+        return frozenset()
+    _groups[group] = (time.monotonic(), members)
+    return members
 
 
 def require_admin(settings: Settings, user_id: str, why: str) -> None:
