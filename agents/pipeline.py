@@ -40,12 +40,13 @@ class PipelineResult:
     resolved: list[int] = field(default_factory=list)
     explained_by_llm: list[int] = field(default_factory=list)
     unsnoozed: list[int] = field(default_factory=list)
+    mirrored: list[int] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)
 
     @property
     def touched(self) -> list[int]:
         """Every incident whose card would change."""
-        ids = [*self.opened, *self.reopened, *self.attached, *self.resolved, *self.unsnoozed]
+        ids = [*self.opened, *self.reopened, *self.attached, *self.resolved, *self.unsnoozed, *self.mirrored]
         return sorted(set(ids))
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +58,7 @@ class PipelineResult:
             "resolved": self.resolved,
             "explained_by_llm": self.explained_by_llm,
             "unsnoozed": self.unsnoozed,
+            "mirrored": self.mirrored,
             "degraded": self.degraded,
         }
 
@@ -80,6 +82,48 @@ class _Pending:
     incident_id: int
     facts: explainer.IncidentFacts
     queries: list[str]
+
+
+OM_WORKING = {"Ack", "Assigned"}
+
+
+def _mirror_openmetadata(
+    session: Session, genes_of: Callable[[str], dict[str, Any] | None], now: datetime
+) -> list[int]:
+    """Ack and Assigned set in OpenMetadata's Incident Manager show on our data-quality incidents (and cards).
+
+    Resolved is the observer's auto-resolve. Only `open` incidents move to acknowledged, so nothing someone did
+    in Slack is undone; nothing here writes back to OpenMetadata, so there is no echo.
+    """
+    moved = []
+    for inc in incidents.open_incidents(session):
+        details = inc.details or {}
+        test_fqn = details.get("test_fqn")
+        if inc.kind != "test_failing" or not test_fqn:
+            continue
+        tests = ((genes_of(inc.root_fqn) or {}).get("quality") or {}).get("tests") or []
+        om = next((t.get("incident") for t in tests if t.get("fqn") == test_fqn), None)
+        changed = bool(om) and om != details.get("om_incident")
+        if not om or not (changed or inc.opened_at == now):  # new this run, or moved in OpenMetadata
+            continue
+        if changed:
+            incidents.update_analysis(session, inc.id, details_patch={"om_incident": om}, now=now)
+        if om.get("status") in OM_WORKING and inc.status == "open":
+            who = om.get("assignee")
+            incidents.set_status(
+                session,
+                inc.id,
+                "acknowledged",
+                actor="openmetadata",
+                now=now,
+                reason=f"{om['status']} in OpenMetadata" + (f", assigned to {who}" if who else ""),
+            )
+            if who:
+                incidents.assign(session, inc.id, who, actor="openmetadata", now=now)
+            moved.append(inc.id)
+        elif changed:
+            moved.append(inc.id)
+    return moved
 
 
 def _first(run: SyncRun) -> bool:
@@ -151,6 +195,7 @@ def _phase_rules(
         if symptoms.get(draft.fingerprint):
             incidents.link_changes(session, item.incident_id, symptoms[draft.fingerprint], "symptom", now=now)
         pending.append(item)
+    result.mirrored = _mirror_openmetadata(session, genes_of, now)
     return pending
 
 

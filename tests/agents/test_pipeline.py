@@ -129,3 +129,25 @@ def test_times_are_utc(db_url, om_demo):
     _, result = sync_and_process(db_url, om_demo)
     inc = detail(db_url, result.opened[0]).incident
     assert inc.opened_at.tzinfo is not None and inc.opened_at <= datetime.now(UTC)
+
+
+def test_ack_and_assign_made_in_openmetadata_show_on_our_incident(db_url, om_demo):
+    _, first = sync_and_process(db_url, om_demo)
+    [known] = first.opened
+    inc = detail(db_url, known).incident
+    # OpenMetadata already had it Assigned: ours starts acknowledged and assigned, by "openmetadata"
+    assert inc.status == "acknowledged" and inc.assignee
+    assert any(e.actor == "openmetadata" and e.kind == "status_changed" for e in detail(db_url, known).events)
+
+    # a test newly failing: New in OpenMetadata → open here; Ack there → acknowledged here on the next sync
+    test = "warehouse.shop.analytics.orders.status.status_in_accepted_set"
+    om_demo.admin("POST", f"/admin/tests/{url_segment(test)}/result", {"status": "Failed", "result": "bad statuses"})
+    _, second = sync_and_process(db_url, om_demo)
+    [fresh] = second.opened
+    assert detail(db_url, fresh).incident.status == "open"
+    om_demo.admin("POST", f"/admin/tests/{url_segment(test)}/incident", {"status": "Ack"})
+    _, third = sync_and_process(db_url, om_demo)
+    assert fresh in third.mirrored
+    story = detail(db_url, fresh)
+    assert story.incident.status == "acknowledged"
+    assert story.incident.details["om_incident"]["status"] == "Ack"
