@@ -130,10 +130,9 @@ def _first(run: SyncRun) -> bool:
     return bool((run.stats or {}).get("first_sync"))
 
 
-def run_changes(session: Session, run_id: int) -> list[store.ChangeView]:
+def run_changes(session: Session, run: SyncRun) -> list[store.ChangeView]:
     """The changes one sync run recorded."""
-    run = session.get_one(SyncRun, run_id)
-    return [c for c in store.recent_changes(session, run.started_at) if c.sync_run_id == run_id]
+    return [c for c in store.recent_changes(session, run.started_at) if c.sync_run_id == run.id]
 
 
 async def process_run(
@@ -164,9 +163,9 @@ async def process_run(
 def _phase_rules(
     session: Session, run_id: int, config: AgentConfig, now: datetime, result: PipelineResult
 ) -> list[_Pending]:
-    changes = run_changes(session, run_id)
-    result.unsnoozed = incidents.unsnooze_due(session, now)
     run = session.get_one(SyncRun, run_id)
+    changes = run_changes(session, run)
+    result.unsnoozed = incidents.unsnooze_due(session, now)
     stats = run.stats or {}
     if not changes and not stats.get("snapshots_written") and not _first(run):
         return []  # nothing moved in this run: no incident can have opened, grown or healed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import marshal
 import sys
@@ -398,7 +397,3 @@ def _test_target_of_event(ev: Any) -> str | None:
         return test_target(TestCase.model_validate(entity))
     except ValueError:
         return None
-
-
-def decode_genes(text: str) -> dict[str, Any]:
-    return json.loads(text)

@@ -30,7 +30,6 @@ class Current:
     fingerprint: str | None
     deleted: bool
     snapshot_id: int | None
-    trust_score: int | None = None
     om_version: float | None = None
     om_updated_at: int | None = None
 
@@ -359,7 +358,3 @@ class SyncWriter:
             return
         self.session.execute(update(Entity).where(Entity.deleted_at.is_(None)).values(last_seen=self.now))
         self.session.execute(update(LineageEdge).where(LineageEdge.removed_at.is_(None)).values(last_seen=self.now))
-
-
-def genes_json(genes: dict[str, Any]) -> str:
-    return json.dumps(genes, sort_keys=True)

@@ -113,18 +113,8 @@ def test_many_made_up_severities_stay_within_ten_fields():
 
 
 @pytest.fixture
-def settings(tmp_path, om_demo, slack_api, monkeypatch):
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'digest.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
-    monkeypatch.setenv("DNABOT_CHANNEL", DEFAULT)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+def settings(bot_env):
+    return bot_env(DNABOT_CHANNEL=DEFAULT)
 
 
 def _summary(message: dict[str, Any]) -> str:

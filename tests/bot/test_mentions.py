@@ -11,7 +11,6 @@ from slack_sdk import WebClient
 from bot import runtime
 from bot.app import build_client
 from bot.mentions import SlackMentions
-from bot.settings import get_settings
 from storage.db import make_engine, session_factory
 from storage.people import upsert_people
 from storage.sync_fetch import PersonRecord
@@ -65,16 +64,8 @@ def test_a_slack_error_leaves_the_plain_name_and_is_retried(engine, slack_api):
 
 
 @pytest.fixture
-def settings(tmp_path, om_demo, slack_api, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'serve.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
-    monkeypatch.setenv("DNABOT_CHANNEL", CHANNEL)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+def settings(bot_env):
+    return bot_env(DNABOT_CHANNEL=CHANNEL)
 
 
 def test_the_card_after_a_rename_mentions_the_owner_found_by_email(settings, om_demo, slack_api):

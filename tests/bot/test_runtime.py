@@ -14,16 +14,8 @@ CHANNEL = "C0INCIDENTS"
 
 
 @pytest.fixture
-def settings(tmp_path, om_demo, slack_api, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'serve.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
-    monkeypatch.setenv("DNABOT_CHANNEL", CHANNEL)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
+def settings(bot_env):
+    return bot_env(DNABOT_CHANNEL=CHANNEL)
 
 
 def test_each_tick_syncs_and_keeps_one_thread_per_incident(settings, om_demo, slack_api):

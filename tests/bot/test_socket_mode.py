@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from bot import services
 from bot.app import build_app
 from bot.listeners.mentions import PLACEHOLDER
-from bot.settings import Settings, get_settings
+from bot.settings import Settings
 from tests.bot.test_cli import rename_status
 from tests.fakes.slack import SlackAPI
 from tests.fakes.slack_signing import app_mention_event, slash_command
@@ -29,21 +29,8 @@ def texts(blocks: Any) -> str:
 
 
 @pytest.fixture
-def settings(slack_api, om_demo, tmp_path, monkeypatch) -> Iterator[Settings]:
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'socket.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
-    monkeypatch.setenv("SLACK_APP_TOKEN", slack_api.app_token)  # Socket Mode: no signing secret at all
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    try:
-        yield get_settings()
-    finally:
-        get_settings.cache_clear()
+def settings(bot_env, slack_api) -> Settings:
+    return bot_env(SLACK_APP_TOKEN=slack_api.app_token)  # Socket Mode: no signing secret at all
 
 
 @pytest.fixture
