@@ -48,9 +48,28 @@ class Settings(BaseSettings):
     channel: str | None = Field(default=None, validation_alias="DNABOT_CHANNEL")  # default incident channel
     routing_config: str | None = Field(default=None, validation_alias="DNABOT_CONFIG")  # YAML routing rules
     admins: str = Field(default="", validation_alias="DNABOT_ADMINS")  # Slack user ids or a user group, commas
-    sync_interval_seconds: int = Field(default=900, ge=30, validation_alias="DNABOT_SYNC_INTERVAL_SECONDS")
+    sync_interval_seconds: float = Field(default=900, ge=1, validation_alias="DNABOT_SYNC_INTERVAL_SECONDS")
     digest_hour_utc: int = Field(default=9, ge=0, le=23, validation_alias="DNABOT_DIGEST_HOUR_UTC")
     openmetadata_ui_url: str | None = Field(default=None, validation_alias="OPENMETADATA_UI_URL")  # asset links
+
+    # production: several replicas on one PostgreSQL (issue 5)
+    webhook_secret: SecretStr | None = Field(default=None, validation_alias="OPENMETADATA_WEBHOOK_SECRET")
+    replica_id: str | None = Field(default=None, validation_alias="DNABOT_REPLICA_ID")  # default host:pid
+    outbox_poll_seconds: float = Field(default=2.0, gt=0, le=300, validation_alias="DNABOT_OUTBOX_POLL_SECONDS")
+    outbox_claim_seconds: float = Field(default=30.0, ge=1, le=3600, validation_alias="DNABOT_OUTBOX_CLAIM_SECONDS")
+    outbox_max_attempts: int = Field(default=10, ge=1, le=100, validation_alias="DNABOT_OUTBOX_MAX_ATTEMPTS")
+    outbox_max_backoff_seconds: float = Field(
+        default=300.0, ge=1, le=86400, validation_alias="DNABOT_OUTBOX_MAX_BACKOFF_SECONDS"
+    )
+    dedup_ttl_seconds: float = Field(default=3600.0, ge=1, validation_alias="DNABOT_DEDUP_TTL_SECONDS")
+    stale_after_seconds: float | None = Field(default=None, gt=0, validation_alias="DNABOT_STALE_AFTER_SECONDS")
+    log_format: str = Field(default="text", pattern="^(text|json)$", validation_alias="DNABOT_LOG_FORMAT")
+    log_level: str = Field(default="INFO", validation_alias="DNABOT_LOG_LEVEL")
+
+    @property
+    def stale_after(self) -> float:
+        """Data older than this is called stale in answers: DNABOT_STALE_AFTER_SECONDS, else 3 sync intervals."""
+        return self.stale_after_seconds or 3 * self.sync_interval_seconds
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from storage import outbox
 from storage.errors import IncidentNotFound, InvalidTransition
 from storage.incident_views import EventView, EvidenceView, IncidentDetailView, IncidentView, LinkView
 from storage.models import Change, Incident, IncidentEvent, IncidentEvidence, IncidentLink
@@ -62,13 +63,26 @@ def _load(session: Session, incident_id: int) -> Incident:
 
 
 def _event(session: Session, incident: Incident, kind: str, *, actor: str, at: datetime, **columns: Any) -> None:
+    """Record a history entry and owe its thread reply (the outbox row commits with it)."""
     columns["data"] = columns.get("data") or {}
-    session.add(IncidentEvent(incident_id=incident.id, at=at, kind=kind, actor=actor, **columns))
+    event = IncidentEvent(incident_id=incident.id, at=at, kind=kind, actor=actor, **columns)
+    session.add(event)
+    if kind != "opened":  # the card itself tells the opening
+        session.flush()
+        lane = outbox.incident_lane(incident.id)
+        outbox.enqueue(session, f"reply:{event.id}", "reply", lane=lane, now=at, incident_id=incident.id)
 
 
-def _touch(incident: Incident, now: datetime) -> None:
+def _touch(session: Session, incident: Incident, now: datetime) -> None:
+    """A new version of the incident: its card is owed an update."""
     incident.version += 1
     incident.updated_at = now
+    _owe_card(session, incident, now)
+
+
+def _owe_card(session: Session, incident: Incident, now: datetime) -> None:
+    key = f"card:{incident.id}:v{incident.version}"
+    outbox.enqueue(session, key, "card", lane=outbox.incident_lane(incident.id), now=now, incident_id=incident.id)
 
 
 def _transition(
@@ -87,7 +101,7 @@ def _transition(
     incident.snoozed_until = snoozed_until if status == "snoozed" else None
     incident.resolved_at = now if status == "resolved" else None
     _event(session, incident, event_kind, actor=actor, at=now, status_from=status_from, status_to=status, **event)
-    _touch(incident, now)
+    _touch(session, incident, now)
     session.flush()
 
 
@@ -151,6 +165,11 @@ def open_incident(
         session.flush()
         data = {"run_id": run_id, "severity": severity}
         _event(session, incident, "opened", actor=actor, at=now, status_to="open", data=data)
+        # Owed to Slack, in this order: the card, its detail replies, the lineage picture, subscriber notices.
+        _owe_card(session, incident, now)
+        lane = outbox.incident_lane(incident.id)
+        for kind in ("details", "lineage_png", "notice"):
+            outbox.enqueue(session, f"{kind}:{incident.id}", kind, lane=lane, now=now, incident_id=incident.id)
         session.flush()
         return _view(incident), True
     if run_id is not None:
@@ -193,7 +212,7 @@ def update_analysis(
         details.update(copy.deepcopy(dict(details_patch)))
         incident.details = details  # a new dict: the JSON column notices reassignment, not mutation
         _event(session, incident, "analysis_updated", actor=BOT, at=now, data=data)
-        _touch(incident, now)
+        _touch(session, incident, now)
     session.flush()
     return _view(incident)
 
@@ -220,7 +239,7 @@ def link_changes(
     session.add_all(IncidentLink(incident_id=incident_id, change_id=cid, role=role) for cid in new)
     if new and role == "symptom":
         _event(session, incident, "symptom_attached", actor=actor, at=now, data={"change_ids": new})
-        _touch(incident, now)
+        _touch(session, incident, now)
     session.flush()
     return len(new)
 
@@ -265,7 +284,7 @@ def assign(session: Session, incident_id: int, assignee: str | None, *, actor: s
         return _view(incident)
     incident.assignee = assignee
     _event(session, incident, "note", actor=actor, at=now, data={"assignee": assignee})
-    _touch(incident, now)
+    _touch(session, incident, now)
     session.flush()
     return _view(incident)
 
@@ -314,7 +333,7 @@ def add_evidence(session: Session, incident_id: int, items: Iterable[Mapping[str
         )
         added += 1
     if added:
-        _touch(incident, now)
+        _touch(session, incident, now)
     session.flush()
     return added
 
@@ -324,7 +343,7 @@ def add_note(session: Session, incident_id: int, *, actor: str, note: str, now: 
     _aware(now)
     incident = _load(session, incident_id)
     _event(session, incident, "note", actor=actor, at=now, note=note)
-    _touch(incident, now)
+    _touch(session, incident, now)
     session.flush()
     return _view(incident)
 

@@ -294,3 +294,75 @@ class Subscription(Base):
     target: Mapped[str] = mapped_column(sa.String(1024))  # an FQN (glob allowed), a service or a domain name
     created_by: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """One side effect owed to Slack or OpenMetadata, written in the transaction of the change that causes it.
+
+    `lane` orders delivery (rows of one lane go out one at a time, oldest first); `key` makes enqueueing
+    idempotent; `result` keeps what the delivery returned (the Slack channel and `ts`)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_status_available_at", "status", "available_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    lane: Mapped[str] = mapped_column(sa.String(128), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | delivered | skipped | dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    available_at: Mapped[datetime]  # not tried before this time (backoff, Retry-After)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(255))
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    result: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class InboundEvent(Base):
+    """A request already accepted (Slack `event_id`, an OpenMetadata change event id): seen twice, done once."""
+
+    __tablename__ = "inbound_events"
+
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(32))
+    received_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Lease(Base):
+    """A named lease (e.g. the scheduler's leader): one holder until `expires_at`, renewed while it lives."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class SyncRequest(Base):
+    """An entity OpenMetadata told us changed (webhook): re-synced by the next targeted sync, then removed."""
+
+    __tablename__ = "sync_requests"
+    __table_args__ = (sa.UniqueConstraint("entity_type", "fqn"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_type: Mapped[str] = mapped_column(sa.String(64))
+    fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH))
+    requested_at: Mapped[datetime]
+
+
+class MentionThread(Base):
+    """The dataset a Slack thread is about, so a follow-up mention in it (on any replica) keeps the subject."""
+
+    __tablename__ = "mention_threads"
+
+    channel: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    thread_ts: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    fqn: Mapped[str] = mapped_column(sa.String(FQN_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(index=True)

@@ -32,7 +32,7 @@ def test_head_is_exactly_the_models(blank_db_url: str) -> None:
     try:
         assert db.current_revision(engine) is None
         db.migrate(engine)
-        assert db.current_revision(engine) == db.head_revision() == "0004"
+        assert db.current_revision(engine) == db.head_revision() == "0005"
         assert schema_diffs(engine) == []
         db.ensure_migrated(engine)
     finally:
@@ -129,7 +129,7 @@ def test_an_unmigrated_database_asks_for_dnabot_migrate(blank_db_url: str) -> No
     try:
         with pytest.raises(db.SchemaOutOfDate, match="run `dnabot migrate`") as caught:
             db.ensure_migrated(engine)
-        assert caught.value.current is None and caught.value.head == "0004"
+        assert caught.value.current is None and caught.value.head == "0005"
     finally:
         engine.dispose()
 

@@ -1,0 +1,170 @@
+"""Coordination between replicas through the database: leases, inbound dedup, webhook sync requests, mention threads.
+
+Every function here works the same on SQLite (one process) and PostgreSQL (several replicas): a conditional
+UPDATE or an `INSERT … ON CONFLICT DO NOTHING` decides, so two replicas asking at once get one answer each.
+Like the other storage modules, they flush but never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import InboundEvent, Lease, MentionThread, SyncRequest
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware (UTC), got naive {now!r}")
+    return now
+
+
+def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
+    """INSERT the row unless its primary/unique key exists already; True when this call inserted it."""
+    dialect = session.get_bind().dialect.name
+    table = model.__table__
+    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(**values)
+    result = session.execute(stmt.on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+def replica_id() -> str:
+    """Who this process is, for leases and outbox claims: DNABOT_REPLICA_ID, else host:pid."""
+    return os.environ.get("DNABOT_REPLICA_ID") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------------------------------------- leases
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    name: str
+    holder: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+def try_lease(session: Session, name: str, holder: str, *, ttl_seconds: float, now: datetime) -> bool:
+    """Take or renew the lease `name` for `holder` until now + ttl; False while someone else holds it."""
+    now = _aware(now)
+    until = now + timedelta(seconds=ttl_seconds)
+    renewed = session.execute(
+        sa.update(Lease)
+        .where(Lease.name == name, Lease.holder == holder)
+        .values(renewed_at=now, expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    if renewed.rowcount:
+        return True
+    taken = session.execute(
+        sa.update(Lease)
+        .where(Lease.name == name, Lease.expires_at < now)
+        .values(holder=holder, acquired_at=now, renewed_at=now, expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount:
+        return True
+    values = {"name": name, "holder": holder, "acquired_at": now, "renewed_at": now, "expires_at": until}
+    return insert_ignore(session, Lease, values)
+
+
+def release_lease(session: Session, name: str, holder: str) -> bool:
+    """Give the lease up (on shutdown) so another replica takes over at its next attempt."""
+    result = session.execute(
+        sa.delete(Lease).where(Lease.name == name, Lease.holder == holder).execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def lease_of(session: Session, name: str) -> LeaseView | None:
+    row = session.get(Lease, name, populate_existing=True)
+    if row is None:
+        return None
+    return LeaseView(row.name, row.holder, row.acquired_at, row.renewed_at, row.expires_at)
+
+
+# --------------------------------------------------------------------------------------- inbound dedup
+
+
+def first_delivery(session: Session, key: str, *, source: str, ttl_seconds: float, now: datetime) -> bool:
+    """Record an inbound delivery by its id; True the first time, False for a repeat within the expiry.
+
+    An expired record is replaced, so a key is only remembered for `ttl_seconds`."""
+    now = _aware(now)
+    session.execute(
+        sa.delete(InboundEvent)
+        .where(InboundEvent.key == key, InboundEvent.expires_at < now)
+        .execution_options(synchronize_session=False)
+    )
+    values = {"key": key, "source": source, "received_at": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+    return insert_ignore(session, InboundEvent, values)
+
+
+def purge_inbound(session: Session, now: datetime) -> int:
+    """Forget inbound ids whose expiry passed."""
+    result = session.execute(
+        sa.delete(InboundEvent)
+        .where(InboundEvent.expires_at < _aware(now))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+# ------------------------------------------------------------------------------------ webhook requests
+
+
+def request_sync(session: Session, entity_type: str, fqn: str, *, now: datetime) -> bool:
+    """Ask for a targeted re-sync of one entity (a repeat of a pending request is a no-op)."""
+    values = {"entity_type": entity_type, "fqn": fqn, "requested_at": _aware(now)}
+    return insert_ignore(session, SyncRequest, values)
+
+
+def pending_sync_requests(session: Session, limit: int = 500) -> list[tuple[int, str, str]]:
+    """(id, entity_type, fqn) of the oldest pending requests."""
+    stmt = sa.select(SyncRequest.id, SyncRequest.entity_type, SyncRequest.fqn).order_by(SyncRequest.id).limit(limit)
+    return [(row.id, row.entity_type, row.fqn) for row in session.execute(stmt)]
+
+
+def done_sync_requests(session: Session, ids: list[int]) -> int:
+    """Remove requests a successful sync has covered."""
+    if not ids:
+        return 0
+    result = session.execute(
+        sa.delete(SyncRequest).where(SyncRequest.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+# ------------------------------------------------------------------------------------- mention threads
+
+
+def remember_thread(session: Session, channel: str, thread_ts: str, fqn: str, *, now: datetime) -> None:
+    """The dataset a Slack thread talks about (a later mention in the thread reuses it)."""
+    row = session.get(MentionThread, (channel, thread_ts))
+    if row is None:
+        session.add(MentionThread(channel=channel, thread_ts=thread_ts, fqn=fqn, updated_at=_aware(now)))
+    else:
+        row.fqn, row.updated_at = fqn, _aware(now)
+    session.flush()
+
+
+def thread_subject(session: Session, channel: str, thread_ts: str) -> str | None:
+    row = session.get(MentionThread, (channel, thread_ts))
+    return row.fqn if row is not None else None
+
+
+def purge_threads(session: Session, older_than: datetime) -> int:
+    result = session.execute(
+        sa.delete(MentionThread)
+        .where(MentionThread.updated_at < _aware(older_than))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
