@@ -8,15 +8,23 @@ calls (`services.why`, `services.sync`) run with `asyncio.run` inside the listen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.listeners import register_listeners
 from bot.settings import Settings
+from storage import coordination
+from storage.db import session_factory
 from storage.errors import DnaBotError
+
+log = logging.getLogger(__name__)
 
 # why-answers and syncs may take tens of seconds each; Bolt's default of 5 workers would queue clicks behind them
 LISTENER_WORKERS = 32
@@ -47,5 +55,56 @@ def build_app(settings: Settings, *, client: WebClient | None = None) -> App:
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_WORKERS, thread_name_prefix="dnabot-listener"),
         logger=logging.getLogger("dnabot.slack.bolt"),
     )
+    app.use(dedup_middleware(settings))
     register_listeners(app, settings)
     return app
+
+
+def delivery_key(body: dict[str, Any]) -> str | None:
+    """The id Slack gives one delivery, the same on its retries: `event_id` for Events API callbacks, the
+    `trigger_id` of a slash command, button click or modal submission; None for anything else."""
+    if body.get("type") == "event_callback" and body.get("event_id"):
+        return f"event:{body['event_id']}"
+    trigger = body.get("trigger_id")
+    if isinstance(trigger, str) and trigger:
+        return f"trigger:{trigger}"
+    return None
+
+
+def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
+    """A global middleware that acknowledges a delivery seen before (Slack's retries, `X-Slack-Retry-Num`, a load
+    balancer replaying a request) without running any listener again — across replicas, through the database.
+
+    If the store cannot be reached the request is processed: a rare double answer beats a lost one."""
+    from bot import services  # late: services pulls in the agents
+
+    def dedup(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        key = delivery_key(req.body if isinstance(req.body, dict) else {})
+        if key is None:
+            return next()
+        try:
+            engine = services.engine_for(settings)
+            with session_factory(engine).begin() as session:
+                first = coordination.first_delivery(
+                    session, key, source="slack", ttl_seconds=settings.dedup_ttl_seconds, now=datetime.now(UTC)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("inbound dedup unavailable, processing %s anyway: %s", key, exc)
+            return next()
+        if first:
+            return next()
+        retry = (req.headers.get("x-slack-retry-num") or [None])[0]
+        log.info("duplicate Slack delivery %s (retry %s): acknowledged, not processed again", key, retry)
+        _observe_duplicate()
+        return BoltResponse(status=200, body="")
+
+    return dedup
+
+
+def _observe_duplicate() -> None:
+    try:
+        from bot import metrics
+
+        metrics.observe_duplicate("slack")
+    except (ImportError, AttributeError):
+        pass

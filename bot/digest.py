@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, PlainTextObject, SectionBlock
 
 from bot import services
@@ -37,8 +36,11 @@ from bot.blocks_kit import (
     severity_emoji,
     when,
 )
+from bot.notifier import Notifier
 from bot.routing import Router
 from bot.settings import Settings
+from storage import outbox
+from storage.db import session_factory
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
 
@@ -135,33 +137,47 @@ def group_by_channel(incidents: Sequence[IncidentView], router: Router) -> dict[
     return groups
 
 
-def post_digests(settings: Settings, client: WebClient, router: Router, *, now: datetime) -> dict[str, int]:
-    """Post one digest per channel with open incidents, plus the default channel; returns channel → count posted.
+def post_digests(
+    settings: Settings, client: WebClient, router: Router, *, now: datetime, notifier: Notifier | None = None
+) -> dict[str, int]:
+    """Owe one digest per channel with open incidents, plus the default channel, then deliver them: channel →
+    open incidents in the digest, for the digests Slack took.
 
-    A channel Slack refuses (not in channel, archived, …) is logged and left out of the result; the others still go.
+    Each digest is an outbox row keyed by channel and UTC day, so replicas (or a rerun) never post it twice; a
+    channel Slack refuses (not in channel, archived, …) is retried from the outbox and left out of the result.
     """
     groups = group_by_channel(services.incidents_list(settings, "open"), router)
+    engine = services.engine_for(settings)
+    day = now.astimezone(UTC).date().isoformat()
+    keys: dict[str, str] = {}
+    with session_factory(engine).begin() as session:
+        for channel, items in groups.items():
+            keys[channel] = f"digest:{channel}:{day}"
+            payload = {
+                "channel": channel,
+                "count": len(items),
+                "text": digest_text(items),
+                "blocks": render_digest(items, channel=channel, now=now),
+            }
+            outbox.enqueue(session, keys[channel], "digest", lane=f"digest:{channel}", now=now, payload=payload)
+    drainer = notifier or Notifier(client, router, max_attempts=settings.outbox_max_attempts)
+    drainer.publish(engine, lanes=[f"digest:{c}" for c in groups])
     posted: dict[str, int] = {}
-    for channel, items in groups.items():
-        try:
-            client.chat_postMessage(
-                channel=channel,
-                text=digest_text(items),
-                blocks=render_digest(items, channel=channel, now=now),
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except (SlackClientError, OSError) as exc:
-            log.warning("daily digest: Slack refused channel %s: %s", channel, exc)
-            continue
-        posted[channel] = len(items)
+    with session_factory(engine)() as session:
+        for channel, key in keys.items():
+            if outbox.delivered_result(session, key) is not None:
+                posted[channel] = len(groups[channel])
+            else:
+                log.warning("daily digest for %s not delivered yet; the outbox retries it", channel)
     return posted
 
 
-def daily_digest(settings: Settings, client: WebClient, router: Router) -> dict[str, int]:
+def daily_digest(
+    settings: Settings, client: WebClient, router: Router, *, notifier: Notifier | None = None
+) -> dict[str, int]:
     """The scheduled job: `post_digests` now; an unreadable store is logged, not raised into the scheduler."""
     try:
-        return post_digests(settings, client, router, now=datetime.now(UTC))
+        return post_digests(settings, client, router, now=datetime.now(UTC), notifier=notifier)
     except DnaBotError as exc:
         log.warning("daily digest skipped: %s", exc)
         return {}

@@ -1,28 +1,29 @@
 """`dnabot serve`: the Slack app (Socket Mode or HTTP) plus a scheduler whose tick syncs, finds incidents, posts.
 
-A tick is: sync OpenMetadata → incident pipeline → publish the incident threads to Slack. APScheduler 3.x runs it
-in a background thread every DNABOT_SYNC_INTERVAL_SECONDS (never two at once: `max_instances=1`, and the sync
-lock guards the store across processes). Issue 5 makes the tick leader-elected across replicas.
+A tick is: sync OpenMetadata → incident pipeline → deliver the outbox to Slack. APScheduler 3.x runs the jobs in
+background threads. With several replicas on one PostgreSQL, a leader lease makes the tick and the digest run on
+one replica at a time (and the sync lock guards the store besides); every replica drains the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import digest, services
 from bot.app import build_app, build_client
-from bot.mentions import SlackMentions
+from bot.delivery import notifier_for, router_for, shared_notifier  # noqa: F401 - notifier_for, router_for re-exported
 from bot.notifier import Notifier, PublishResult
-from bot.routing import Router
 from bot.settings import Settings
-from storage.db import SyncAlreadyRunning
+from storage import coordination, outbox
+from storage.db import SyncAlreadyRunning, session_factory
 from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
@@ -38,24 +39,6 @@ class TickResult:
     errors: list[str] = field(default_factory=list)
 
 
-def router_for(settings: Settings) -> Router:
-    """The routing rules (DNABOT_CONFIG) or just the default channel (DNABOT_CHANNEL)."""
-    if settings.routing_config:
-        return Router.from_file(settings.routing_config, default_channel=settings.channel)
-    if not settings.channel:
-        raise DnaBotError("set DNABOT_CHANNEL (the default incident channel) or DNABOT_CONFIG (routing rules)")
-    return Router([], settings.channel)
-
-
-def notifier_for(settings: Settings, client: WebClient) -> Notifier:
-    return Notifier(
-        client,
-        router_for(settings),
-        om_ui_url=settings.openmetadata_ui_url,
-        mentions=SlackMentions(services.engine_for(settings), client),
-    )
-
-
 def tick(settings: Settings, notifier: Notifier) -> TickResult:
     """One scheduled pass: sync + incidents, then bring Slack up to date (even when the sync failed)."""
     result = TickResult()
@@ -69,39 +52,127 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
     except DnaBotError as exc:
         result.errors.append(str(exc))
     try:
-        result.published = notifier.publish(services.engine_for(settings), now=datetime.now(UTC))
-    except DnaBotError as exc:
+        engine = services.engine_for(settings)
+        notifier.reconcile(engine)
+        result.published = notifier.publish(engine)
+    except (DnaBotError, SQLAlchemyError) as exc:
         result.errors.append(str(exc))
     for error in result.errors:
         log.warning("tick: %s", error)
     return result
 
 
-def start_scheduler(settings: Settings, notifier: Notifier) -> BackgroundScheduler:
-    """Run `tick` now and every DNABOT_SYNC_INTERVAL_SECONDS, one at a time; the daily digest at
-    DNABOT_DIGEST_HOUR_UTC:00 UTC."""
+LEADER = "scheduler"
+
+
+def lease_ttl(settings: Settings) -> float:
+    """How long the leader's lease lasts without renewal: half a sync interval (at least 2 s, at most 5 min), so a
+    dead leader is replaced within one interval."""
+    return max(2.0, min(300.0, settings.sync_interval_seconds / 2))
+
+
+class Replica:
+    """One `dnabot serve` process's background work, coordinated with the others through the database.
+
+    - every replica renews or tries to take the leader lease (`leases` row "scheduler") every third of its TTL;
+    - only the leader runs the sync tick and the daily digest;
+    - every replica drains the outbox (claims are exclusive, so replicas share the work without doubling it);
+    - expired inbound ids, old mention threads and old delivered outbox rows are purged by the leader.
+    """
+
+    def __init__(self, settings: Settings, notifier: Notifier) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self.holder = notifier.holder
+        self.engine = services.engine_for(settings)
+        self.leader = False
+        self.webhook_worker: Any = None  # bot.webhook.TargetedSyncWorker when HTTP mode serves the webhook
+        self._last_purge = 0.0
+
+    def heartbeat(self) -> bool:
+        """Renew or take the leader lease; True while this replica leads."""
+        try:
+            with session_factory(self.engine).begin() as session:
+                leader = coordination.try_lease(
+                    session, LEADER, self.holder, ttl_seconds=lease_ttl(self.settings), now=datetime.now(UTC)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("leader lease: the store is unreachable, not leading: %s", exc)
+            leader = False
+        if leader != self.leader:
+            log.info("replica %s %s the scheduler lease", self.holder, "took" if leader else "lost")
+        self.leader = leader
+        return leader
+
+    def tick(self) -> TickResult | None:
+        """The leader's sync tick (the other replicas skip it)."""
+        if not self.heartbeat():
+            return None
+        self.purge()
+        result = tick(self.settings, self.notifier)
+        if self.webhook_worker is not None:  # webhook requests a dead replica left behind
+            self.webhook_worker.kick()
+        return result
+
+    def drain(self) -> PublishResult | None:
+        try:
+            return self.notifier.publish(self.engine)
+        except (SQLAlchemyError, DnaBotError) as exc:
+            log.warning("outbox drain failed, retried at the next poll: %s", exc)
+            return None
+
+    def digest(self) -> dict[str, int]:
+        if not self.heartbeat():
+            return {}
+        return digest.daily_digest(self.settings, self.notifier.client, self.notifier.router, notifier=self.notifier)
+
+    def purge(self, every_seconds: float = 3600.0) -> None:
+        if time.monotonic() - self._last_purge < every_seconds:
+            return
+        self._last_purge = time.monotonic()
+        now = datetime.now(UTC)
+        try:
+            with session_factory(self.engine).begin() as session:
+                coordination.purge_inbound(session, now)
+                coordination.purge_threads(session, now - timedelta(days=30))
+                outbox.purge(session, now - timedelta(days=7))
+        except SQLAlchemyError as exc:
+            log.warning("purge skipped: %s", exc)
+
+    def release(self) -> None:
+        """Give the lease up on a clean shutdown, so another replica leads at its next heartbeat."""
+        try:
+            with session_factory(self.engine).begin() as session:
+                coordination.release_lease(session, LEADER, self.holder)
+        except SQLAlchemyError:
+            pass
+
+
+def start_scheduler(settings: Settings, notifier: Notifier, replica: Replica | None = None) -> BackgroundScheduler:
+    """The replica's jobs: the leader heartbeat, the tick (now and every DNABOT_SYNC_INTERVAL_SECONDS, leader
+    only), the outbox drain (every DNABOT_OUTBOX_POLL_SECONDS) and the daily digest at DNABOT_DIGEST_HOUR_UTC."""
+    replica = replica or Replica(settings, notifier)
     scheduler = BackgroundScheduler(timezone=UTC)
+    common: dict[str, Any] = {"max_instances": 1, "coalesce": True}
+    scheduler.add_job(replica.heartbeat, "interval", seconds=lease_ttl(settings) / 3, id="dnabot-heartbeat", **common)
     scheduler.add_job(
-        tick,
+        replica.tick,
         "interval",
-        args=(settings, notifier),
         seconds=settings.sync_interval_seconds,
         next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
         id="dnabot-tick",
+        **common,
     )
+    scheduler.add_job(replica.drain, "interval", seconds=settings.outbox_poll_seconds, id="dnabot-outbox", **common)
     scheduler.add_job(
-        digest.daily_digest,
+        replica.digest,
         "cron",
-        args=(settings, notifier.client, notifier.router),
         hour=settings.digest_hour_utc,
         minute=0,
         timezone=UTC,
-        max_instances=1,
-        coalesce=True,
         misfire_grace_time=3600,
         id="dnabot-digest",
+        **common,
     )
     scheduler.start()
     return scheduler
@@ -111,14 +182,15 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
     """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running."""
     services.migrate(settings)
     client = build_client(settings)
-    notifier = notifier_for(settings, client)
+    notifier = shared_notifier(settings, client)
     bolt = build_app(settings, client=client)
     use_socket = bool(settings.slack_app_token) if socket_mode is None else socket_mode
     if use_socket and not settings.slack_app_token:
         raise DnaBotError("Socket Mode needs SLACK_APP_TOKEN (an app-level token with connections:write)")
     if not use_socket and not settings.slack_signing_secret:
         raise DnaBotError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)")
-    scheduler = start_scheduler(settings, notifier)
+    replica = Replica(settings, notifier)
+    scheduler = start_scheduler(settings, notifier, replica)
     try:
         if use_socket:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -130,6 +202,8 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
 
             from bot.http import create_http_app
 
-            uvicorn.run(create_http_app(settings, bolt_app=bolt), host=host, port=port, log_level="info")
+            app = create_http_app(settings, bolt_app=bolt, replica=replica)
+            uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         scheduler.shutdown(wait=False)
+        replica.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +27,19 @@ from storage.om_client import OpenMetadataClient
 from storage.sync import SyncOptions, SyncResult, run_sync
 from storage.sync_fetch import Progress
 
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
 
 def engine_for(settings: Settings) -> Engine:
-    return db.make_engine(settings.database_url)
+    """One engine (one connection pool) per database URL for the life of the process: listeners, the drainer
+    and the scheduler share it instead of opening a pool per call."""
+    key = db.normalise_url(settings.database_url).render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = db.make_engine(settings.database_url)
+        return engine
 
 
 def migrate(settings: Settings) -> str:
@@ -55,13 +66,21 @@ def client_for(settings: Settings) -> OpenMetadataClient:
 
 
 async def sync(
-    settings: Settings, *, mode: str = "auto", progress: Progress | None = None, incidents: bool = True
+    settings: Settings,
+    *,
+    mode: str = "auto",
+    progress: Progress | None = None,
+    incidents: bool = True,
+    targets: list[tuple[str, str]] | None = None,
 ) -> SyncResult:
-    """Run one sync, then the incident pipeline on what it found; the schema is brought up to date first."""
+    """Run one sync, then the incident pipeline on what it found; the schema is brought up to date first.
+
+    `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks) makes it a targeted re-sync of those."""
     engine = engine_for(settings)
     db.migrate(engine)
     options = SyncOptions(
-        mode=mode,
+        mode="targeted" if targets is not None else mode,
+        targets=targets,
         full_refresh_seconds=settings.full_refresh_seconds,
         trust_drop_threshold=settings.trust_drop_threshold,
         incident_window_days=settings.incident_window_days,
@@ -132,20 +151,47 @@ def incident_detail(settings: Settings, incident_id: int) -> IncidentDetailView:
 def set_incident_status(
     settings: Settings, incident_id: int, status: str, *, actor: str, reason: str | None = None, **kw: Any
 ) -> IncidentView:
+    """Change the status; the card update, the thread reply and any OpenMetadata write-back are owed in the same
+    transaction (the outbox), and the write-back is tried at once."""
     from bot import writeback  # late: writeback imports this module
 
     engine = _reader(settings)
+    now = datetime.now(UTC)
+    lanes: list[str] = []
     with db.session_factory(engine).begin() as session:
         before = incidents.get_incident(session, incident_id).incident
-        view = incidents.set_status(
-            session, incident_id, status, actor=actor, now=datetime.now(UTC), reason=reason, **kw
+        view = incidents.set_status(session, incident_id, status, actor=actor, now=now, reason=reason, **kw)
+        if view.status != before.status:
+            lane = writeback.owe(
+                session, view, view.status, actor=actor, now=now, reason=reason, comment=kw.get("note")
+            )
+            lanes += [lane] if lane else []
+        assignee = kw.get("assignee")
+        if assignee and assignee != before.assignee and view.assignee == assignee:
+            lane = writeback.owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
+            lanes += [lane] if lane and lane not in lanes else []
+    for lane in lanes:  # committed: now tell OpenMetadata (a failure is a note and a retry, never an exception)
+        writeback.deliver_now(settings, engine, lane)
+    return view
+
+
+def assign_incident(settings: Settings, incident_id: int, assignee: str | None, *, actor: str) -> IncidentView:
+    """Give the incident to a Slack user without changing its status (recorded as a note; written back to
+    OpenMetadata for data-quality incidents)."""
+    from bot import writeback
+
+    engine = _reader(settings)
+    now = datetime.now(UTC)
+    with db.session_factory(engine).begin() as session:
+        before = incidents.get_incident(session, incident_id).incident.assignee
+        view = incidents.assign(session, incident_id, assignee, actor=actor, now=now)
+        lane = (
+            writeback.owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
+            if assignee and assignee != before
+            else None
         )
-    # committed: now tell OpenMetadata (test incidents only; a failure becomes a note, never an exception)
-    if view.status != before.status:
-        writeback.write_back(settings, view, view.status, actor=actor, reason=reason, comment=kw.get("note"))
-    assignee = kw.get("assignee")
-    if assignee and assignee != before.assignee and view.assignee == assignee:
-        writeback.write_back(settings, view, "assigned", actor=actor, assignee=assignee)
+    if lane:
+        writeback.deliver_now(settings, engine, lane)
     return view
 
 

@@ -1,8 +1,10 @@
 """Write incident status changes back to OpenMetadata's Incident Manager (`testCaseIncidentStatus`).
 
 Only incidents opened from an OpenMetadata test case (`kind == "test_failing"` with `details.test_fqn` and
-`details.om_incident`) are written back. A failure never raises: it is returned as a short reason and recorded
-as a note in the incident's history, so whoever clicked sees that OpenMetadata was not updated.
+`details.om_incident`) are written back. The write-back is an outbox row (`om_status`) written in the transaction
+of the status change, delivered at once by the process that made the change and retried by any replica while
+OpenMetadata is down. A failure never raises: it is recorded as a note in the incident's history (so whoever
+clicked sees that OpenMetadata was not updated yet), and a refusal or the last failed attempt parks the row.
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from bot.notifier import Notifier, Permanent, Retryable
+from bot.routing import Router
 from bot.settings import Settings
-from storage import db, incidents
+from storage import db, incidents, outbox
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.incident_views import IncidentView
+from storage.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,71 @@ def om_state(status: str, assignee: str | None = None) -> str | None:
     return state
 
 
+def owe(
+    session: Session,
+    incident_view: IncidentView,
+    status: str,
+    *,
+    actor: str,
+    now: datetime,
+    assignee: str | None = None,
+    reason: str | None = None,
+    comment: str | None = None,
+) -> str | None:
+    """Owe OpenMetadata this status change, in the caller's transaction; the outbox lane, or None if nothing is owed."""
+    test_fqn = om_target(incident_view)
+    state = om_state(status, assignee)
+    if test_fqn is None or state is None:
+        return None
+    detail = incidents.get_incident(session, incident_view.id)
+    last_event = max((e.id for e in detail.events), default=0)
+    lane = outbox.incident_lane(incident_view.id, "om")
+    payload = {
+        "test_fqn": test_fqn,
+        "state": state,
+        "actor": actor,
+        "assignee": assignee if state == "Assigned" else None,
+        "reason": reason if state == "Resolved" else None,
+        "comment": comment if state == "Resolved" else None,
+    }
+    key = f"om:{incident_view.id}:{last_event}:{state}"
+    outbox.enqueue(session, key, "om_status", lane=lane, now=now, incident_id=incident_view.id, payload=payload)
+    return lane
+
+
+def writer(settings: Settings) -> Callable[[OutboxRow], None]:
+    """The outbox's OpenMetadata deliverer: posts the state; a failure says whether a retry can help."""
+
+    def deliver(row: OutboxRow) -> None:
+        payload = row.payload
+        try:
+            _run(
+                _post(
+                    settings,
+                    str(payload["test_fqn"]),
+                    str(payload["state"]),
+                    actor=str(payload.get("actor") or NOTE_ACTOR),
+                    assignee=payload.get("assignee"),
+                    reason=payload.get("reason"),
+                    comment=payload.get("comment"),
+                )
+            )
+        except Exception as exc:
+            why = _redact(settings, _reason(exc))
+            what = f"{payload.get('state')} on {payload.get('test_fqn')}"
+            log.warning("write-back of incident %s (%s) failed: %s", row.incident_id, what, why)
+            if isinstance(exc, OMUnavailable) or not isinstance(exc, OpenMetadataError):
+                if row.attempts == 1 and row.incident_id is not None:  # tell whoever clicked at once
+                    _note(settings, row.incident_id, f"Could not update OpenMetadata ({what}): {why}; retrying")
+                raise Retryable(why) from None
+            raise Permanent(why) from None
+        log.info(
+            "incident %s written back to OpenMetadata: %s on %s", row.incident_id, payload["state"], payload["test_fqn"]
+        )
+
+    return deliver
+
+
 def write_back(
     settings: Settings,
     incident_view: IncidentView,
@@ -57,23 +131,41 @@ def write_back(
     reason: str | None = None,
     comment: str | None = None,
 ) -> str | None:
-    """Post `status` to OpenMetadata for a test incident: None when done (or nothing to do), else why not.
+    """Owe OpenMetadata `status` and try to deliver it now: None when done (or nothing to do), else why not.
 
-    Never raises. A failure is also written as a note on the incident.
+    Never raises. A transient failure stays in the outbox and is retried; any failure is noted on the incident.
     """
-    test_fqn = om_target(incident_view)
-    state = om_state(status, assignee)
-    if test_fqn is None or state is None:
+    from bot import services  # services imports this module: import late
+
+    engine = services.engine_for(settings)
+    with db.session_factory(engine).begin() as session:
+        lane = owe(
+            session,
+            incident_view,
+            status,
+            actor=actor,
+            now=datetime.now(UTC),
+            assignee=assignee,
+            reason=reason,
+            comment=comment,
+        )
+    if lane is None:
         return None
-    try:
-        _run(_post(settings, test_fqn, state, actor=actor, assignee=assignee, reason=reason, comment=comment))
-    except Exception as exc:  # a write-back must never break the Slack listener
-        why = _redact(settings, _reason(exc))
-        log.warning("write-back of incident %s (%s → %s) failed: %s", incident_view.id, test_fqn, state, why)
-        _note(settings, incident_view.id, f"Could not update OpenMetadata ({state} on {test_fqn}): {why}")
-        return why
-    log.info("incident %s written back to OpenMetadata: %s on %s", incident_view.id, state, test_fqn)
-    return None
+    return deliver_now(settings, engine, lane)
+
+
+def deliver_now(settings: Settings, engine: Engine, lane: str) -> str | None:
+    """Drain one write-back lane in this thread; the failure reason of its newest row, if it failed."""
+    drainer = Notifier(
+        _NoSlack(), Router([], "unused"), om_writer=writer(settings), max_attempts=settings.outbox_max_attempts
+    )
+    drainer.publish(engine, lanes=[lane])
+    with db.session_factory(engine)() as session:
+        rows = [r for r in outbox.rows(session, limit=50) if r.lane == lane]
+    newest = rows[0] if rows else None
+    if newest is None or newest.status in (outbox.DELIVERED, outbox.SKIPPED):
+        return None
+    return newest.last_error or "not delivered yet"
 
 
 async def _post(
@@ -134,9 +226,18 @@ def _redact(settings: Settings, text: str) -> str:
     return text[:300]
 
 
+class _NoSlack(WebClient):
+    """The drainer of a write-back lane never talks to Slack."""
+
+    def __init__(self, **_: Any) -> None:
+        super().__init__(token="unused", retry_handlers=[])
+
+
 def _note(settings: Settings, incident_id: int, note: str) -> None:
     try:
-        engine = db.make_engine(settings.database_url)
+        from bot import services
+
+        engine = services.engine_for(settings)
         with db.session_factory(engine).begin() as session:
             incidents.add_note(session, incident_id, actor=NOTE_ACTOR, note=note, now=datetime.now(UTC))
     except Exception:  # the note is best effort too

@@ -19,6 +19,7 @@ from storage.models import Change, Incident, IncidentEvent, IncidentEvidence, In
 # The functions below flush but never commit: the caller owns the transaction (one per pipeline run or click).
 
 _V = TypeVar("_V")
+_OWED_REPLIES = "dnabot_owed_replies"  # session.info: history entries whose thread reply is not owed yet
 BOT = "dnabot"
 STATUSES = ("open", "acknowledged", "snoozed", "resolved")
 ROLES = ("cause", "symptom")
@@ -63,21 +64,26 @@ def _load(session: Session, incident_id: int) -> Incident:
 
 
 def _event(session: Session, incident: Incident, kind: str, *, actor: str, at: datetime, **columns: Any) -> None:
-    """Record a history entry and owe its thread reply (the outbox row commits with it)."""
+    """Record a history entry; its thread reply is owed by the `_touch` that follows (after the card update)."""
     columns["data"] = columns.get("data") or {}
     event = IncidentEvent(incident_id=incident.id, at=at, kind=kind, actor=actor, **columns)
     session.add(event)
     if kind != "opened":  # the card itself tells the opening
-        session.flush()
-        lane = outbox.incident_lane(incident.id)
-        outbox.enqueue(session, f"reply:{event.id}", "reply", lane=lane, now=at, incident_id=incident.id)
+        session.info.setdefault(_OWED_REPLIES, []).append(event)
 
 
 def _touch(session: Session, incident: Incident, now: datetime) -> None:
-    """A new version of the incident: its card is owed an update."""
+    """A new version of the incident: its card is owed an update, then a reply for each new history entry (the
+    outbox rows commit with the change)."""
     incident.version += 1
     incident.updated_at = now
     _owe_card(session, incident, now)
+    events = session.info.pop(_OWED_REPLIES, [])
+    if events:
+        session.flush()
+    for event in events:
+        lane = outbox.incident_lane(event.incident_id)
+        outbox.enqueue(session, f"reply:{event.id}", "reply", lane=lane, now=now, incident_id=event.incident_id)
 
 
 def _owe_card(session: Session, incident: Incident, now: datetime) -> None:
@@ -165,11 +171,7 @@ def open_incident(
         session.flush()
         data = {"run_id": run_id, "severity": severity}
         _event(session, incident, "opened", actor=actor, at=now, status_to="open", data=data)
-        # Owed to Slack, in this order: the card, its detail replies, the lineage picture, subscriber notices.
-        _owe_card(session, incident, now)
-        lane = outbox.incident_lane(incident.id)
-        for kind in ("details", "lineage_png", "notice"):
-            outbox.enqueue(session, f"{kind}:{incident.id}", kind, lane=lane, now=now, incident_id=incident.id)
+        _owe_card(session, incident, now)  # the thread's details follow once the card is posted
         session.flush()
         return _view(incident), True
     if run_id is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
-from bot import services, writeback
+from bot import services
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
 from bot.blocks import (
     card_fallback_text,
@@ -19,12 +19,10 @@ from bot.blocks import (
     render_incident_card,
     render_resolve_modal,
     render_simulation,
-    render_status_change,
 )
 from bot.listeners.errors import NotAllowed, UsageError
 from bot.settings import Settings
 from bot.timeparse import parse_span
-from storage import db, incidents
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
 
@@ -95,18 +93,6 @@ def require_admin_or_owner(settings: Settings, user: dict[str, Any], incident: I
 # ------------------------------------------------------------------------------------------- services
 
 
-def assign_incident(settings: Settings, incident_id: int, assignee: str | None, *, actor: str) -> IncidentView:
-    """Give the incident to a Slack user without changing its status (recorded as a note)."""
-    engine = services.engine_for(settings)
-    db.ensure_migrated(engine)
-    with db.session_factory(engine).begin() as session:
-        before = incidents.get_incident(session, incident_id).incident.assignee
-        view = incidents.assign(session, incident_id, assignee, actor=actor, now=datetime.now(UTC))
-    if assignee and assignee != before:  # data-quality incidents: tell OpenMetadata's Incident Manager too
-        writeback.write_back(settings, view, "assigned", actor=actor, assignee=assignee)
-    return view
-
-
 # ---------------------------------------------------------------------------------------------- helpers
 
 
@@ -128,18 +114,19 @@ def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
     return channel, ts or None
 
 
-def refresh_card(settings: Settings, client: Any, incident_id: int, channel: str | None, ts: str | None) -> None:
-    """Update the card in place and post the latest history entry as a thread reply."""
-    detail = services.incident_detail(settings, incident_id)
-    if not channel or not ts:
-        return
-    incident = detail.incident
-    event = detail.events[-1] if detail.events else None
-    blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url, status_event=event)
-    client.chat_update(channel=channel, ts=ts, blocks=blocks, text=card_fallback_text(incident))
-    if event is not None:
-        reply = render_status_change(event, incident)
-        client.chat_postMessage(channel=channel, thread_ts=ts, blocks=reply, text=f"Incident #{incident.id} changed")
+def refresh_card(settings: Settings, client: Any, incident_id: int) -> None:
+    """Deliver what the change owes now: the card updated in place, the history entry as a thread reply, the
+    write-back to OpenMetadata (all owed in the outbox by the change's own transaction)."""
+    from bot import delivery  # late: bot.delivery builds on the app's modules
+
+    delivery.drain_incident(settings, client, incident_id)
+
+
+def adopt(settings: Settings, body: dict[str, Any], incident_id: int) -> None:
+    from bot import delivery
+
+    if not (body.get("container") or {}).get("is_ephemeral"):
+        delivery.adopt_card(settings, incident_id, *_where(body))
 
 
 # --------------------------------------------------------------------------------------------- listeners
@@ -150,8 +137,9 @@ def register(app: App, settings: Settings) -> None:
 
     def change(body: dict[str, Any], client: Any, status: str, **kw: Any) -> None:
         target = _target(body)
+        adopt(settings, body, target.id)
         services.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
-        refresh_card(settings, client, target.id, *_where(body))
+        refresh_card(settings, client, target.id)
 
     def guarded(body: dict[str, Any], what: str) -> ActionValue:
         target = _target(body)
@@ -174,8 +162,9 @@ def register(app: App, settings: Settings) -> None:
         ack()
         target = _target(body)
         assignee = body["actions"][0].get("selected_user")
-        assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
-        refresh_card(settings, client, target.id, *_where(body))
+        adopt(settings, body, target.id)
+        services.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
+        refresh_card(settings, client, target.id)
 
     @app.action(ActionId.SNOOZE)
     def snooze(ack: Any, body: dict[str, Any], client: Any) -> None:
@@ -204,10 +193,14 @@ def register(app: App, settings: Settings) -> None:
         target = submission.target
         incident = services.incident_detail(settings, target.id).incident
         require_admin_or_owner(settings, body["user"], incident, "resolve")
+        if target.get("ch") and target.get("ts"):
+            from bot import delivery
+
+            delivery.adopt_card(settings, target.id, target.get("ch"), target.get("ts"))
         services.set_incident_status(
             settings, target.id, "resolved", actor=body["user"]["id"], reason=submission.reason, note=submission.comment
         )
-        refresh_card(settings, client, target.id, target.get("ch"), target.get("ts"))
+        refresh_card(settings, client, target.id)
 
     @app.action(ActionId.SIMULATE_FIX)
     def simulate(ack: Any, body: dict[str, Any], respond: Any) -> None:

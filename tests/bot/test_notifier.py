@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from bot.blocks import render_incident_thread
 from bot.notifier import Notifier, PublishResult, make_client
 from bot.routing import Router
-from storage import incidents, threads
+from storage import incidents, outbox, threads
 from storage.db import make_engine, session_factory
 from storage.fqn import url_segment
 from tests.agents.test_pipeline import ORDERS_TEST, STG_ORDERS, all_incidents, detail, rename, sync_and_process
@@ -179,7 +179,14 @@ def test_a_slack_error_leaves_the_incident_pending_for_the_next_publish(db_url, 
     with session_factory(engine)() as session:
         assert threads.thread_of(session, known) is None and threads.pending(session) == [known]
 
-    assert notifier.publish(engine).posted == [known]
+    with session_factory(engine)() as session:
+        row = outbox.rows(session, status=outbox.PENDING)[-1]  # the oldest: the others wait behind it
+    assert row.kind == "card" and row.attempts == 1 and "channel_not_found" in (row.last_error or "")
+    assert row.available_at > datetime.now(UTC)  # backing off: an immediate publish does not hammer Slack
+    assert notifier.publish(engine) == PublishResult()
+
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert notifier.publish(engine, now=later).posted == [known]
     assert len(slack_api.parents(DEFAULT)) == 1
 
 

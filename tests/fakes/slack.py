@@ -157,6 +157,12 @@ class SlackAPI:
         with self.state.cond:
             self.state.faults.setdefault(method, []).append(fault)
 
+    def stall(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method` but hold each answer back for `seconds` (a caller
+        that dies meanwhile has posted without knowing it)."""
+        with self.state.cond:
+            self.state.stalls.setdefault(method, []).extend([seconds] * times)
+
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         """Return `predicate()`'s first truthy value; re-checked after each request, at least every 50 ms."""
         deadline = time.monotonic() + timeout

@@ -67,6 +67,7 @@ class SlackState:
     directory: dict[str, str] = field(default_factory=dict)
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    stalls: dict[str, list[float]] = field(default_factory=dict)  # method → seconds to hold the answer back
     stubs: dict[str, Stub] = field(default_factory=dict)
     socket_url: str | None = None
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -79,7 +80,7 @@ class SlackState:
                 box.clear()
             for table in (self.messages, self.pending_uploads, self.views, self.published, self.responses):
                 table.clear()
-            for config in (self.directory, self.usergroups, self.faults, self.stubs):
+            for config in (self.directory, self.usergroups, self.faults, self.stubs, self.stalls):
                 config.clear()
             self.socket_url = None
 

@@ -1,0 +1,104 @@
+"""Wiring of the outbox drainer: the routing rules, one `Notifier` per process and client, and the drains the
+listeners run right after a click (so the card changes while the user looks at it)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from slack_sdk import WebClient
+from sqlalchemy.exc import IntegrityError
+
+from bot import services, writeback
+from bot.mentions import SlackMentions
+from bot.notifier import Notifier, PublishResult
+from bot.routing import Router
+from bot.settings import Settings
+from storage import db, incidents, outbox, threads
+from storage.coordination import replica_id
+from storage.errors import DnaBotError
+
+log = logging.getLogger(__name__)
+
+_notifiers: dict[tuple[int, int], Notifier] = {}
+_lock = threading.Lock()
+
+
+def router_for(settings: Settings) -> Router:
+    """The routing rules (DNABOT_CONFIG) or just the default channel (DNABOT_CHANNEL)."""
+    if settings.routing_config:
+        return Router.from_file(settings.routing_config, default_channel=settings.channel)
+    if not settings.channel:
+        raise DnaBotError("set DNABOT_CHANNEL (the default incident channel) or DNABOT_CONFIG (routing rules)")
+    return Router([], settings.channel)
+
+
+def notifier_for(settings: Settings, client: WebClient) -> Notifier:
+    """A drainer for this process: Slack through `client`, OpenMetadata write-backs, the outbox settings."""
+    on_delivery = None
+    try:
+        from bot import metrics
+
+        on_delivery = metrics.observe_delivery
+    except (ImportError, AttributeError):  # metrics are optional wiring
+        pass
+    try:
+        router = router_for(settings)
+    except DnaBotError as exc:  # buttons still update existing threads; new threads wait for a channel
+        log.warning("%s: new incident threads wait in the outbox", exc)
+        router = Router([], "")
+    return Notifier(
+        client,
+        router,
+        om_ui_url=settings.openmetadata_ui_url,
+        mentions=SlackMentions(services.engine_for(settings), client),
+        om_writer=writeback.writer(settings),
+        holder=settings.replica_id or replica_id(),
+        claim_seconds=settings.outbox_claim_seconds,
+        max_attempts=settings.outbox_max_attempts,
+        max_backoff_seconds=settings.outbox_max_backoff_seconds,
+        on_delivery=on_delivery,
+    )
+
+
+def shared_notifier(settings: Settings, client: WebClient) -> Notifier:
+    """One drainer per (settings, client) in this process (its mention cache is worth keeping)."""
+    key = (id(settings), id(client))
+    with _lock:
+        if key not in _notifiers:
+            _notifiers[key] = notifier_for(settings, client)
+        return _notifiers[key]
+
+
+def drain_incident(settings: Settings, client: WebClient, incident_id: int) -> PublishResult:
+    """Deliver what one incident owes Slack now, in this thread (the other replicas skip the claimed rows)."""
+    notifier = shared_notifier(settings, client)
+    lanes = [outbox.incident_lane(incident_id), outbox.incident_lane(incident_id, "om")]
+    return notifier.publish(services.engine_for(settings), lanes=lanes)
+
+
+def adopt_card(settings: Settings, incident_id: int, channel: str | None, ts: str | None) -> bool:
+    """A button was clicked on a card the store has no thread for (e.g. posted before the outbox existed):
+    make that message the incident's thread, so the change lands there. True when adopted."""
+    if not channel or not ts:
+        return False
+    engine = services.engine_for(settings)
+    try:
+        with db.session_factory(engine).begin() as session:
+            if threads.thread_of(session, incident_id) is not None:
+                return False
+            detail = incidents.get_incident(session, incident_id)
+            last = max((e.id for e in detail.events), default=None)
+            threads.record_thread(
+                session,
+                incident_id,
+                channel,
+                ts,
+                version=detail.incident.version,
+                last_event_id=last,
+                now=datetime.now(UTC),
+            )
+            return True
+    except IntegrityError:  # another replica recorded the thread meanwhile
+        return False
