@@ -83,7 +83,7 @@ def metrics_text(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_http_app(settings: Settings, *, bolt_app: App | None = None) -> Starlette:
+def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica: Any = None) -> Starlette:
     """The ASGI app for HTTP mode. The sync Bolt `dispatch` runs in Starlette's thread pool so that its
     signature check, `ack()` wait and middleware never block the event loop (Bolt's own Starlette handler
     calls it inline)."""

@@ -31,8 +31,9 @@ def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) ->
     dialect = session.get_bind().dialect.name
     table = model.__table__
     stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(**values)
-    result = session.execute(stmt.on_conflict_do_nothing())
-    return bool(result.rowcount)
+    # RETURNING, not rowcount: psycopg reports a rowcount of 1 for a skipped `ON CONFLICT DO NOTHING`.
+    result = session.execute(stmt.on_conflict_do_nothing().returning(*table.primary_key.columns))
+    return result.first() is not None
 
 
 def replica_id() -> str:
