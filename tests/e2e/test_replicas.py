@@ -6,6 +6,7 @@ simulator, then breaks something upstream (or in Slack, or in a replica) and che
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -89,7 +90,7 @@ def test_three_replicas_post_one_thread_per_incident_and_never_sync_at_once(clus
     runs = cluster.query("SELECT started_at, finished_at FROM sync_runs ORDER BY started_at")
     span = (runs[-1].started_at - runs[0].started_at).total_seconds()
     assert len(runs) <= span / 2 + 2, (len(runs), span)  # once per 2 s tick across the replicas, not three times
-    for before, after in zip(runs, runs[1:], strict=False):
+    for before, after in itertools.pairwise(runs):
         assert before.finished_at is not None and before.finished_at <= after.started_at, (before, after)
     holders = {row.holder for row in cluster.query("SELECT holder FROM leases WHERE name = 'scheduler'")}
     assert len(holders) == 1 and holders <= {"r0", "r1", "r2"}
