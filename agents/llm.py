@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from agents import metrics
 from agents.config import LLMConfig
 from storage.errors import DnaBotError
 
@@ -199,7 +200,12 @@ class LLMClient:
             response = await self._client().chat.completions.create(model=self.model, **kwargs)
             choice = response.choices[0]
             message = choice.message
+        except asyncio.CancelledError:  # a caller's deadline ran out while the request hung
+            metrics.LLM_REQUEST_SECONDS.observe(time.monotonic() - started)
+            metrics.llm_failed("cancelled")
+            raise
         except Exception as exc:  # every SDK/transport failure becomes one safe LLMError
+            metrics.llm_failed(metrics.llm_failure_reason(exc))
             reason = self._safe(self._reason(exc))
             self._record(name, started, Usage(), reason)
             raise LLMError(reason) from None
@@ -211,11 +217,12 @@ class LLMClient:
         latency = self._record(name, started, usage, None)
         refusal = getattr(message, "refusal", None)
         if refusal or choice.finish_reason == "content_filter":
-            self._fail(f"LLM refused: {refusal or 'content filter'}")
+            self._fail(f"LLM refused: {refusal or 'content filter'}", "refused")
         return choice, usage, latency
 
     def _record(self, name: str, started: float, usage: Usage, error: str | None) -> float:
         latency = time.monotonic() - started
+        metrics.LLM_REQUEST_SECONDS.observe(latency)
         self.calls.append(CallRecord(name, latency, usage, error))
         log.info(
             "llm call %s: %.2f s, %d+%d tokens%s",
@@ -227,7 +234,8 @@ class LLMClient:
         )
         return latency
 
-    def _fail(self, reason: str) -> NoReturn:
+    def _fail(self, reason: str, kind: str) -> NoReturn:
+        metrics.llm_failed(kind)
         reason = self._safe(reason)
         last = self.calls[-1] if self.calls else None
         if last is not None and last.error is None:
@@ -247,15 +255,15 @@ class LLMClient:
             kwargs["max_tokens"] = max_tokens
         choice, _usage, _latency = await self._create(name, **kwargs)
         if choice.finish_reason == "length":
-            self._fail("LLM answer was cut off (length limit)")
+            self._fail("LLM answer was cut off (length limit)", "cut_off")
         content = choice.message.content or ""
         try:
             value = json.loads(content)
         except ValueError:
-            self._fail("LLM answer is not valid JSON")
+            self._fail("LLM answer is not valid JSON", "invalid_json")
         problems = schema_errors(value, schema)
         if problems:
-            self._fail(f"LLM answer does not match the schema: {problems[0]}")
+            self._fail(f"LLM answer does not match the schema: {problems[0]}", "schema_mismatch")
         return value
 
     async def chat_with_tools(

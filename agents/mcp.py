@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import mcp.types as types
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from agents import metrics
 from agents.config import AgentConfig
 from agents.mcp_config import MCPConfigError, ServerSpec, load_servers
 from agents.mcp_results import ToolResult, WebResult, cap, content_text, extract_urls, parse_web_results
@@ -232,25 +234,36 @@ class MCPToolbox:
         await self.start()
         conn = self._routes().get(name)
         if conn is None:
+            metrics.mcp_failed(name, "unavailable")
             return ToolResult.failure(f"no available server provides {name!r} ({self._status_line()})"), ""
         client = await self._usable_client(conn)
         server = conn.spec.name
         if client is None:
+            metrics.mcp_failed(name, "unavailable")
             return ToolResult.failure(f"server {server} unavailable: {conn.reason}", server=server), ""
+        started, failure = time.monotonic(), "cancelled"  # stays "cancelled" when a caller's deadline cuts in
         try:
             async with asyncio.timeout(self._call_timeout):
                 raw = await client.call_tool(name, dict(args or {}))
+            failure = "tool_error" if raw.is_error else ""
         except TimeoutError:
+            failure = "timeout"
             reason = f"timed out after {self._call_timeout:g}s"
             self._mark_broken(conn, client, reason)
             return ToolResult.failure(reason, server=server), ""
         except MCPError as exc:
+            failure = "mcp_error"
             if exc.code in _BROKEN_CODES:
                 self._mark_broken(conn, client, _describe(exc, conn.spec))
             return ToolResult.failure(_describe(exc, conn.spec), server=server), ""
         except Exception as exc:  # a dead transport surfaces as many exception types; none may escape
+            failure = "transport"
             self._mark_broken(conn, client, _describe(exc, conn.spec))
             return ToolResult.failure(_describe(exc, conn.spec), server=server), ""
+        finally:
+            metrics.MCP_CALL_SECONDS.labels(tool=name).observe(time.monotonic() - started)
+            if failure:
+                metrics.mcp_failed(name, failure)
         conn.reconnect_pending = False
         full_text, links = content_text(raw)
         text = cap(full_text, self._max_chars)

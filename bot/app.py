@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import metrics
 from bot.listeners import register_listeners
 from bot.settings import Settings
 from storage import coordination
@@ -35,7 +36,7 @@ def build_client(settings: Settings) -> WebClient:
     """The Web API client: the bot token, SLACK_API_URL when set, and retries on 429 (Retry-After) and resets."""
     if settings.slack_bot_token is None:
         raise DnaBotError("SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-…) from your Slack app")
-    return WebClient(
+    return metrics.CountingWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url or DEFAULT_API_URL,
         retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=2)],
@@ -55,6 +56,7 @@ def build_app(settings: Settings, *, client: WebClient | None = None) -> App:
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_WORKERS, thread_name_prefix="dnabot-listener"),
         logger=logging.getLogger("dnabot.slack.bolt"),
     )
+    app.use(metrics.count_slack_calls)  # listeners' own clients count their calls too
     app.use(dedup_middleware(settings))
     register_listeners(app, settings)
     return app
@@ -102,9 +104,4 @@ def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
 
 
 def _observe_duplicate() -> None:
-    try:
-        from bot import metrics
-
-        metrics.observe_duplicate("slack")
-    except (ImportError, AttributeError):
-        pass
+    metrics.observe_duplicate("slack")

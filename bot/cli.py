@@ -320,5 +320,7 @@ def main() -> None:
     app()
 
 
+from bot import cli_ops  # noqa: E402, F401 - registers `outbox` and `outbox-retry` on `app`
+
 if __name__ == "__main__":
     main()

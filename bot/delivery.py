@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from slack_sdk import WebClient
 from sqlalchemy.exc import IntegrityError
 
-from bot import services, writeback
+from bot import metrics, services, writeback
 from bot.mentions import SlackMentions
 from bot.notifier import Notifier, PublishResult
 from bot.routing import Router
@@ -36,13 +36,6 @@ def router_for(settings: Settings) -> Router:
 
 def notifier_for(settings: Settings, client: WebClient) -> Notifier:
     """A drainer for this process: Slack through `client`, OpenMetadata write-backs, the outbox settings."""
-    on_delivery = None
-    try:
-        from bot import metrics
-
-        on_delivery = metrics.observe_delivery
-    except (ImportError, AttributeError):  # metrics are optional wiring
-        pass
     try:
         router = router_for(settings)
     except DnaBotError as exc:  # buttons still update existing threads; new threads wait for a channel
@@ -58,7 +51,7 @@ def notifier_for(settings: Settings, client: WebClient) -> Notifier:
         claim_seconds=settings.outbox_claim_seconds,
         max_attempts=settings.outbox_max_attempts,
         max_backoff_seconds=settings.outbox_max_backoff_seconds,
-        on_delivery=on_delivery,
+        on_delivery=metrics.observe_delivery,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,14 +10,13 @@ from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_r
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import metrics as bot_metrics
 from bot import services
 from bot.settings import Settings
 from storage.errors import DnaBotError
-
-SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 
 
 def _last_run(settings: Settings) -> Any:
@@ -50,39 +48,6 @@ def health(settings: Settings) -> dict[str, Any]:
     return {"status": "ok", "last_sync": last}
 
 
-def metrics_text(settings: Settings) -> str:
-    """A few gauges in the Prometheus text format, formatted by hand (prometheus_client is not a dependency)."""
-    run = _last_run(settings)
-    try:
-        counts = Counter(i.severity for i in services.incidents_list(settings, "open"))
-    except DnaBotError:
-        counts = Counter()
-    lines = [
-        "# HELP dnabot_open_incidents Open incidents by severity.",
-        "# TYPE dnabot_open_incidents gauge",
-    ]
-    for sev in sorted(set(SEVERITIES) | set(counts)):
-        lines.append(f'dnabot_open_incidents{{severity="{sev}"}} {counts.get(sev, 0)}')
-    duration = _duration(run)
-    gauges = [
-        ("dnabot_last_sync_duration_seconds", "Duration of the last sync run.", duration),
-        (
-            "dnabot_last_sync_success",
-            "1 if the last sync run succeeded, else 0.",
-            None if run is None else int(run.status == "succeeded"),
-        ),
-        (
-            "dnabot_last_sync_timestamp_seconds",
-            "When the last sync run finished (Unix time).",
-            (run.finished_at or run.started_at).timestamp() if run else None,
-        ),
-    ]
-    for name, text, value in gauges:
-        if value is not None:
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
-    return "\n".join(lines) + "\n"
-
-
 def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica: Any = None) -> Starlette:
     """The ASGI app for HTTP mode. The sync Bolt `dispatch` runs in Starlette's thread pool so that its
     signature check, `ack()` wait and middleware never block the event loop (Bolt's own Starlette handler
@@ -102,8 +67,8 @@ def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica:
         return JSONResponse(await run_in_threadpool(health, settings))
 
     async def metrics(request: Request) -> Response:
-        text = await run_in_threadpool(metrics_text, settings)
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        body, content_type = await run_in_threadpool(bot_metrics.render, settings)
+        return Response(body, media_type=content_type)
 
     routes = [
         Route("/slack/events", slack_events, methods=["POST"]),

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import digest, services
 from bot.app import build_app, build_client
 from bot.delivery import notifier_for, router_for, shared_notifier  # noqa: F401 - notifier_for, router_for re-exported
+from bot.logs import configure_logging
 from bot.notifier import Notifier, PublishResult
 from bot.settings import Settings
 from storage import coordination, outbox
@@ -180,6 +181,7 @@ def start_scheduler(settings: Settings, notifier: Notifier, replica: Replica | N
 
 def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket_mode: bool | None = None) -> None:
     """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running."""
+    configure_logging(settings)
     services.migrate(settings)
     client = build_client(settings)
     notifier = shared_notifier(settings, client)
@@ -203,7 +205,8 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
             from bot.http import create_http_app
 
             app = create_http_app(settings, bolt_app=bolt, replica=replica)
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            # log_config=None: uvicorn logs through our handlers (format, ids, secrets masked)
+            uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
     finally:
         scheduler.shutdown(wait=False)
         replica.release()

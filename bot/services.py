@@ -19,6 +19,7 @@ from agents.mcp_config import load_servers
 from agents.pipeline import PipelineResult
 from agents.why import WhyAnswer
 from agents.why_tools import StoreWhyTools
+from bot import metrics
 from bot.settings import Settings, agent_config, process_env
 from storage import db, graph, incidents, store
 from storage.errors import DnaBotError, OMConfigError
@@ -87,6 +88,7 @@ async def sync(
     )
     async with client_for(settings) as client:
         result = await run_sync(engine, client, options, progress=progress)
+    metrics.observe_sync(result)
     if result.ok and incidents:
         result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
     return result
@@ -195,12 +197,19 @@ def assign_incident(settings: Settings, incident_id: int, assignee: str | None, 
     return view
 
 
+_checked: set[int] = set()
+
+
 def _reader(settings: Settings) -> Engine:
+    """The engine of a store that exists and is at the code's schema revision (checked once per engine)."""
     engine = engine_for(settings)
+    if id(engine) in _checked:
+        return engine
     if db.current_revision(engine) is None:
         where = engine.url.render_as_string(hide_password=True)
         raise DnaBotError(f"the DNA store at {where} is empty: run `dnabot sync` first (or `dnabot migrate`)")
     db.ensure_migrated(engine)
+    _checked.add(id(engine))
     return engine
 
 
@@ -299,3 +308,21 @@ def blast_json(radius: Any) -> dict[str, Any]:
 
 def run_json(run: store.RunView) -> dict[str, Any]:
     return _plain(run)
+
+
+def outbox_rows(settings: Settings, status: str | None, limit: int) -> list[Any]:
+    """The newest outbox rows (all, or of one status), for `dnabot outbox`."""
+    from storage import outbox
+
+    engine = _reader(settings)
+    with db.session_factory(engine)() as session:
+        return outbox.rows(session, status=status, limit=limit)
+
+
+def outbox_requeue(settings: Settings, ids: list[int] | None) -> int:
+    """Give dead outbox rows (these ids, or all) a fresh set of attempts."""
+    from storage import outbox
+
+    engine = _reader(settings)
+    with db.session_factory(engine).begin() as session:
+        return outbox.requeue(session, ids, now=datetime.now(UTC))

@@ -1,0 +1,57 @@
+"""`dnabot outbox` and `dnabot outbox-retry`: what the bot still owes Slack and OpenMetadata, and dead letters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bot import services
+from bot.cli import JsonOpt, _emit, _fail, _guard, app, console
+from bot.settings import get_settings
+
+STATUSES = ("pending", "delivered", "skipped", "dead")
+
+
+@app.command()
+def outbox(
+    status: Annotated[str | None, typer.Option("--status", help="pending, delivered, skipped or dead.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the newest outbox rows: Slack posts, updates and OpenMetadata write-backs owed, delivered or dead."""
+    if status is not None and status not in STATUSES:
+        _fail(f"'{status}' is not an outbox status: use one of {', '.join(STATUSES)}", 2)
+
+    def body() -> None:
+        rows = services.outbox_rows(get_settings(), status, limit)
+        if as_json:
+            _emit([services.plain(r) for r in rows])
+            return
+        table = Table(title=f"Outbox ({status or 'all'}, newest first)")
+        for column in ("id", "kind", "key", "status", "attempts", "last error"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(str(r.id), r.kind, r.key, r.status, str(r.attempts), (r.last_error or "")[:80])
+        console.print(table)
+
+    _guard(body)
+
+
+@app.command("outbox-retry")
+def outbox_retry(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead rows to retry (see `dnabot outbox --status dead`).")
+    ] = None,
+    all_dead: Annotated[bool, typer.Option("--all", help="Retry every dead row.")] = False,
+) -> None:
+    """Give dead outbox rows a fresh set of attempts (after fixing what killed them: a channel, a token, …)."""
+    if not ids and not all_dead:
+        _fail("name the dead rows to retry, or pass --all", 2)
+
+    def body() -> None:
+        count = services.outbox_requeue(get_settings(), None if all_dead else list(ids or []))
+        console.print(f"{count} dead row(s) queued again")
+
+    _guard(body)
