@@ -30,7 +30,7 @@ from bot import slack_lookup as lookup
 from bot.blocks import card_fallback_text, render_incident_card, render_incident_thread, render_status_change
 from bot.lineage_png import incident_png
 from bot.routing import Router
-from storage import incidents, outbox, subscriptions, threads
+from storage import incidents, logctx, outbox, subscriptions, threads
 from storage.coordination import replica_id
 from storage.db import session_factory
 from storage.errors import DnaBotError, OMUnavailable
@@ -42,25 +42,6 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = lookup.EVENT_TYPE
 Mentions = Callable[[list[str]], Mapping[str, str]]
 OMWriter = Callable[[OutboxRow], None]
-
-# Slack errors no retry can fix: the row is parked as dead at once (the others wait their backoff).
-PERMANENT_SLACK_ERRORS = frozenset(
-    {
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "invalid_arguments",
-        "msg_too_long",
-        "no_text",
-        "too_many_attachments",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-        "metadata_too_large",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-        "is_archived",
-    }
-)
 
 
 @dataclass
@@ -126,15 +107,6 @@ def _card_version(row: OutboxRow) -> int:
         return 1 << 30  # an unknown shape: always update
 
 
-def _retry_after(exc: SlackApiError) -> float | None:
-    headers = getattr(exc.response, "headers", None) or {}
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _release(session: Session) -> None:
     """End the read transaction before a Slack call: no database snapshot or lock is held while Slack answers."""
     session.rollback()
@@ -188,6 +160,10 @@ class Notifier:
         return result
 
     def _deliver(self, engine: Engine, row: OutboxRow, result: PublishResult, now: datetime) -> None:
+        with logctx.bind(incident_id=row.incident_id):
+            self._deliver_row(engine, row, result, now)
+
+    def _deliver_row(self, engine: Engine, row: OutboxRow, result: PublishResult, now: datetime) -> None:
         factory = session_factory(engine)
         handler = getattr(self, f"_do_{row.kind}", None)
         try:
@@ -245,9 +221,9 @@ class Notifier:
             status = getattr(exc.response, "status_code", 200)
             reason = f"Slack {row.kind}: HTTP {status} {error}".strip()
             if status == 429:
-                wait = _retry_after(exc)
+                wait = lookup.retry_after(exc)
                 return reason, wait if wait is not None else backoff, False
-            return reason, backoff, status < 500 and error in PERMANENT_SLACK_ERRORS
+            return reason, backoff, status < 500 and error in lookup.PERMANENT_SLACK_ERRORS
         if isinstance(exc, (NotYet, Retryable)):
             return str(exc), backoff, False
         if isinstance(exc, (SlackClientError, OSError, TimeoutError, OMUnavailable)):

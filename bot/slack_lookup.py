@@ -1,4 +1,4 @@
-"""Look before re-posting: find a message an earlier, interrupted delivery may already have posted.
+"""Slack facts the outbox drainer relies on. Look before re-posting: find a message an earlier, interrupted delivery may already have posted.
 
 Every message the outbox drainer posts carries Slack message metadata (`event_type` = `dnabot_incident`, the
 incident id and the outbox key). When a delivery is retried — its replica died between Slack's answer and the
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 EVENT_TYPE = "dnabot_incident"
 LOOKBACK = timedelta(minutes=10)  # how far before the outbox row's creation a channel is read back
@@ -72,3 +73,33 @@ def keys_in_thread(messages: list[Message]) -> set[str]:
 
 def file_in_thread(messages: list[Message], filename: str) -> bool:
     return any(f.get("name") == filename for m in messages for f in m.get("files") or [])
+
+
+# Slack errors no retry can fix: the row is parked as dead at once (the others wait their backoff).
+PERMANENT_SLACK_ERRORS = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_arguments",
+        "msg_too_long",
+        "no_text",
+        "too_many_attachments",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "is_archived",
+    }
+)
+
+
+def retry_after(exc: SlackApiError) -> float | None:
+    """Slack's `Retry-After` on a 429, in seconds (None when absent or unreadable)."""
+    headers = getattr(exc.response, "headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
