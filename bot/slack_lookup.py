@@ -1,4 +1,6 @@
-"""Slack facts the outbox drainer relies on. Look before re-posting: find a message an earlier, interrupted delivery may already have posted.
+"""Slack facts the outbox drainer relies on; above all, look before re-posting.
+
+Find the message an earlier, interrupted delivery may already have posted.
 
 Every message the outbox drainer posts carries Slack message metadata (`event_type` = `dnabot_incident`, the
 incident id and the outbox key). When a delivery is retried — its replica died between Slack's answer and the
