@@ -21,7 +21,7 @@ from agents import analyst, explainer, fixer, observer
 from agents.config import AgentConfig
 from agents.model import CAUSE_INCIDENT_KINDS, Evidence, Explanation, Hypothesis, IncidentDraft
 from storage import graph as graph_store
-from storage import incidents, store
+from storage import incidents, logctx, store
 from storage.db import session_factory
 from storage.lineage import LineageGraph
 from storage.models import SyncRun
@@ -145,6 +145,13 @@ async def process_run(
     now: datetime | None = None,
 ) -> PipelineResult:
     """Turn one sync run's changes into incidents; safe to run twice on the same run (fingerprints)."""
+    with logctx.bind(sync_id=run_id):
+        return await _process_run(engine, run_id, config, llm=llm, toolbox=toolbox, now=now)
+
+
+async def _process_run(
+    engine: Engine, run_id: int, config: AgentConfig, *, llm: Any, toolbox: Any, now: datetime | None
+) -> PipelineResult:
     now = now or datetime.now(UTC)
     factory = session_factory(engine)
     result = PipelineResult(run_id)
