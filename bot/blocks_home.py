@@ -32,8 +32,11 @@ from bot.blocks_kit import (
     trust_emoji,
     when,
 )
+from bot.freshness import short_error, summary
+from storage.coordination import LeaseView
 from storage.incident_views import IncidentView
-from storage.store import RunView
+from storage.outbox import OutboxStats
+from storage.store import FreshnessView, RunView
 
 LIST_INCIDENTS = 40
 HOME_ASSETS = 10
@@ -113,46 +116,71 @@ def render_help() -> list[dict[str, Any]]:
     return blocks
 
 
-def _sorted_runs(runs: Sequence[RunView]) -> list[RunView]:
-    return sorted(runs, key=lambda r: (r.started_at, r.id), reverse=True)
-
-
 def _open_counts(counts: Mapping[str, int]) -> str:
     keys = [*SEVERITY_ORDER, *sorted(k for k in counts if k not in SEVERITY_ORDER)]
     parts = [f"{severity_emoji(k)} {esc(k)}: {counts[k]}" for k in keys if counts.get(k)]
     return "\n".join(parts) or "none :tada:"
 
 
+def _last_good(view: FreshnessView | None) -> str:
+    if view is None or view.last_run is None:
+        return "no sync has run yet"
+    good = view.last_good
+    if good is None or view.good_at is None or view.age_seconds is None:
+        return "never"
+    return f"{when(view.good_at)}\n(lag {ago(view.age_seconds)}, run #{good.id}, {esc(good.mode)})"
+
+
+def _latest_run(run: RunView) -> str:
+    text = f"#{run.id} {esc(run.status)} {when(run.started_at)} ({esc(run.mode)})"
+    if run.status == "failed":
+        text += f"\n{esc(short_error(run.error) or 'no error recorded')}"
+    return text
+
+
+def _outbox(stats: OutboxStats) -> str:
+    oldest = stats.oldest_pending_age_seconds
+    waiting = f"{stats.pending} message(s) waiting" + (f", oldest {ago(oldest)}" if oldest is not None else "")
+    dead = f"{':rotating_light: ' if stats.dead else ''}{stats.dead} dead letter(s)"
+    return f"{waiting}\n{dead}"
+
+
+def _leader(lease: LeaseView | None, now: datetime) -> str:
+    if lease is None:
+        return "none yet (no replica has taken the lease)"
+    if elapsed(now, lease.expires_at) > 0:
+        return f"none: {code(lease.holder)}'s lease expired {ago(elapsed(now, lease.expires_at))} ago"
+    return f"{code(lease.holder)}\n(renewed {ago(elapsed(now, lease.renewed_at))} ago)"
+
+
 def render_status(
-    last_runs: Sequence[RunView],
+    freshness: FreshnessView | None,
     *,
     open_by_severity: Mapping[str, int],
-    outbox_depth: int | None = None,
+    stale_after: float,
+    outbox: OutboxStats | None = None,
+    leader: LeaseView | None = None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Sync health: the last good sync and its lag, failures since, open incidents by severity, outbox depth."""
-    runs = _sorted_runs(last_runs)
-    good = next((r for r in runs if r.status == "succeeded"), None)
-    failures = [r for r in runs if r.status == "failed" and (good is None or r.started_at > good.started_at)]
-    blocks = [header(":satellite_antenna: DNA Bot status")]
-    if good is not None:
-        done = good.finished_at or good.started_at
-        last_good = f"{when(done)}\n(lag {ago(elapsed(now, done))}, run #{good.id}, {esc(good.mode)})"
-    else:
-        last_good = "never" if runs else "no sync has run yet"
-    fields = [f"*Last good sync*\n{last_good}", f"*Open incidents*\n{_open_counts(open_by_severity)}"]
-    if runs:
-        latest = runs[0]
-        fields.append(f"*Latest run*\n#{latest.id} {esc(latest.status)} {when(latest.started_at)}")
-    fields.append(f"*Failures since last good sync*\n{len(failures)}")
-    if outbox_depth is not None:
-        fields.append(f"*Outbox*\n{outbox_depth} message(s) waiting")
+    """Sync health: freshness, the last good sync and its lag, failures since, open incidents, outbox, leader."""
+    blocks = [header(":satellite_antenna: DNA Bot status"), section(summary(freshness, stale_after))]
+    fields = [f"*Last good sync*\n{_last_good(freshness)}", f"*Open incidents*\n{_open_counts(open_by_severity)}"]
+    if freshness is not None and freshness.last_run is not None:
+        fields.append(f"*Latest run*\n{_latest_run(freshness.last_run)}")
+    fields.append(f"*Failures since last good sync*\n{freshness.failures if freshness else 0}")
+    if outbox is not None:
+        fields.append(f"*Outbox*\n{_outbox(outbox)}")
+    fields.append(f"*Scheduler leader*\n{_leader(leader, now)}")
     blocks.append(section(fields=fields))
+    failures = freshness.recent_failures if freshness is not None else ()
     if failures:
         lines = [
             f"• run #{r.id} {when(r.started_at)}: {esc(clip(r.error or 'no error recorded', 300))}" for r in failures
         ]
-        blocks.append(section("*Failures*\n" + join_capped(lines, 2900, max_lines=5)))
+        if freshness is not None and freshness.failures > len(failures):
+            lines.append(more(freshness.failures - len(failures)))
+        blocks.append(section("*Failures*\n" + join_capped(lines, 2900, max_lines=len(failures) + 1)))
+    good = freshness.last_good if freshness is not None else None
     if good is not None and good.om_version:
         blocks.append(context(f"OpenMetadata {esc(good.om_version)}"))
     return blocks
@@ -223,24 +251,19 @@ def render_app_home(
     *,
     lowest_trust: Sequence[tuple[str, int, str]],
     open_incidents: Sequence[IncidentView],
-    last_run: RunView | None,
-    now: datetime,
+    freshness: FreshnessView | None,
+    stale_after: float,
+    problem: str | None = None,
 ) -> dict[str, Any]:
-    """The App Home tab: last sync, the lowest-trust assets and the open incidents by severity (≤100 blocks)."""
-    if last_run is None:
-        sync = "No sync has run yet."
-    else:
-        done = last_run.finished_at or last_run.started_at
-        mark = (
-            ":white_check_mark:"
-            if last_run.status == "succeeded"
-            else ":x:"
-            if last_run.status == "failed"
-            else ":hourglass:"
-        )
-        sync = f"{mark} Last sync {esc(last_run.status)} {when(done)} ({ago(elapsed(now, done))} ago)"
+    """The App Home tab: freshness, the lowest-trust assets and the open incidents by severity (≤100 blocks).
+
+    `problem` says what could not be read (the tab then shows what it has, never an error page)."""
+    sync = summary(freshness, stale_after)
     refresh = button("Refresh", ActionId.HOME_REFRESH, value=encode_value("home"))
-    blocks = [header(":dna: DNA Bot"), section(sync, accessory=refresh), divider()]
+    blocks = [header(":dna: DNA Bot"), section(sync, accessory=refresh)]
+    if problem:
+        blocks.append(context(f":warning: {esc(problem)}"))
+    blocks.append(divider())
     blocks.extend(_home_assets(lowest_trust))
     blocks.append(divider())
     blocks.extend(_home_incidents(open_incidents))

@@ -241,3 +241,10 @@ def elapsed(now: datetime, at: datetime) -> float:
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
     return (now - at).total_seconds()
+
+
+def with_note(blocks: list[dict[str, Any]], note: str | None, limit: int = MESSAGE_BLOCKS) -> list[dict[str, Any]]:
+    """`blocks` with `note` (e.g. "data is stale") as a closing context block; unchanged when there is no note."""
+    if not note:
+        return blocks
+    return cap_blocks([*blocks, context(note)], limit, keep_tail=1)

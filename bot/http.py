@@ -1,7 +1,9 @@
-"""HTTP mode: a Starlette app with `POST /slack/events`, `GET /healthz` and `GET /metrics` (Prometheus text)."""
+"""HTTP mode: a Starlette app with `POST /slack/events`, `POST /openmetadata/webhook`, `GET /healthz` and
+`GET /metrics` (Prometheus text)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +18,10 @@ from starlette.routing import Route
 from bot import metrics as bot_metrics
 from bot import services
 from bot.settings import Settings
+from bot.webhook import webhook_routes
 from storage.errors import DnaBotError
+
+log = logging.getLogger(__name__)
 
 
 def _last_run(settings: Settings) -> Any:
@@ -48,6 +53,23 @@ def health(settings: Settings) -> dict[str, Any]:
     return {"status": "ok", "last_sync": last}
 
 
+_SHAPES = {
+    "event": dict,
+    "view": dict,
+    "actions": list,
+    "user": (dict, str),
+    "channel": (dict, str),
+    "team": (dict, str),
+}
+
+
+def _wrong_shape(body: Any) -> bool:
+    """A body Slack never sends (Bolt's middleware would fail on it with a 500): refused with a 400 instead."""
+    if not isinstance(body, dict):
+        return True
+    return any(key in body and not isinstance(body[key], kind) for key, kind in _SHAPES.items())
+
+
 def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica: Any = None) -> Starlette:
     """The ASGI app for HTTP mode. The sync Bolt `dispatch` runs in Starlette's thread pool so that its
     signature check, `ack()` wait and middleware never block the event loop (Bolt's own Starlette handler
@@ -60,7 +82,17 @@ def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica:
 
     async def slack_events(request: Request) -> Response:
         body = await request.body()
-        response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        try:
+            bolt_request = to_bolt_request(request, body)
+        except (ValueError, AttributeError, TypeError):  # Bolt parses the body before the signature check
+            return JSONResponse({"error": "malformed request body"}, status_code=400)
+        if _wrong_shape(bolt_request.body):
+            return JSONResponse({"error": "malformed request body"}, status_code=400)
+        try:
+            response = await run_in_threadpool(app.dispatch, bolt_request)
+        except (AttributeError, TypeError, KeyError) as exc:  # a payload of the wrong shape, e.g. "event": "x"
+            log.warning("refused a Slack request of an unexpected shape: %s", type(exc).__name__)
+            return JSONResponse({"error": "malformed request body"}, status_code=400)
         return to_starlette_response(response)
 
     async def healthz(request: Request) -> Response:
@@ -70,7 +102,15 @@ def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica:
         body, content_type = await run_in_threadpool(bot_metrics.render, settings)
         return Response(body, media_type=content_type)
 
+    worker = getattr(replica, "webhook_worker", None)
+    if worker is None:  # no replica runtime (tests, a bare ASGI deployment): a worker of this app's own
+        from bot.runtime import targeted_runner
+        from bot.webhook import TargetedSyncWorker
+
+        worker = TargetedSyncWorker(services.engine_for(settings), targeted_runner(settings, None)).start()
+
     routes = [
+        *webhook_routes(settings, worker),
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,6 +65,23 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
 
 
 LEADER = "scheduler"
+
+
+def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[list[tuple[str, str]]], bool]:
+    """What the webhook worker runs: a targeted re-sync of the changed entities, the incident pipeline on it,
+    then the outbox drained at once (so a breaking change reaches Slack in about a second). Raises
+    `SyncAlreadyRunning` while another sync holds the lock (the worker waits and retries)."""
+
+    def run(targets: list[tuple[str, str]]) -> bool:
+        synced = asyncio.run(services.sync(settings, targets=targets))
+        if not synced.ok:
+            log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
+            return False
+        if notifier is not None:
+            notifier.publish(services.engine_for(settings))
+        return True
+
+    return run
 
 
 def lease_ttl(settings: Settings) -> float:
@@ -192,6 +210,10 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
     if not use_socket and not settings.slack_signing_secret:
         raise DnaBotError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)")
     replica = Replica(settings, notifier)
+    if not use_socket:  # HTTP mode serves the OpenMetadata webhook: its worker re-syncs what changed
+        from bot.webhook import TargetedSyncWorker
+
+        replica.webhook_worker = TargetedSyncWorker(replica.engine, targeted_runner(settings, notifier)).start()
     scheduler = start_scheduler(settings, notifier, replica)
     try:
         if use_socket:
@@ -209,4 +231,6 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
             uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
     finally:
         scheduler.shutdown(wait=False)
+        if replica.webhook_worker is not None:
+            replica.webhook_worker.stop()
         replica.release()

@@ -131,6 +131,7 @@ def _toolbox(config: AgentConfig, servers: list[Any]) -> Any:
         servers,
         allowed_tools=config.mcp_allowed_tools,
         call_timeout=config.mcp_call_timeout_seconds,
+        connect_timeout=config.mcp_call_timeout_seconds,
         max_chars=config.web_text_max_chars,
     )
 

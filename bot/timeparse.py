@@ -32,7 +32,10 @@ def parse_span(text: str) -> timedelta:
     match = _SPAN.match(text)
     if not match:
         raise TimeArgError(f"'{text}' is not a span: use a number and a unit, such as 30m, 12h, 7d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    except OverflowError:
+        raise TimeArgError(f"'{text}' is too long a span: keep it under a few thousand years") from None
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -42,6 +45,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         return now - parse_span(text)
     except TimeArgError:
         pass
+    except OverflowError:  # a valid span reaching before year 1
+        raise TimeArgError(f"'{text}' reaches back before the year 1: use a shorter span") from None
     try:
         return parse_instant(text)
     except TimeArgError:

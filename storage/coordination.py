@@ -123,9 +123,18 @@ def purge_inbound(session: Session, now: datetime) -> int:
 
 
 def request_sync(session: Session, entity_type: str, fqn: str, *, now: datetime) -> bool:
-    """Ask for a targeted re-sync of one entity (a repeat of a pending request is a no-op)."""
+    """Ask for a targeted re-sync of one entity; True when new. A repeat refreshes `requested_at`, so a run that
+    started before the repeat does not clear it (see `done_sync_requests`)."""
     values = {"entity_type": entity_type, "fqn": fqn, "requested_at": _aware(now)}
-    return insert_ignore(session, SyncRequest, values)
+    if insert_ignore(session, SyncRequest, values):
+        return True
+    session.execute(
+        sa.update(SyncRequest)
+        .where(SyncRequest.entity_type == entity_type, SyncRequest.fqn == fqn, SyncRequest.requested_at < now)
+        .values(requested_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return False
 
 
 def pending_sync_requests(session: Session, limit: int = 500) -> list[tuple[int, str, str]]:
@@ -134,13 +143,15 @@ def pending_sync_requests(session: Session, limit: int = 500) -> list[tuple[int,
     return [(row.id, row.entity_type, row.fqn) for row in session.execute(stmt)]
 
 
-def done_sync_requests(session: Session, ids: list[int]) -> int:
-    """Remove requests a successful sync has covered."""
+def done_sync_requests(session: Session, ids: list[int], *, requested_before: datetime | None = None) -> int:
+    """Remove requests a successful sync has covered: with `requested_before` (the run's start), only those
+    not asked for again since (a later change must get its own run)."""
     if not ids:
         return 0
-    result = session.execute(
-        sa.delete(SyncRequest).where(SyncRequest.id.in_(ids)).execution_options(synchronize_session=False)
-    )
+    stmt = sa.delete(SyncRequest).where(SyncRequest.id.in_(ids))
+    if requested_before is not None:
+        stmt = stmt.where(SyncRequest.requested_at <= _aware(requested_before))
+    result = session.execute(stmt.execution_options(synchronize_session=False))
     return result.rowcount or 0
 
 
@@ -148,13 +159,16 @@ def done_sync_requests(session: Session, ids: list[int]) -> int:
 
 
 def remember_thread(session: Session, channel: str, thread_ts: str, fqn: str, *, now: datetime) -> None:
-    """The dataset a Slack thread talks about (a later mention in the thread reuses it)."""
-    row = session.get(MentionThread, (channel, thread_ts))
-    if row is None:
-        session.add(MentionThread(channel=channel, thread_ts=thread_ts, fqn=fqn, updated_at=_aware(now)))
-    else:
-        row.fqn, row.updated_at = fqn, _aware(now)
-    session.flush()
+    """The dataset a Slack thread talks about (a later mention in the thread reuses it); an upsert, so two
+    replicas remembering the same new thread at once both succeed."""
+    values = {"channel": channel, "thread_ts": thread_ts, "fqn": fqn, "updated_at": _aware(now)}
+    if not insert_ignore(session, MentionThread, values):
+        session.execute(
+            sa.update(MentionThread)
+            .where(MentionThread.channel == channel, MentionThread.thread_ts == thread_ts)
+            .values(fqn=fqn, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def thread_subject(session: Session, channel: str, thread_ts: str) -> str | None:

@@ -139,37 +139,49 @@ def claim(
         .where(earlier.lane == OutboxMessage.lane, earlier.id < OutboxMessage.id, earlier.status == PENDING)
         .exists()
     )
-    stmt = (
-        sa.select(OutboxMessage)
-        .where(
-            OutboxMessage.status == PENDING,
-            OutboxMessage.available_at <= now,
-            sa.or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            ~blocked,
-        )
-        .order_by(OutboxMessage.id)
-        .limit(limit)
+    due = (
+        OutboxMessage.status == PENDING,
+        OutboxMessage.available_at <= now,
+        sa.or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+        ~blocked,
     )
+    candidates = sa.select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(limit)
     if lanes is not None:
-        stmt = stmt.where(OutboxMessage.lane.in_(lanes))
+        candidates = candidates.where(OutboxMessage.lane.in_(lanes))
     if engine.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
+        candidates = candidates.with_for_update(skip_locked=True, of=OutboxMessage)
     with session_factory(engine).begin() as session:
-        rows = list(session.scalars(stmt.execution_options(populate_existing=True)))
-        for row in rows:
-            row.claimed_by = holder
-            row.claimed_until = now + timedelta(seconds=lease_seconds)
-            row.attempts += 1
-        session.flush()
-        return [_view(row) for row in rows]
+        ids = list(session.scalars(candidates))
+        if not ids:
+            return []
+        # The UPDATE checks again that each row is still due: SQLite's SELECT locks nothing, so another thread of
+        # this process (a listener's drain beside the periodic one) may have claimed some of them meanwhile.
+        taken = session.scalars(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), *due)
+            .values(
+                claimed_by=holder,
+                claimed_until=now + timedelta(seconds=lease_seconds),
+                attempts=OutboxMessage.attempts + 1,
+            )
+            .returning(OutboxMessage),
+            execution_options={"populate_existing": True},
+        ).all()
+        return sorted((_view(row) for row in taken), key=lambda row: row.id)
 
 
-def _owned(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
-    """The row if `holder` still has its claim (a claim that ran out and was taken over is not ours)."""
-    row = session.get(OutboxMessage, row_id, populate_existing=True, with_for_update=True)
-    if row is None or row.status != PENDING or row.claimed_by != holder:
-        return None
-    return row
+def _release(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
+    """End `holder`'s claim on the row and return it (locked until commit); None when the claim was lost.
+
+    One conditional UPDATE checks and ends the claim (a claim that ran out and was taken over is not ours):
+    on SQLite a SELECT locks nothing, so a check followed by a separate write could overwrite a newer claim."""
+    stmt = (
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id == row_id, OutboxMessage.status == PENDING, OutboxMessage.claimed_by == holder)
+        .values(claimed_by=None, claimed_until=None)
+        .returning(OutboxMessage)
+    )
+    return session.scalars(stmt, execution_options={"populate_existing": True}).first()
 
 
 def complete(
@@ -183,13 +195,12 @@ def complete(
     note: str | None = None,
 ) -> bool:
     """Mark a claimed row delivered (or skipped: nothing to do); False when the claim was lost meanwhile."""
-    row = _owned(session, row_id, holder)
+    row = _release(session, row_id, holder)
     if row is None:
         return False
     row.status = status
     row.result = result
     row.delivered_at = _aware(now)
-    row.claimed_by = row.claimed_until = None
     if note is not None:
         row.last_error = note
     session.flush()
@@ -209,11 +220,10 @@ def retry_later(
     """Give a failed attempt back: pending again after `delay_seconds`, or dead after `max_attempts`.
 
     Returns the row's new status (None when the claim was lost)."""
-    row = _owned(session, row_id, holder)
+    row = _release(session, row_id, holder)
     if row is None:
         return None
     row.last_error = error[:2000]
-    row.claimed_by = row.claimed_until = None
     if row.attempts >= max_attempts:
         row.status = DEAD
         row.delivered_at = _aware(now)
@@ -225,11 +235,10 @@ def retry_later(
 
 def give_up(session: Session, row_id: int, holder: str, *, now: datetime, error: str) -> bool:
     """Park a row that can never succeed (e.g. Slack says channel_not_found) as dead at once."""
-    row = _owned(session, row_id, holder)
+    row = _release(session, row_id, holder)
     if row is None:
         return False
     row.status, row.last_error, row.delivered_at = DEAD, error[:2000], _aware(now)
-    row.claimed_by = row.claimed_until = None
     session.flush()
     return True
 
@@ -246,9 +255,10 @@ def newer_pending(session: Session, row: OutboxRow) -> bool:
 
 
 def delivered_result(session: Session, key: str) -> dict[str, Any] | None:
-    """What the delivery of `key` returned, once it is delivered."""
+    """What the delivery of `key` returned (`{}` when it returned nothing), or None until it is delivered."""
     stmt = sa.select(OutboxMessage.result).where(OutboxMessage.key == key, OutboxMessage.status == DELIVERED)
-    return session.scalars(stmt).first()
+    found = session.execute(stmt).first()
+    return None if found is None else dict(found[0] or {})
 
 
 def has_pending(session: Session, lane: str) -> bool:
@@ -265,12 +275,16 @@ def rows(session: Session, *, status: str | None = None, limit: int = 100) -> li
 
 
 def requeue(session: Session, ids: list[int] | None, *, now: datetime) -> int:
-    """Give dead rows (all, or `ids`) a fresh set of attempts."""
+    """Give dead rows (all, or `ids`) a fresh set of attempts.
+
+    A row that was attempted keeps a count of 1, not 0: its next claim is then `retried`, so the deliverer
+    looks for what an earlier attempt may have posted (e.g. one that timed out) before posting again."""
     stmt = sa.update(OutboxMessage).where(OutboxMessage.status == DEAD)
     if ids is not None:
         stmt = stmt.where(OutboxMessage.id.in_(ids))
+    attempted = sa.case((OutboxMessage.attempts > 0, 1), else_=0)
     result = session.execute(
-        stmt.values(status=PENDING, attempts=0, available_at=_aware(now), delivered_at=None).execution_options(
+        stmt.values(status=PENDING, attempts=attempted, available_at=_aware(now), delivered_at=None).execution_options(
             synchronize_session=False
         )
     )
@@ -298,9 +312,5 @@ def stats(session: Session, now: datetime) -> OutboxStats:
     )
     dead = session.scalar(sa.select(sa.func.count()).where(OutboxMessage.status == DEAD)) or 0
     oldest = session.scalar(sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status == PENDING))
-    if oldest is not None and oldest.tzinfo is None:  # SQLite aggregate: the type decorator is not applied
-        from datetime import UTC
-
-        oldest = oldest.replace(tzinfo=UTC)
     age = round((_aware(now) - oldest).total_seconds(), 3) if oldest is not None else None
     return OutboxStats(sum(by_kind.values()), int(dead), age, {str(k): int(v) for k, v in by_kind.items()})

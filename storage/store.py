@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -366,3 +366,65 @@ def last_successful_run(session: Session) -> RunView | None:
     )
     run = session.scalars(stmt).first()
     return None if run is None else _run_view(run)
+
+
+# ------------------------------------------------------------------------------------------- freshness
+
+RECENT_FAILURES = 5
+PARTIAL_MODES = ("targeted",)  # a webhook's re-sync of a few entities does not make the whole store fresh
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessView:
+    """How fresh the store is at `now`: the last run, the last good one, and the failures since it."""
+
+    now: datetime
+    last_run: RunView | None
+    last_good: RunView | None
+    good_at: datetime | None  # when the last good run finished (its start if it has no finish time)
+    age_seconds: float | None  # now - good_at: how old the newest good data is
+    failures: int  # failed runs since the last good one (all failed runs when none succeeded)
+    recent_failures: tuple[RunView, ...]  # the newest of those failures, newest first
+    last_error: str | None  # the error of the newest of those failures
+
+
+def _utc(at: datetime) -> datetime:
+    # naive values only come from SQLite (a column read without its type decorator): they are UTC
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def freshness(session: Session, now: datetime, *, recent: int = RECENT_FAILURES) -> FreshnessView:
+    """The freshness of the store at `now`: good runs are full or incremental ones that succeeded; runs still
+    going are neither good nor failures."""
+    _aware(now, "now")
+    latest = last_runs(session, 1)
+    newest_good = (
+        sa.select(SyncRun)
+        .where(SyncRun.status == "succeeded", SyncRun.mode.not_in(PARTIAL_MODES))
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+    good_run = session.scalars(newest_good).first()
+    good = _run_view(good_run) if good_run is not None else None
+    failed = sa.select(SyncRun).where(SyncRun.status == "failed")
+    if good is not None:
+        failed = failed.where(
+            sa.or_(
+                SyncRun.started_at > good.started_at,
+                sa.and_(SyncRun.started_at == good.started_at, SyncRun.id > good.id),
+            )
+        )
+    count = session.scalar(sa.select(sa.func.count()).select_from(failed.subquery())) or 0
+    newest = failed.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(recent)
+    failures = tuple(_run_view(r) for r in session.scalars(newest))
+    good_at = _utc(good.finished_at or good.started_at) if good is not None else None
+    return FreshnessView(
+        now=now,
+        last_run=latest[0] if latest else None,
+        last_good=good,
+        good_at=good_at,
+        age_seconds=(now - good_at).total_seconds() if good_at is not None else None,
+        failures=int(count),
+        recent_failures=failures,
+        last_error=failures[0].error if failures else None,
+    )

@@ -40,9 +40,14 @@ FULL_SYNC_CURSOR_MARGIN_MS = 5 * 60 * 1000
 
 @dataclass
 class SyncOptions:
-    """How a run behaves: `mode` is auto (incremental when possible), full or incremental."""
+    """How a run behaves: `mode` is auto (incremental when possible), full or incremental.
+
+    `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks) makes it a "targeted" run that re-reads
+    just those entities and leaves the events cursor where it was; with no good run yet it is a full run.
+    """
 
     mode: str = "auto"
+    targets: list[tuple[str, str]] | None = None
     full_refresh_seconds: int = 6 * 3600
     trust_drop_threshold: int = 15
     incident_window_days: int = 30
@@ -73,7 +78,7 @@ class SyncResult:
     skipped_malformed: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
     events_seen: int = 0
-    change_source: str | None = None  # incremental runs: "events" (the feed) or "updatedAt" (feed refused)
+    change_source: str | None = None  # "events" (the feed), "updatedAt" (feed refused) or "targets" (targeted)
     open_test_incidents: list[str] = field(default_factory=list)  # entities with a failing test open in OM
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     requests: int = 0
@@ -92,10 +97,11 @@ def _choose_mode(session: Session, options: SyncOptions, now: datetime) -> tuple
     last_ok = session.scalars(
         select(SyncRun).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
     ).first()
-    if options.mode == "full" or last_ok is None or last_ok.events_cursor is None:
+    wanted = "targeted" if options.targets is not None else options.mode
+    if wanted == "full" or last_ok is None or last_ok.events_cursor is None:
         return "full", last_ok
-    if options.mode == "incremental":
-        return "incremental", last_ok
+    if wanted in ("incremental", "targeted"):
+        return wanted, last_ok
     last_full = session.scalars(
         select(SyncRun)
         .where(SyncRun.status == "succeeded", SyncRun.mode == "full")
@@ -146,6 +152,8 @@ async def run_sync(
                 # The events cursor starts from our clock, minus a margin for clock skew with the server:
                 # events read twice are harmless (re-fetching an entity is idempotent), missed ones are not.
                 fetched = await fetcher.full(int(started.timestamp() * 1000) - FULL_SYNC_CURSOR_MARGIN_MS)
+            elif mode == "targeted":
+                fetched = await fetcher.targeted(options.targets or [], known, int(cursor or 0))
             else:
                 fetched = await fetcher.incremental(int(cursor or 0), known, versions)
             result.om_version = fetched.om_version
@@ -229,7 +237,9 @@ def _apply(
     else:
         dirty = set(fetched.entities) | deleted | fetched.test_targets | _incident_targets(fetched)
         dirty |= {f for f in touched if f in current}
-        dirty |= _fed_by_changed_pipelines(session, fetched, current, merged.values())
+        # a targeted run follows only the pipelines it was asked about, not every pipeline whose run moved
+        only = set(fetched.entities) if fetched.mode == "targeted" else None
+        dirty |= _fed_by_changed_pipelines(session, fetched, current, merged.values(), only)
     writer.write_entities(_genes_for(session, sorted(dirty), fetched, current, deleted, up, down), current)
     writer.touch_seen(fetched.mode == "full")
     if fetched.people is not None:
@@ -252,8 +262,13 @@ def _apply(
 
 
 def _deleted(fetched: Fetched, current: dict[str, Current]) -> set[str]:
-    """Entities this run shows as gone: absent from a full listing, or confirmed gone by the events feed."""
-    listed = set(ENTITY_COLLECTIONS) if fetched.mode == "full" or fetched.fully_listed else {"pipeline"}
+    """Entities this run shows as gone: absent from a full listing, or confirmed gone (events feed, 404)."""
+    if fetched.mode == "targeted":
+        listed: set[str] = set()  # nothing was listed: only what OpenMetadata answered 404 for is gone
+    elif fetched.mode == "full" or fetched.fully_listed:
+        listed = set(ENTITY_COLLECTIONS)
+    else:
+        listed = {"pipeline"}
     listed -= fetched.unsure_types
     out = {f for f in fetched.gone if f in current and not current[f].deleted}
     for fqn, cur in current.items():
@@ -288,12 +303,15 @@ def _incident_targets(fetched: Fetched) -> set[str]:
     }
 
 
-def _fed_by_changed_pipelines(session: Session, fetched: Fetched, current: dict[str, Current], edges: Any) -> set[str]:
-    """Entities loaded by a pipeline whose last run changed since the stored snapshot."""
-    ids = [current[p].snapshot_id for p in fetched.pipeline_runs if p in current and current[p].snapshot_id]
+def _fed_by_changed_pipelines(
+    session: Session, fetched: Fetched, current: dict[str, Current], edges: Any, only: set[str] | None = None
+) -> set[str]:
+    """Entities loaded by a pipeline (of `only`, when given) whose last run changed since the stored snapshot."""
+    runs_read = {p: r for p, r in fetched.pipeline_runs.items() if only is None or p in only}
+    ids = [current[p].snapshot_id for p in runs_read if p in current and current[p].snapshot_id]
     stored = load_snapshots(session, ids)
     changed = set()
-    for p, run in fetched.pipeline_runs.items():
+    for p, run in runs_read.items():
         cur = current.get(p)
         if cur is None or cur.snapshot_id not in stored:
             changed.add(p)

@@ -156,16 +156,25 @@ class Fetcher:
             if target:
                 tests[target].append(test)
         fetched.tests_by_entity = dict(tests)
+        await self.read_incidents(fetched)
+        pipelines = await self.read_pipeline_runs(fetched)
+        for pipeline in pipelines:
+            self.add_entity(fetched, pipeline, "pipeline")
+        self.progress("pipelines and tests", len(pipelines), len(pipelines))
+
+    async def read_incidents(self, fetched: Fetched) -> None:
+        """The latest state of every data-quality incident in the window, by `stateId`."""
         now_ms = int(time.time() * 1000)
         start = now_ms - self.incident_window_days * 86_400_000
         for status in await self.client.incident_statuses(start, now_ms + 86_400_000, latest=True):
             fetched.incidents[status.stateId] = status
+
+    async def read_pipeline_runs(self, fetched: Fetched) -> list[EntityBase]:
+        """Every pipeline with its last run, summarised into `fetched.pipeline_runs` (lineage genes name them)."""
         pipelines = [p async for p in self.client.iter_entities("pipeline")]
         for pipeline in pipelines:
             fetched.pipeline_runs[pipeline.fullyQualifiedName or pipeline.name] = dna.pipeline_summary(pipeline)
-        for pipeline in pipelines:
-            self.add_entity(fetched, pipeline, "pipeline")
-        self.progress("pipelines and tests", len(pipelines), len(pipelines))
+        return pipelines
 
     def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str) -> None:
         """Record an entity (genes minus lineage) and queue its lineage request."""
@@ -323,16 +332,13 @@ class Fetcher:
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
         changed: dict[str, str] = {}
         for ev in events:
+            target = event_target(ev)
+            if target is None:
+                continue
             if ev.entityType == "testCase":
-                target = _test_target_of_event(ev)
-                if target:
-                    fetched.test_targets.add(target)
-                continue
-            if ev.entityType not in ENTITY_COLLECTIONS or ev.entityType == "pipeline":
-                continue
-            fqn = ev.entityFullyQualifiedName or _fqn_from_event(ev)
-            if fqn:
-                changed[fqn] = ev.entityType
+                fetched.test_targets.add(target[1])
+            elif target[0] != "pipeline":  # pipelines are re-read with the context
+                changed[target[1]] = target[0]
 
         async def produce() -> None:
             await self.context(fetched)
@@ -352,6 +358,62 @@ class Fetcher:
         self.collect_malformed(fetched)
         self.progress("events", len(events), len(events))
         return fetched
+
+    async def targeted(self, targets: list[tuple[str, str]], known_types: dict[str, str], cursor_ms: int) -> Fetched:
+        """Re-read exactly `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks): each entity, its
+        tests and lineage, plus the pipelines' last runs (lineage genes name them). The events cursor stays put:
+        the polled feed still covers these changes, so polling remains the backstop."""
+        version = await self.client.check_version()
+        fetched = Fetched(mode="targeted", om_version=version.version, events_cursor=cursor_ms)
+        fetched.change_source = "targets"
+        wanted = {fqn: etype for etype, fqn in targets if etype in ENTITY_COLLECTIONS}
+        for etype, fqn in targets:
+            if etype not in ENTITY_COLLECTIONS:
+                log.warning("targeted sync: %s %s is not a type the sync keeps; skipped", etype, fqn)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def read(etype: str, fqn: str) -> EntityBase | None:
+            async with limit:
+                entity = await self._read_target(fetched, etype, fqn, known_types)
+                if entity is not None and etype == "table":
+                    tests = [t async for t in self.client.iter_test_cases(table_fqn=fqn)]
+                    fetched.tests_by_entity[fqn] = [t for t in tests if test_target(t) == fqn]
+                return entity
+
+        async def produce() -> None:
+            found, _ = await asyncio.gather(
+                asyncio.gather(*(read(etype, fqn) for fqn, etype in wanted.items())),
+                self.read_pipeline_runs(fetched),
+            )
+            if any(t.incidentId for tests in fetched.tests_by_entity.values() for t in tests):
+                await self.read_incidents(fetched)
+            for (_, etype), entity in zip(wanted.items(), found, strict=True):
+                if entity is not None:
+                    self.add_entity(fetched, entity, etype)
+
+        await self._with_lineage(fetched, produce)
+        self.collect_malformed(fetched)
+        return fetched
+
+    async def _read_target(
+        self, fetched: Fetched, etype: str, fqn: str, known_types: dict[str, str]
+    ) -> EntityBase | None:
+        """One target by FQN; None when it is gone (recorded when we knew it) or its answer is unusable."""
+        try:
+            entity = await self.client.get_entity(etype, fqn)
+        except OMNotFound:
+            entity = None
+        except (OMAuthError, OMUnavailable):
+            raise
+        except OpenMetadataError as exc:  # unusable (malformed: recorded by the client): keep its last good state
+            log.warning("targeted sync: could not read %s %s: %s", etype, fqn, exc)
+            fetched.unknown.add(fqn)
+            return None
+        if entity is None or entity.deleted:
+            if fqn in known_types:
+                fetched.gone.add(fqn)
+            return None
+        return entity
 
     async def _by_updated_at(
         self, fetched: Fetched, cursor_ms: int, known: dict[str, tuple[int | None, float | None]]
@@ -381,6 +443,22 @@ class Fetcher:
         return fetched
 
 
+def event_target(ev: Any) -> tuple[str, str] | None:
+    """The (entity type, FQN) a change event asks a sync to re-read: the data asset itself, or for a test case
+    the entity its test checks; None for what the sync does not keep (users, services, …) or cannot place."""
+    if ev.entityType == "testCase":
+        test = _test_of_event(ev)
+        target = test_target(test) if test is not None else None
+        if test is None or not target:
+            return None
+        kind = test.entityLink.strip().removeprefix("<#E::").split("::", 1)[0]
+        return (kind if kind in ENTITY_COLLECTIONS else "table", target)
+    if ev.entityType not in ENTITY_COLLECTIONS:
+        return None
+    fqn = ev.entityFullyQualifiedName or _fqn_from_event(ev)
+    return (ev.entityType, fqn) if fqn else None
+
+
 def _fqn_from_event(ev: Any) -> str | None:
     entity = event_entity(ev)
     if isinstance(entity, dict):
@@ -389,11 +467,11 @@ def _fqn_from_event(ev: Any) -> str | None:
     return None
 
 
-def _test_target_of_event(ev: Any) -> str | None:
+def _test_of_event(ev: Any) -> TestCase | None:
     entity = event_entity(ev)
     if not isinstance(entity, dict):
         return None
     try:
-        return test_target(TestCase.model_validate(entity))
+        return TestCase.model_validate(entity)
     except ValueError:
         return None

@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
-from bot import services
+from bot import freshness, services
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
 from bot.blocks import (
     card_fallback_text,
@@ -20,7 +20,8 @@ from bot.blocks import (
     render_resolve_modal,
     render_simulation,
 )
-from bot.listeners.errors import NotAllowed, UsageError
+from bot.blocks_kit import with_note
+from bot.listeners.errors import NotAllowed, UsageError, reported
 from bot.settings import Settings
 from bot.timeparse import parse_span
 from storage.errors import DnaBotError
@@ -148,17 +149,20 @@ def register(app: App, settings: Settings) -> None:
         return target
 
     @app.action(ActionId.ACK)
-    def acknowledge(ack: Any, body: dict[str, Any], client: Any) -> None:
+    @reported
+    def acknowledge(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         change(body, client, "acknowledged")
 
     @app.action(ActionId.REOPEN)
-    def reopen(ack: Any, body: dict[str, Any], client: Any) -> None:
+    @reported
+    def reopen(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         change(body, client, "open")
 
     @app.action(ActionId.ASSIGN)
-    def assign(ack: Any, body: dict[str, Any], client: Any) -> None:
+    @reported
+    def assign(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         target = _target(body)
         assignee = body["actions"][0].get("selected_user")
@@ -167,7 +171,8 @@ def register(app: App, settings: Settings) -> None:
         refresh_card(settings, client, target.id)
 
     @app.action(ActionId.SNOOZE)
-    def snooze(ack: Any, body: dict[str, Any], client: Any) -> None:
+    @reported
+    def snooze(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         target = guarded(body, "snooze")
         span = target.get("d")
@@ -177,7 +182,8 @@ def register(app: App, settings: Settings) -> None:
         change(body, client, "snoozed", snoozed_until=until)
 
     @app.action(ActionId.RESOLVE)
-    def resolve(ack: Any, body: dict[str, Any], client: Any) -> None:
+    @reported
+    def resolve(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         target = guarded(body, "resolve")
         incident = services.incident_detail(settings, target.id).incident
@@ -187,6 +193,7 @@ def register(app: App, settings: Settings) -> None:
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.view(ActionId.RESOLVE_MODAL)
+    @reported
     def resolve_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
         ack()
         submission = read_resolve_submission(view)
@@ -203,31 +210,35 @@ def register(app: App, settings: Settings) -> None:
         refresh_card(settings, client, target.id)
 
     @app.action(ActionId.SIMULATE_FIX)
-    def simulate(ack: Any, body: dict[str, Any], respond: Any) -> None:
+    @reported
+    def simulate(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         detail = services.incident_detail(settings, _target(body).id)
         blocks = render_simulation((detail.incident.details or {}).get("fixes") or [])
         respond(text="Fix simulation", blocks=blocks, response_type="ephemeral", replace_original=False)
 
     @app.action(ActionId.SHOW_INCIDENT)
-    def show_incident(ack: Any, body: dict[str, Any], respond: Any) -> None:
+    @reported
+    def show_incident(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         incident = services.incident_detail(settings, _target(body).id).incident
         blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url)
         respond(text=card_fallback_text(incident), blocks=blocks, response_type="ephemeral", replace_original=False)
 
     @app.action(ActionId.SHOW_DNA)
-    def show_dna(ack: Any, body: dict[str, Any], respond: Any) -> None:
+    @reported
+    def show_dna(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         fqn = decode_value(body["actions"][0].get("value")).get("fqn")
         view = services.dna(settings, str(fqn), None)
         respond(
             text=f"DNA of {view.entity_fqn}",
-            blocks=render_dna_card(view),
+            blocks=with_note(render_dna_card(view), freshness.answer_note(settings)),
             response_type="ephemeral",
             replace_original=False,
         )
 
     @app.action(ActionId.OPEN_IN_OM)
+    @reported
     def open_in_om(ack: Any) -> None:
         ack()  # a link button: Slack opens the URL, the bot only has to acknowledge the click

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App
 
-from bot import services
+from bot import freshness, services
 from bot.blocks import (
     render_blast,
     render_dna_card,
@@ -21,9 +20,9 @@ from bot.blocks import (
     render_timeline,
     render_why,
 )
-from bot.blocks_kit import section
+from bot.blocks_kit import section, with_note
 from bot.listeners.actions import admins, require_admin
-from bot.listeners.errors import UsageError
+from bot.listeners.errors import UsageError, reported
 from bot.settings import Settings
 from bot.timeparse import parse_since
 from storage import subscriptions
@@ -84,9 +83,20 @@ def _incidents(settings: Settings, args: list[str], user: str) -> Reply:
 
 
 def _status(settings: Settings, args: list[str], user: str) -> Reply:
-    runs = services.runs(settings, 10)
-    counts = Counter(i.severity for i in services.incidents_list(settings, "open"))
-    return Reply(render_status(runs, open_by_severity=counts, now=datetime.now(UTC)), "DNA Bot status")
+    now = datetime.now(UTC)
+    health = freshness.status(settings, now)
+    if health is None:  # an empty store: nothing has synced yet, which is itself the status
+        blocks = render_status(None, open_by_severity={}, stale_after=settings.stale_after, now=now)
+    else:
+        blocks = render_status(
+            health.freshness,
+            open_by_severity=health.open_by_severity,
+            stale_after=settings.stale_after,
+            outbox=health.outbox,
+            leader=health.leader,
+            now=now,
+        )
+    return Reply(blocks, "DNA Bot status")
 
 
 def _sync(settings: Settings, args: list[str], user: str) -> Reply:
@@ -158,6 +168,9 @@ SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str], Reply]] = {
     "sync": _sync,
 }
 
+# Subcommands answered from the store's data: their answers say when that data is stale.
+READS_STORE = frozenset({"show", "timeline", "blast", "why", "incidents"})
+
 # Subcommands that act on the channel they are typed in.
 CHANNEL_SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str, str], Reply]] = {
     "subscribe": _subscribe,
@@ -181,18 +194,23 @@ def answer(settings: Settings, text: str, user: str, channel: str = "") -> Reply
         if not channel:
             raise UsageError("Subscriptions belong to a channel; run this in the channel that should follow.")
         return channel_handler(settings, words[1:], user, channel)
-    handler = SUBCOMMANDS.get(words[0].lower())
+    name = words[0].lower()
+    handler = SUBCOMMANDS.get(name)
     if handler is None:
         hint = section(f":information_source: I don't know `{words[0][:40]}`. Here is what I can do:")
         return Reply([hint, *render_help()], "Unknown /dna subcommand")
-    return handler(settings, words[1:], user)
+    reply = handler(settings, words[1:], user)
+    if name in READS_STORE:
+        reply = replace(reply, blocks=with_note(reply.blocks, freshness.answer_note(settings)))
+    return reply
 
 
 def register(app: App, settings: Settings) -> None:
     """Register `/dna`: the listener acks first, so Slack's 3 s limit never depends on the store or the LLM."""
 
     @app.command("/dna")
-    def dna_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
+    @reported
+    def dna_command(ack: Any, command: dict[str, Any], body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         text = (command.get("text") or "").strip()
         if text.split()[:1] == ["sync"] and command.get("user_id") in admins(settings):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from bot import redact
 from bot.blocks import render_error, render_not_found
 from bot.blocks_kit import section
 from bot.timeparse import TimeArgError
@@ -20,8 +25,8 @@ from storage.errors import (
 )
 
 log = logging.getLogger("dnabot.slack")
-# Slack tokens (bot, user, app, config) must never reach a message, even inside an exception's text.
-_TOKEN = re.compile(r"\bx(?:ox[a-z]|app|oxe\.xox[a-z])-[A-Za-z0-9-]+")
+STORE_DOWN = ":floppy_disk: The DNA store cannot be reached right now, so I cannot answer. Try again in a minute."
+TOO_SLOW = ":hourglass: That took too long, so I gave up. Try again in a minute."
 
 
 class NotAllowed(DnaBotError):
@@ -33,8 +38,19 @@ class UsageError(DnaBotError):
 
 
 def scrub(text: str) -> str:
-    """`text` with anything that looks like a Slack token masked."""
-    return _TOKEN.sub("x***-redacted", text)
+    """`text` with anything that looks like a token, a key or a URL password masked."""
+    return redact.scrub(text)
+
+
+def _outage(error: BaseException) -> str | None:
+    """The message for an outage the user can only wait out (the store down, a call that timed out), or None."""
+    if isinstance(error, (OperationalError, PoolTimeout)) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        return STORE_DOWN
+    if isinstance(error, TimeoutError):
+        return TOO_SLOW
+    return None
 
 
 def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
@@ -55,6 +71,11 @@ def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
         text = f":electric_plug: OpenMetadata trouble: {error}"
     elif isinstance(error, DnaBotError):
         text = f":warning: {error}"
+    elif (outage := _outage(error)) is not None:
+        reference = uuid.uuid4().hex[:10]
+        log.warning("outage %s: %s", reference, scrub(repr(error)))  # no stack: the cause is outside the bot
+        text = f"{outage} (reference {reference})"
+        return text, [section(text)]
     else:
         reference = uuid.uuid4().hex[:10]
         log.error("unexpected error %s: %s", reference, scrub(repr(error)), exc_info=error)
@@ -64,12 +85,17 @@ def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _send(body: dict[str, Any], respond: Any, client: Any, text: str, blocks: list[dict[str, Any]]) -> None:
-    if body.get("response_url"):  # commands and message buttons: ephemeral via the response_url
+    if body.get("response_url") and respond is not None:  # commands and message buttons: ephemeral, response_url
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
         return
     user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
     event = body.get("event") or {}
-    if event.get("channel") and user:
+    if event.get("type") == "app_mention" and event.get("channel"):  # a mention is answered in its thread
+        thread = event.get("thread_ts") or event.get("ts")
+        client.chat_postMessage(channel=event["channel"], thread_ts=thread, text=text, blocks=blocks)
+    elif event.get("type") == "app_home_opened":  # the Home tab has no place for a message; the log has it
+        log.warning("App Home for %s was not published: %s", user, text)
+    elif event.get("channel") and user:
         thread = event.get("thread_ts") or event.get("ts")
         client.chat_postEphemeral(channel=event["channel"], user=user, text=text, blocks=blocks, thread_ts=thread)
     elif user:  # a modal submission has no channel of its own: tell the user in a DM
@@ -83,3 +109,22 @@ def handle_listener_error(error: Exception, body: dict[str, Any], respond: Any, 
         _send(body, respond, client, text, blocks)
     except Exception as exc:  # the user cannot be told; the log still has it
         log.warning("could not report an error to the user: %s", scrub(repr(exc)))
+
+
+def reported(listener: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a listener so that its failures are told to the user from inside it and never raised back to Bolt.
+
+    Why not only the global handler: when a listener that already called `ack()` raises within a few
+    milliseconds (a store that refuses connections fails that fast), Bolt's thread runner resets the ack it
+    had recorded, and Slack gets a 500 or nothing ("did not ack") instead of the 200 already decided. The
+    listener must declare `body` (and `respond` / `client`) among its parameters for the report to reach the
+    user; Bolt reads the parameters through `functools.wraps`."""
+
+    @functools.wraps(listener)
+    def run(**kwargs: Any) -> None:
+        try:
+            listener(**kwargs)
+        except Exception as exc:
+            handle_listener_error(exc, kwargs.get("body") or {}, kwargs.get("respond"), kwargs.get("client"))
+
+    return run

@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from slack_bolt import App
 
-from bot import services
+from bot import freshness, services
 from bot.actions import ActionId
 from bot.blocks import render_app_home
 from bot.blocks_dna import trust_factors
+from bot.listeners.errors import reported
+from bot.redact import scrub, secrets_of
 from bot.settings import Settings
 from storage import db
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
 from storage.models import Entity, Snapshot
-from storage.store import RunView
+from storage.store import FreshnessView
 
 LOWEST_TRUST = 10
+STORE_DOWN = "The DNA store cannot be read right now, so this tab is empty; Refresh in a minute."
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class HomeData:
-    """What the Home tab shows."""
+    """What the Home tab shows; `problem` says what could not be read (the rest still shows)."""
 
     lowest_trust: list[tuple[str, int, str]]
     open_incidents: list[IncidentView]
-    last_run: RunView | None
+    freshness: FreshnessView | None
+    problem: str | None = None
 
 
 def _weakest_reason(raw: Any) -> str:
@@ -57,13 +63,17 @@ def lowest_trust(settings: Settings, limit: int = LOWEST_TRUST) -> list[tuple[st
 
 
 def home_data(settings: Settings) -> HomeData:
-    """Everything the Home tab needs; an empty store gives an empty (not broken) tab."""
+    """Everything the Home tab needs; an empty store gives an empty tab, a broken one a tab that says so."""
     try:
-        runs = services.runs(settings, 1)
-        open_items = services.incidents_list(settings, "open")
-    except DnaBotError:
-        return HomeData([], [], None)
-    return HomeData(lowest_trust(settings), open_items, runs[0] if runs else None)
+        view = freshness.freshness(settings)
+        if view is None:
+            return HomeData([], [], None)
+        return HomeData(lowest_trust(settings), services.incidents_list(settings, "open"), view)
+    except DnaBotError as exc:
+        return HomeData([], [], None, scrub(str(exc), secrets_of(settings)))
+    except Exception as exc:  # the store is down or broken: say so on the tab instead of leaving it blank
+        log.warning("App Home could not read the DNA store: %s", scrub(repr(exc), secrets_of(settings)))
+        return HomeData([], [], None, STORE_DOWN)
 
 
 def publish_home(settings: Settings, client: Any, user_id: str) -> None:
@@ -71,8 +81,9 @@ def publish_home(settings: Settings, client: Any, user_id: str) -> None:
     view = render_app_home(
         lowest_trust=data.lowest_trust,
         open_incidents=data.open_incidents,
-        last_run=data.last_run,
-        now=datetime.now(UTC),
+        freshness=data.freshness,
+        stale_after=settings.stale_after,
+        problem=data.problem,
     )
     client.views_publish(user_id=user_id, view=view)
 
@@ -81,11 +92,13 @@ def register(app: App, settings: Settings) -> None:
     """Register the Home tab: published when opened, and again on Refresh."""
 
     @app.event("app_home_opened")
-    def on_home_opened(event: dict[str, Any], client: Any) -> None:
+    @reported
+    def on_home_opened(event: dict[str, Any], body: dict[str, Any], client: Any) -> None:
         if event.get("tab", "home") == "home":
             publish_home(settings, client, event["user"])
 
     @app.action(ActionId.HOME_REFRESH)
+    @reported
     def on_refresh(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
         publish_home(settings, client, body["user"]["id"])

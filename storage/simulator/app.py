@@ -106,6 +106,8 @@ class Simulator:
         if seg == ["events"] and method == "GET":
             with self.catalog.lock:
                 return Reply(self.catalog.events_json(q, _int(q, "timestamp", 0) or 0))
+        if seg[:2] == ["events", "subscriptions"]:
+            return self.subscriptions(method, seg[2:], body)
         if head == "lineage":
             return self.lineage(method, seg[1:], q, body)
         if seg[:2] == ["dataQuality", "testCases"]:
@@ -195,6 +197,26 @@ class Simulator:
             else:
                 raise SimError(404, "HTTP 404 Not Found")
             return Reply(cat.lineage_json(rec, up, down))
+
+    # --- event subscriptions (webhooks) ------------------------------------------------------------------
+    def subscriptions(self, method: str, rest: list[str], body: Any) -> Reply:
+        """`/v1/events/subscriptions`: create (POST), create or replace (PUT), list, get and delete."""
+        subs = self.catalog.subscriptions
+        with self.catalog.lock:  # the catalog's clock stamps `updatedAt`
+            if not rest and method in ("POST", "PUT"):
+                doc, status = subs.create(body, replace=method == "PUT")
+                return Reply(dumps(doc).encode(), status, validate=False)
+            if not rest and method == "GET":
+                return Reply(dumps(subs.listing()).encode(), validate=False)
+        by_name = len(rest) == 2 and rest[0] == "name"
+        if len(rest) == 1 or by_name:
+            key = rest[-1]
+            if method == "GET":
+                return Reply(dumps(subs.get(key, by_name=by_name)).encode(), validate=False)
+            if method == "DELETE":
+                return Reply(dumps(subs.delete(key, by_name=by_name)).encode(), validate=False)
+            raise SimError(405, "HTTP 405 Method Not Allowed")
+        raise SimError(404, "HTTP 404 Not Found")
 
     # --- data quality -----------------------------------------------------------------------------------
     def quality(self, method: str, rest: list[str], q: Mapping[str, str], body: Any) -> Reply:

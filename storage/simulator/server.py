@@ -24,9 +24,12 @@ class ServerHandle:
     thread: threading.Thread = field(repr=False)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the server to exit and wait for its thread."""
+        """Ask the server to exit, wait for its thread, and stop the catalog's webhook deliveries."""
         self.server.should_exit = True
         self.thread.join(timeout)
+        catalog = getattr(getattr(self.server.config.app, "state", None), "catalog", None)
+        if catalog is not None:
+            catalog.subscriptions.close()
 
     def __enter__(self) -> ServerHandle:
         return self

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from storage.simulator.records import TYPE_COLLECTION, Record, SimError, dumps, not_found
+from storage.simulator.webhooks import EventSubscriptions
 
 # Entity types `/v1/events` accepts in its filters (an unknown one is a 400, as in OM).
 EVENT_ENTITY_TYPES = frozenset(
@@ -128,6 +129,8 @@ class CatalogStore:
         self.incidents: list[dict[str, Any]] = []
         self.open_incidents: dict[str, str] = {}
         self.pipeline_runs: dict[str, list[dict[str, Any]]] = {}
+        # event subscriptions: every recorded event is pushed to their webhooks (in the background)
+        self.subscriptions = EventSubscriptions(self.tick)
         # test case id → (target entity FQN, column, entityLink, executable suite id); id → latest status
         self.case_targets: dict[str, tuple[str, str | None, str, str]] = {}
         self.case_status: dict[str, str] = {}
@@ -329,8 +332,10 @@ class CatalogStore:
         if change is not None:
             event["changeDescription"] = change
         event["entity"] = rec.raw.decode()
-        self.events.append((ts, event_type, rec.etype, dumps(event).encode()))
+        raw = dumps(event).encode()
+        self.events.append((ts, event_type, rec.etype, raw))
         self._event_ts.append(ts)
+        self.subscriptions.publish(rec.etype, raw)
         return event
 
     def events_json(self, params: dict[str, str | None], timestamp: int) -> bytes:

@@ -194,7 +194,7 @@ def test_app_home_publishes_trust_incidents_and_the_last_sync(bot):
     [view] = bot.slack.wait_for(lambda: bot.slack.views_published("U7"))
     seen = texts(view["blocks"])
     assert view["type"] == "home" and "Lowest trust" in seen and "Open incidents (2)" in seen
-    assert "Last sync succeeded" in seen
+    assert ":white_check_mark: Last good sync" in seen and "ago (incremental, run #2)" in seen
 
 
 def test_healthz_and_metrics_report_the_last_sync(bot):

@@ -31,9 +31,12 @@ from bot.blocks import (
     render_why,
 )
 from bot.blocks_text import BUILDER, blocks_to_text, builder_url
+from storage.coordination import LeaseView
 from storage.incident_views import EventView, EvidenceView, IncidentDetailView, IncidentView, LinkView
 from storage.lineage import BlastRadius, ColumnImpact, Impact
+from storage.outbox import OutboxStats
 from storage.store import ChangeView, RunView, SnapshotView
+from tests.bot.test_freshness import view as fresh
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
 OPENED = datetime(2026, 11, 24, 10, 24, tzinfo=UTC)
@@ -379,12 +382,28 @@ def run(rid: int, status: str, minutes_ago: int, error: str | None = None) -> Ru
     return RunView(rid, at, at + timedelta(seconds=5), status, "incremental", error, {}, None, "1.13.6", True)
 
 
-def test_status_shows_last_good_sync_lag_and_failures() -> None:
+def test_status_shows_last_good_sync_lag_failures_outbox_and_leader() -> None:
     runs = [run(1, "succeeded", 60), run(2, "failed", 30, "OpenMetadata <timeout>"), run(3, "failed", 15, "boom")]
-    blob = texts(render_status(runs, open_by_severity={"SEV1": 1, "SEV3": 2}, outbox_depth=4, now=NOW))
+    outbox = OutboxStats(pending=4, dead=1, oldest_pending_age_seconds=125, pending_by_kind={"card": 4})
+    lease = LeaseView("scheduler", "replica-b", NOW, NOW - timedelta(seconds=20), NOW + timedelta(seconds=40))
+    blocks = render_status(
+        fresh(*runs), open_by_severity={"SEV1": 1, "SEV3": 2}, stale_after=7200, outbox=outbox, leader=lease, now=NOW
+    )
+    blob = texts(blocks)
     assert "lag 59m" in blob and "Failures since last good sync*\n2" in blob and "&lt;timeout&gt;" in blob
-    assert "SEV1: 1" in blob and "SEV3: 2" in blob and "4 message(s) waiting" in blob
-    assert "no sync has run yet" in texts(render_status([], open_by_severity={}, now=NOW))
+    assert "SEV1: 1" in blob and "SEV3: 2" in blob and "4 message(s) waiting, oldest 2m" in blob
+    assert "1 dead letter(s)" in blob and "`replica-b`" in blob and "renewed 20s ago" in blob
+    assert "*Latest run*\n#3 failed" in blob and "boom" in blob
+    assert blocks[1]["text"]["text"].startswith(":warning: Last good sync 59m ago (incremental, run #1); 2 failed")
+
+    stale = texts(render_status(fresh(*runs), open_by_severity={}, stale_after=600, now=NOW))
+    assert "Data is 59m old — the last 2 syncs failed (boom). Showing the last good data." in stale
+    assert "none yet" in stale  # no replica holds the scheduler lease
+    expired = dataclasses.replace(lease, expires_at=NOW - timedelta(minutes=3))
+    assert "lease expired 3m ago" in texts(
+        render_status(None, open_by_severity={}, stale_after=1, leader=expired, now=NOW)
+    )
+    assert "no sync has run yet" in texts(render_status(None, open_by_severity={}, stale_after=1, now=NOW))
 
 
 def test_not_found_suggests_and_error_gives_a_reference() -> None:
@@ -397,14 +416,17 @@ def test_not_found_suggests_and_error_gives_a_reference() -> None:
 def test_app_home_stays_within_100_blocks() -> None:
     lowest = [(f"warehouse.shop.t{i}", 10 + i, "no owner") for i in range(30)]
     incidents = [make_incident(id=i, severity=f"SEV{1 + i % 4}") for i in range(1, 200)]
-    view = render_app_home(lowest_trust=lowest, open_incidents=incidents, last_run=run(4, "succeeded", 5), now=NOW)
+    good = fresh(run(4, "succeeded", 5))
+    view = render_app_home(lowest_trust=lowest, open_incidents=incidents, freshness=good, stale_after=900)
     assert view["type"] == "home" and len(view["blocks"]) <= 100
     blob = texts(view["blocks"])
-    assert "Last sync succeeded" in blob and "…and 20 more" in blob
+    assert "Last good sync 4m ago (incremental, run #4)" in blob and "…and 20 more" in blob
     assert blob.index("*SEV1* (49)") < blob.index("*SEV2* (50)") < blob.index("*SEV4* (50)")
     assert "…and 41 more SEV1" in blob and "…and 42 more SEV4" in blob
-    empty = render_app_home(lowest_trust=[], open_incidents=[], last_run=None, now=NOW)
+    empty = render_app_home(lowest_trust=[], open_incidents=[], freshness=None, stale_after=900)
     assert "No sync has run yet" in texts(empty["blocks"])
+    old = render_app_home(lowest_trust=[], open_incidents=[], freshness=good, stale_after=60, problem="store <down>")
+    assert "Data is 4m old — no sync has run since" in texts(old["blocks"]) and "store &lt;down&gt;" in texts(old)
 
 
 # ------------------------------------------------------------------------------------- terminal and builder
