@@ -47,7 +47,7 @@ def notifier_for(settings: Settings, client: WebClient) -> Notifier:
         om_ui_url=settings.openmetadata_ui_url,
         mentions=SlackMentions(services.engine_for(settings), client),
         om_writer=writeback.writer(settings),
-        holder=settings.replica_id or replica_id(),
+        holder=replica_id(settings.replica_id),
         claim_seconds=settings.outbox_claim_seconds,
         max_attempts=settings.outbox_max_attempts,
         max_backoff_seconds=settings.outbox_max_backoff_seconds,

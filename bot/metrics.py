@@ -316,7 +316,7 @@ def _metrics_engine(url: str | None) -> Engine:
 
 def store_collector(settings: Settings) -> StoreCollector:
     """The store collector for `settings`' database (one per database and replica, engine made at first use)."""
-    replica = settings.replica_id or replica_id()
+    replica = replica_id(settings.replica_id)
     key = (settings.database_url, replica)
     with _collectors_lock:
         collector = _collectors.get(key)

@@ -36,9 +36,10 @@ def insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) ->
     return result.first() is not None
 
 
-def replica_id() -> str:
-    """Who this process is, for leases and outbox claims: DNABOT_REPLICA_ID, else host:pid."""
-    return os.environ.get("DNABOT_REPLICA_ID") or f"{socket.gethostname()}:{os.getpid()}"
+def replica_id(configured: str | None = None) -> str:
+    """Who this process is, for leases and outbox claims: the configured name (DNABOT_REPLICA_ID, read by the
+    settings), else host:pid."""
+    return configured or f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ---------------------------------------------------------------------------------------------- leases

@@ -243,8 +243,6 @@ def test_insert_ignore_reports_a_conflict_and_keeps_the_existing_row(engine: Eng
         assert [(r.requested_at, r.fqn) for r in session.query(SyncRequest)] == [(T0, "warehouse.shop.public.orders")]
 
 
-def test_replica_id_names_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DNABOT_REPLICA_ID", "bot-1")
-    assert co.replica_id() == "bot-1"
-    monkeypatch.delenv("DNABOT_REPLICA_ID")
-    assert co.replica_id() == f"{socket.gethostname()}:{os.getpid()}"
+def test_replica_id_names_this_process() -> None:
+    assert co.replica_id("bot-1") == "bot-1"
+    assert co.replica_id() == co.replica_id(None) == f"{socket.gethostname()}:{os.getpid()}"
