@@ -33,5 +33,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/sync_bench.py
 
+.PHONY: bench-ack bench-webhook
+bench-ack: $(STAMP)  # ARGS="--postgres --rate 20 --duration 30" to change the run
+	$(BIN)/python bench/ack_bench.py $(ARGS)
+
+bench-webhook: $(STAMP)  # ARGS="--postgres --rounds 10"
+	$(BIN)/python bench/webhook_bench.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache dnabot.db

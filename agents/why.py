@@ -235,6 +235,9 @@ class _Loop:
             log.warning("MCP tools unavailable: %s", type(exc).__name__)
             self.degrade("outside context unavailable")
             return []
+        if not listed:  # every configured server is down: say so, as the pipeline does
+            self.degrade("outside context unavailable")
+            return []
         # Only tools that are both allow-listed and actually offered can be called.
         allowed = self.config.mcp_allowed_tools
         usable = [t for t in listed if t.get("name") in allowed and t["name"] not in INTERNAL_TOOLS]

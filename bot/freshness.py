@@ -44,17 +44,10 @@ class StatusView:
 
 
 def _open(settings: Settings) -> Engine | None:
-    """The store's engine, or None while the store is empty (never synced, never migrated)."""
-    engine = db.make_engine(settings.database_url)
-    if db.current_revision(engine) is None:
-        engine.dispose()
-        return None
-    try:
-        db.ensure_migrated(engine)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
+    """The store's shared engine, or None while the store is empty (never synced, never migrated)."""
+    from bot import services  # late: services pulls in the agents
+
+    return services.store_engine(settings)
 
 
 def _clean_run(run: RunView | None, secrets: list[str]) -> RunView | None:
@@ -80,11 +73,8 @@ def freshness(settings: Settings, now: datetime | None = None) -> FreshnessView 
     engine = _open(settings)
     if engine is None:
         return None
-    try:
-        with db.session_factory(engine)() as session:
-            view = store.freshness(session, now or datetime.now(UTC))
-    finally:
-        engine.dispose()
+    with db.session_factory(engine)() as session:
+        view = store.freshness(session, now or datetime.now(UTC))
     return _clean(view, secrets_of(settings))
 
 
@@ -94,14 +84,11 @@ def status(settings: Settings, now: datetime | None = None) -> StatusView | None
     if engine is None:
         return None
     now = now or datetime.now(UTC)
-    try:
-        with db.session_factory(engine)() as session:
-            view = store.freshness(session, now)
-            counts = Counter(i.severity for i in incidents.open_incidents(session))
-            depth = outbox.stats(session, now)
-            leader = coordination.lease_of(session, SCHEDULER_LEASE)
-    finally:
-        engine.dispose()
+    with db.session_factory(engine)() as session:
+        view = store.freshness(session, now)
+        counts = Counter(i.severity for i in incidents.open_incidents(session))
+        depth = outbox.stats(session, now)
+        leader = coordination.lease_of(session, SCHEDULER_LEASE)
     return StatusView(_clean(view, secrets_of(settings)), dict(counts), depth, leader)
 
 

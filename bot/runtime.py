@@ -228,7 +228,14 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
 
             app = create_http_app(settings, bolt_app=bolt, replica=replica)
             # log_config=None: uvicorn logs through our handlers (format, ids, secrets masked)
-            uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                log_level=settings.log_level.lower(),
+                log_config=None,
+                timeout_keep_alive=settings.http_keepalive_seconds,
+            )
     finally:
         scheduler.shutdown(wait=False)
         if replica.webhook_worker is not None:

@@ -201,6 +201,14 @@ def assign_incident(settings: Settings, incident_id: int, assignee: str | None, 
 _checked: set[int] = set()
 
 
+def store_engine(settings: Settings) -> Engine | None:
+    """The shared engine of a store at the code's schema revision, or None while the store is empty."""
+    engine = engine_for(settings)
+    if id(engine) not in _checked and db.current_revision(engine) is None:
+        return None
+    return _reader(settings)
+
+
 def _reader(settings: Settings) -> Engine:
     """The engine of a store that exists and is at the code's schema revision (checked once per engine)."""
     engine = engine_for(settings)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     stale_after_seconds: float | None = Field(default=None, gt=0, validation_alias="DNABOT_STALE_AFTER_SECONDS")
     log_format: str = Field(default="text", pattern="^(text|json)$", validation_alias="DNABOT_LOG_FORMAT")
     log_level: str = Field(default="INFO", validation_alias="DNABOT_LOG_LEVEL")
+    # HTTP mode: keep idle connections longer than the load balancer does (AWS ALB: 60 s), or POSTs race a close
+    http_keepalive_seconds: int = Field(default=75, ge=1, le=3600, validation_alias="DNABOT_HTTP_KEEPALIVE_SECONDS")
 
     @property
     def stale_after(self) -> float:

@@ -126,6 +126,9 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for Alembic; on SQLite, foreign keys are off while batch mode copies tables."""
     if engine.url.get_backend_name() != "sqlite":
         with engine.begin() as connection:
+            if engine.url.get_backend_name() == "postgresql":
+                # Replicas starting together migrate one at a time; the lock ends with the transaction.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("dnabot-migrate")})
             yield connection
         return
     # With foreign keys on, the DROP TABLE of a batch copy would fire ON DELETE actions on other tables.

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# DNA Bot image: `dnabot` installed from pyproject.toml (no dev extras), run as a non-root user.
+#   docker build -t dnabot .
+#   docker run --rm dnabot --help
+# Default command: `dnabot serve --http` on port 3000 (POST /slack/events, POST /openmetadata/webhook,
+# GET /healthz, GET /metrics). Configuration comes from the environment only (see .env.example).
+
+# ---- build: wheels for dnabot and every dependency (setuptools and any compiler stay in this stage) ----------
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY storage ./storage
+COPY agents ./agents
+COPY bot ./bot
+RUN pip wheel --wheel-dir /wheels .
+
+# ---- runtime ---------------------------------------------------------------------------------------------------
+FROM python:3.11-slim
+# libpq5: psycopg 3 (SQLAlchemy's `postgresql` extra) is pure Python and loads libpq at run time.
+# fonts-dejavu-core: the lineage PNG's font (Pillow's bundled one is used without it).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq5 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 dnabot \
+    && useradd --system --uid 10001 --gid dnabot --home-dir /home/dnabot --create-home --shell /usr/sbin/nologin dnabot
+# The wheels are bind-mounted, not copied, so they never become a layer of the image.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 pip install --no-cache-dir --no-index --find-links=/wheels dnabot
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER dnabot:dnabot
+# The working directory is writable by the bot (a SQLite DATABASE_URL default lands here; use PostgreSQL with
+# more than one replica).
+WORKDIR /home/dnabot
+EXPOSE 3000
+# No curl in slim images: the interpreter does the probe. GET /healthz answers 200 while the process serves.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+ENTRYPOINT ["dnabot"]
+CMD ["serve", "--http", "--host", "0.0.0.0", "--port", "3000"]
