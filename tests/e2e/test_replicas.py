@@ -174,3 +174,27 @@ def test_the_same_event_delivered_three_times_is_processed_once(cluster, om_demo
     assert len(replies) == 1, replies
     assert len(slack_api.responses("status")) == 1
     assert cluster.query("SELECT count(*) AS n FROM inbound_events WHERE source = 'slack'")[0].n == 2
+
+
+def test_a_dead_leader_is_replaced_and_the_ticks_go_on(cluster, om_demo, slack_api):
+    cluster.start(3)
+    settled(cluster, slack_api, 1)
+    [lease] = cluster.query("SELECT holder, expires_at FROM leases WHERE name = 'scheduler'")
+    leader = cluster.by_name(lease.holder)
+    leader.kill9()  # no clean shutdown: the lease is not released, it has to run out
+    killed_at = cluster.query("SELECT now() AS killed_at")[0].killed_at
+
+    def new_leader() -> str | None:
+        [row] = cluster.query("SELECT holder FROM leases WHERE name = 'scheduler'")
+        return row.holder if row.holder != lease.holder else None
+
+    successor = wait_until(new_leader, 30, "another replica taking the lease")
+    assert successor in {"r0", "r1", "r2"} - {lease.holder}
+    # the new leader's ticks sync, and a change made now still gets its one thread
+    rename(om_demo, STG_ORDERS, "status", "order_state")
+    cards = settled(cluster, slack_api, 2)
+    assert set(cards.values()) == {1}
+    after = cluster.query(
+        "SELECT count(*) AS n FROM sync_runs WHERE started_at > :t AND status = 'succeeded'", t=killed_at
+    )
+    assert after[0].n >= 1
