@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -24,9 +26,10 @@ from bot.notifier import Notifier, Permanent, Retryable
 from bot.routing import Router
 from bot.settings import Settings
 from storage import db, incidents, outbox
-from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+from storage.errors import DnaBotError, OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.incident_views import IncidentView
 from storage.outbox import OutboxRow
+from storage.people import user_for_email
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +91,61 @@ def owe(
     return lane
 
 
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+
+
+class OMUsers:
+    """Slack user id → OpenMetadata user name: the Slack profile's email (`users.info`), matched against the
+    OpenMetadata users synced into `people`. Anything that is not a Slack user id is already an OpenMetadata
+    name (the CLI's `--actor`) and passes through. Answers are cached for the life of the instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, user: str | None) -> str | None:
+        if not user or not SLACK_USER_ID.match(user):
+            return user
+        if user not in self._cache:
+            self._cache[user] = self._lookup(user)
+        return self._cache[user]
+
+    def _lookup(self, slack_id: str) -> str | None:
+        from bot import services
+        from bot.app import build_client
+
+        try:
+            profile = build_client(self.settings).users_info(user=slack_id)["user"].get("profile") or {}
+        except (SlackApiError, DnaBotError, OSError, KeyError) as exc:
+            log.warning("no email for Slack user %s (%s): not named in OpenMetadata", slack_id, type(exc).__name__)
+            return None
+        email = profile.get("email")
+        if not email:
+            return None
+        with db.session_factory(services.engine_for(self.settings))() as session:
+            return user_for_email(session, str(email))
+
+
 def writer(settings: Settings) -> Callable[[OutboxRow], None]:
-    """The outbox's OpenMetadata deliverer: posts the state; a failure says whether a retry can help."""
+    """The outbox's OpenMetadata deliverer: posts the state, naming people as OpenMetadata users; a failure says
+    whether a retry can help."""
+    om_user = OMUsers(settings)
 
     def deliver(row: OutboxRow) -> None:
         payload = row.payload
+        assignee = payload.get("assignee")
+        if assignee and om_user(assignee) is None:
+            raise Permanent(
+                f"no OpenMetadata user has the email of Slack user <@{assignee}>: assign the incident in OpenMetadata"
+            )
         try:
             _run(
                 _post(
                     settings,
                     str(payload["test_fqn"]),
                     str(payload["state"]),
-                    actor=str(payload.get("actor") or NOTE_ACTOR),
-                    assignee=payload.get("assignee"),
+                    actor=om_user(str(payload.get("actor") or "")),
+                    assignee=om_user(assignee),
                     reason=payload.get("reason"),
                     comment=payload.get("comment"),
                 )
@@ -173,7 +218,7 @@ async def _post(
     test_fqn: str,
     state: str,
     *,
-    actor: str,
+    actor: str | None,
     assignee: str | None,
     reason: str | None,
     comment: str | None,

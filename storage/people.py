@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Person
@@ -51,3 +51,9 @@ def emails_of(session: Session, names: Iterable[str]) -> dict[str, str]:
         )
         out.update({name: email for name, email in rows if email})
     return out
+
+
+def user_for_email(session: Session, email: str) -> str | None:
+    """The OpenMetadata user (not team) whose email this is, case-insensitively, or None."""
+    stmt = select(Person.name).where(func.lower(Person.email) == email.strip().lower(), Person.kind == "user")
+    return session.scalars(stmt.limit(1)).first()

@@ -198,3 +198,27 @@ def test_post_json_retries_then_returns_the_answer():
     assert status.stateId == "s1" and retries == 1
     assert [r.method for r in calls] == ["POST", "POST"]
     assert calls[0].headers["Authorization"] == "Bearer tok"
+
+
+def test_slack_users_are_named_as_their_openmetadata_users(settings, om_demo, slack_api, monkeypatch):
+    """Assigned to: the Slack user's email finds the OpenMetadata user synced from the catalog; a Slack user
+    OpenMetadata does not know is not sent, and the incident says why."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", slack_api.token)
+    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
+    settings = Settings()
+    slack_api.users({"ben@shop.example": "U0BENOKAFOR", "nobody@elsewhere.example": "U0STRANGER"})
+    incident = _test_incident(settings)
+    state_id = incident.details["om_incident"]["state_id"]
+    before = len(_history(om_demo, state_id))
+
+    services.set_incident_status(settings, incident.id, "acknowledged", actor="U0STRANGER", assignee="U0STRANGER")
+    assert [r["testCaseResolutionStatusType"] for r in _history(om_demo, state_id)[before:]] == ["Ack"]
+    [note] = _notes(settings, incident.id)
+    assert "no OpenMetadata user" in note and "U0STRANGER" in note
+
+    services.assign_incident(settings, incident.id, "U0BENOKAFOR", actor="U0BENOKAFOR")
+    services.set_incident_status(settings, incident.id, "resolved", actor="U0BENOKAFOR", reason="fixed", note="ok")
+    rows = _history(om_demo, state_id)
+    assert [r["testCaseResolutionStatusType"] for r in rows[before:]] == ["Ack", "Assigned", "Resolved"]
+    assert rows[-2]["testCaseResolutionStatusDetails"]["assignee"]["name"] == "ben"
+    # (resolvedBy: OpenMetadata records the token's user, as the real server does, whatever the body says)
