@@ -34,15 +34,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import benchlib  # bench/ is the script directory: first on sys.path
 import httpx
 import psutil
-from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,19 +108,7 @@ def timed(app: Any, replies: Replies) -> Callable[..., Any]:
 
 
 def fresh_db(postgres: bool, workdir: Path) -> tuple[str, Callable[[], None]]:
-    if not postgres:
-        return f"sqlite:///{workdir / 'bench.db'}", lambda: None
-    name = f"dnabot_ackbench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+    return benchlib.fresh_db(postgres, workdir, "dnabot_ackbench")
 
 
 def percentile(values: list[float], q: float) -> float | None:

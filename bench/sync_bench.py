@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import benchlib  # bench/ is the script directory: first on sys.path
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -190,20 +191,8 @@ def rows(db_url: str) -> dict[str, int]:
     return out
 
 
-def fresh_db(postgres: bool, workdir: Path) -> tuple[str, callable]:
-    if not postgres:
-        return f"sqlite:///{workdir / 'bench.db'}", lambda: None
-    name = f"dnabot_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+def fresh_db(postgres: bool, workdir: Path) -> tuple[str, Callable[[], None]]:
+    return benchlib.fresh_db(postgres, workdir, "dnabot_bench")
 
 
 def bench(size: int, postgres: bool) -> dict:

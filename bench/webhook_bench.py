@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from storage.fqn import url_segment  # noqa: E402
 from storage.simulator import Catalog, run_in_thread  # noqa: E402
 from tests.e2e.replicas import CHANNEL, ReplicaSet, wait_until  # noqa: E402
-from tests.e2e.test_webhook_replicas import WEBHOOK_SECRET, subscribe  # noqa: E402
+from tests.e2e.test_webhook_replicas import WEBHOOK_SECRET  # noqa: E402
 from tests.fakes.omserver import start_server  # noqa: E402
 from tests.fakes.slack import SlackAPI  # noqa: E402
 from tests.fakes.slack_api import create_app  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> int:
             [replica] = cluster.start(1)
             wait_until(lambda: cards(slack), 60, "the first sync's card")
             wait_until(lambda: not cluster.query("SELECT id FROM outbox WHERE status = 'pending'"), 60, "outbox")
-            subscribe(om, replica.url)
+            om.subscribe_webhook(replica.url, WEBHOOK_SECRET)
             for n in range(args.rounds):
                 table, column = TARGETS[n % len(TARGETS)]
                 before = cards(slack)

@@ -242,21 +242,8 @@ def test_an_openmetadata_change_reaches_the_store_through_the_webhook(bot_env, d
 
     worker = TargetedSyncWorker(engine, run).start()
     handle = serve(settings, worker)
-    endpoint = f"{handle.url}/openmetadata/webhook"
-    subscription = {
-        "name": "dnabot",
-        "alertType": "Notification",
-        "resources": ["all"],
-        "destinations": [
-            {
-                "category": "External",
-                "type": "Webhook",
-                "config": {"endpoint": endpoint, "authType": {"type": "bearer", "secretKey": SECRET}},
-            }
-        ],
-    }
     try:
-        om_demo.request("POST", "/api/v1/events/subscriptions", subscription)
+        om_demo.subscribe_webhook(handle.url, SECRET)
         rename = {"newName": "order_state"}
         om_demo.admin("POST", f"/admin/tables/{url_segment(STG_ORDERS)}/columns/status/rename", rename)
         wait_until(lambda: worker.runs == 1, timeout=20)

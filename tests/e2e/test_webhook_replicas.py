@@ -17,29 +17,6 @@ pytestmark = pytest.mark.postgres
 WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
-def subscribe(om, replica_url: str, secret: str = WEBHOOK_SECRET) -> None:
-    """Create an OpenMetadata event subscription delivering to the replica's webhook, signed with `secret`."""
-    om.request(
-        "POST",
-        "/api/v1/events/subscriptions",
-        {
-            "name": "dnabot",
-            "alertType": "Notification",
-            "resources": ["all"],
-            "destinations": [
-                {
-                    "category": "External",
-                    "type": "Webhook",
-                    "config": {
-                        "endpoint": f"{replica_url}/openmetadata/webhook",
-                        "authType": {"type": "bearer", "secretKey": secret},
-                    },
-                }
-            ],
-        },
-    )
-
-
 @pytest.fixture
 def quiet_cluster(om_demo, slack_api, tmp_path: Path) -> Iterator[ReplicaSet]:
     """Replicas that poll OpenMetadata only once an hour: anything faster came through the webhook."""
@@ -57,7 +34,7 @@ def test_a_webhook_change_reaches_slack_between_polls(quiet_cluster, om_demo, sl
     replicas = quiet_cluster.start(2)
     before = set(settled(quiet_cluster, slack_api, 1))  # the first (full) sync, at start-up
     runs = len(quiet_cluster.query("SELECT id FROM sync_runs"))
-    subscribe(om_demo, replicas[1].url)
+    om_demo.subscribe_webhook(replicas[1].url, WEBHOOK_SECRET)
 
     rename(om_demo, STG_ORDERS, "status", "order_state")
     cards = settled(quiet_cluster, slack_api, len(before) + 1)

@@ -57,6 +57,20 @@ class OMServer:
         """Call the admin API (`/admin/...`; FQNs percent-encoded, see `seg`) and return its JSON."""
         return self.request(method, path, json)
 
+    def subscribe_webhook(self, base_url: str, secret: str, name: str = "dnabot") -> Any:
+        """Create an event subscription delivering every change to `base_url`'s `/openmetadata/webhook`,
+        signed with `secret` (OpenMetadata's `X-OM-Signature`)."""
+        destination = {
+            "category": "External",
+            "type": "Webhook",
+            "config": {
+                "endpoint": f"{base_url}/openmetadata/webhook",
+                "authType": {"type": "bearer", "secretKey": secret},
+            },
+        }
+        body = {"name": name, "alertType": "Notification", "resources": ["all"], "destinations": [destination]}
+        return self.request("POST", "/api/v1/events/subscriptions", body)
+
     @staticmethod
     def seg(fqn: str) -> str:
         """An FQN (or column name) encoded as one URL path segment."""
