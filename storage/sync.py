@@ -7,7 +7,7 @@ import logging
 import marshal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from storage import dna
+from storage import dna, logctx
 from storage.db import session_factory, sync_lock
 from storage.models import SyncRun
 from storage.om_client import OpenMetadataClient
@@ -123,7 +123,7 @@ async def run_sync(
     """Run one sync under the sync lock; a failure leaves the last good data untouched and is recorded."""
     options = options or SyncOptions()
     factory = session_factory(engine)
-    with sync_lock(engine), _gc_frozen():
+    with sync_lock(engine), _gc_frozen(), ExitStack() as context:
         started = datetime.now(UTC)
         clock = time.perf_counter()
         with factory.begin() as session:
@@ -132,6 +132,7 @@ async def run_sync(
             session.add(run)
             session.flush()
             run_id = run.id
+            context.enter_context(logctx.bind(sync_id=run_id))  # every log line of the run names it
             cursor = last_ok.events_cursor if last_ok else None
             first_sync = last_ok is None
             current = load_current(session)

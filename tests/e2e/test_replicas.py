@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.actions import ActionId, encode_value
 from storage.fqn import url_segment
 from tests.e2e.replicas import CHANNEL, ReplicaSet, wait_until
 from tests.fakes.db import fresh_database
-from tests.fakes.slack_signing import app_mention_event, slash_command
+from tests.fakes.slack_signing import app_mention_event, block_action, slash_command
 
 pytestmark = pytest.mark.postgres
 
@@ -198,3 +199,29 @@ def test_a_dead_leader_is_replaced_and_the_ticks_go_on(cluster, om_demo, slack_a
         "SELECT count(*) AS n FROM sync_runs WHERE started_at > :t AND status = 'succeeded'", t=killed_at
     )
     assert after[0].n >= 1
+
+
+def test_a_click_and_its_retry_on_two_replicas_change_the_card_once(cluster, om_demo, slack_api):
+    replicas = cluster.start(3)
+    settled(cluster, slack_api, 1)
+    rename(om_demo, STG_ORDERS, "status", "order_state")
+    cards = settled(cluster, slack_api, 2)
+    [row] = cluster.query(
+        "SELECT i.id, i.fingerprint, t.channel, t.ts FROM incidents i JOIN incident_threads t ON t.incident_id = i.id "
+        "WHERE i.root_fqn = :fqn",
+        fqn=STG_ORDERS,
+    )
+    value = encode_value("incident", id=row.id, fp=row.fingerprint[:64])
+    click = block_action(ActionId.ACK, value, user="U0ANA", channel=row.channel, message_ts=row.ts)
+    before = len(slack_api.thread(row.channel, row.ts))
+
+    assert replicas[0].post(click).status_code == 200
+    assert replicas[1].post(click, retry_num=1).status_code == 200  # the same click, delivered again elsewhere
+    settled(cluster, slack_api, len(cards))
+
+    assert cluster.query("SELECT status FROM incidents WHERE id = :i", i=row.id)[0].status == "acknowledged"
+    told = [m for m in slack_api.thread(row.channel, row.ts)[before:] if "acknowledged" in str(m.get("blocks"))]
+    assert len(told) == 1, told  # one history reply, not two
+    updates = [c for c in slack_api.calls("chat.update") if c.args.get("ts") == row.ts]
+    assert len(updates) == 1  # the card changed once
+    assert "Acknowledged by" in str(slack_api.message(row.channel, row.ts)["blocks"])
