@@ -36,12 +36,16 @@ def _duration(run: Any) -> float | None:
     return (run.finished_at - run.started_at).total_seconds() if run and run.finished_at else None
 
 
-def health(settings: Settings) -> dict[str, Any]:
-    """The last sync's status (the process is up whenever this answers)."""
+def health(settings: Settings, replica: Any = None) -> dict[str, Any]:
+    """The last sync's status, and this replica's part (leader or not); the process is up whenever this answers.
+    Always 200: a failed sync or an unreachable store is reported, not a reason to restart the replica."""
+    answer: dict[str, Any] = {"status": "ok", "last_sync": None}
+    if replica is not None:
+        answer["replica"] = {"id": replica.holder, "leader": bool(replica.leader)}
     run = _last_run(settings)
     if run is None:
-        return {"status": "ok", "last_sync": None}
-    last = {
+        return answer
+    answer["last_sync"] = {
         "id": run.id,
         "status": run.status,
         "mode": run.mode,
@@ -50,7 +54,7 @@ def health(settings: Settings) -> dict[str, Any]:
         "duration_seconds": _duration(run),
         "age_seconds": round((datetime.now(UTC) - (run.finished_at or run.started_at)).total_seconds(), 1),
     }
-    return {"status": "ok", "last_sync": last}
+    return answer
 
 
 _SHAPES = {
@@ -96,7 +100,7 @@ def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica:
         return to_starlette_response(response)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(health, settings))
+        return JSONResponse(await run_in_threadpool(health, settings, replica))
 
     async def metrics(request: Request) -> Response:
         body, content_type = await run_in_threadpool(bot_metrics.render, settings)

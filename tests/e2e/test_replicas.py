@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.actions import ActionId, encode_value
@@ -95,6 +96,8 @@ def test_three_replicas_post_one_thread_per_incident_and_never_sync_at_once(clus
         assert before.finished_at is not None and before.finished_at <= after.started_at, (before, after)
     holders = {row.holder for row in cluster.query("SELECT holder FROM leases WHERE name = 'scheduler'")}
     assert len(holders) == 1 and holders <= {"r0", "r1", "r2"}
+    leading = [r.name for r in cluster.replicas if httpx.get(f"{r.url}/healthz").json()["replica"]["leader"]]
+    assert leading == list(holders)  # each replica knows whether it leads
     assert cluster.query("SELECT count(*) AS n FROM outbox WHERE status = 'dead'")[0].n == 0
 
 
