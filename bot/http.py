@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,6 +20,8 @@ from bot import metrics as bot_metrics
 from bot import services
 from bot.settings import Settings
 from bot.webhook import webhook_routes
+from storage import coordination
+from storage.db import session_factory
 from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
@@ -36,12 +39,22 @@ def _duration(run: Any) -> float | None:
     return (run.finished_at - run.started_at).total_seconds() if run and run.finished_at else None
 
 
+def _leads(settings: Settings, holder: str) -> bool | None:
+    """Whether `holder` holds the scheduler lease now (None when the store cannot tell)."""
+    try:
+        with session_factory(services.engine_for(settings))() as session:
+            lease = coordination.lease_of(session, "scheduler")
+    except SQLAlchemyError:
+        return None
+    return lease is not None and lease.holder == holder and lease.expires_at > datetime.now(UTC)
+
+
 def health(settings: Settings, replica: Any = None) -> dict[str, Any]:
     """The last sync's status, and this replica's part (leader or not); the process is up whenever this answers.
     Always 200: a failed sync or an unreachable store is reported, not a reason to restart the replica."""
     answer: dict[str, Any] = {"status": "ok", "last_sync": None}
     if replica is not None:
-        answer["replica"] = {"id": replica.holder, "leader": bool(replica.leader)}
+        answer["replica"] = {"id": replica.holder, "leader": _leads(settings, replica.holder)}
     run = _last_run(settings)
     if run is None:
         return answer
