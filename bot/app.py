@@ -8,6 +8,8 @@ calls (`services.why`, `services.sync`) run with `asyncio.run` inside the listen
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -80,16 +82,23 @@ def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
     If the store cannot be reached the request is processed: a rare double answer beats a lost one."""
     from bot import services  # late: services pulls in the agents
 
+    local = _SeenHere(settings.dedup_ttl_seconds)
+
     def dedup(req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
         key = delivery_key(req.body if isinstance(req.body, dict) else {})
         if key is None:
             return next()
         try:
             engine = services.engine_for(settings)
-            with session_factory(engine).begin() as session:
-                first = coordination.first_delivery(
-                    session, key, source="slack", ttl_seconds=settings.dedup_ttl_seconds, now=datetime.now(UTC)
-                )
+            if engine.dialect.name == "sqlite":
+                # SQLite means one process: remember ids in memory rather than wait (before the ack) for a
+                # database file a sync may be writing for seconds.
+                first = local.first(key)
+            else:
+                with session_factory(engine).begin() as session:
+                    first = coordination.first_delivery(
+                        session, key, source="slack", ttl_seconds=settings.dedup_ttl_seconds, now=datetime.now(UTC)
+                    )
         except SQLAlchemyError as exc:
             log.warning("inbound dedup unavailable, processing %s anyway: %s", key, exc)
             return next()
@@ -101,6 +110,25 @@ def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
         return BoltResponse(status=200, body="")
 
     return dedup
+
+
+class _SeenHere:
+    """Delivery ids seen by this process in the last `ttl` seconds (the single-process SQLite deployment)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+            if self._seen.get(key, 0.0) > now:
+                return False
+            self._seen[key] = now + self.ttl
+            return True
 
 
 def _observe_duplicate() -> None:

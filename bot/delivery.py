@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import metrics, services, writeback
 from bot.mentions import SlackMentions
-from bot.notifier import Notifier, PublishResult
+from bot.notifier import Notifier, PublishResult, bare_client
 from bot.routing import Router
 from bot.settings import Settings
 from storage import db, incidents, outbox, threads
@@ -45,7 +45,7 @@ def notifier_for(settings: Settings, client: WebClient) -> Notifier:
         client,
         router,
         om_ui_url=settings.openmetadata_ui_url,
-        mentions=SlackMentions(services.engine_for(settings), client),
+        mentions=SlackMentions(services.engine_for(settings), bare_client(client, timeout=5)),
         om_writer=writeback.writer(settings),
         holder=replica_id(settings.replica_id),
         claim_seconds=settings.outbox_claim_seconds,

@@ -152,6 +152,8 @@ def post_digests(
     keys: dict[str, str] = {}
     with session_factory(engine).begin() as session:
         for channel, items in groups.items():
+            if not channel:  # no default channel configured: nowhere to post the unrouted incidents
+                continue
             keys[channel] = f"digest:{channel}:{day}"
             payload = {
                 "channel": channel,
@@ -161,7 +163,7 @@ def post_digests(
             }
             outbox.enqueue(session, keys[channel], "digest", lane=f"digest:{channel}", now=now, payload=payload)
     drainer = notifier or Notifier(client, router, max_attempts=settings.outbox_max_attempts)
-    drainer.publish(engine, lanes=[f"digest:{c}" for c in groups])
+    drainer.publish(engine, lanes=[f"digest:{c}" for c in keys])
     posted: dict[str, int] = {}
     with session_factory(engine)() as session:
         for channel, key in keys.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,7 +85,7 @@ def make_client(token: str, *, base_url: str | None = None, timeout: int = 10) -
     return WebClient(token=token, timeout=timeout, retry_handlers=[], **kwargs)
 
 
-def _bare(client: WebClient, timeout: int) -> WebClient:
+def bare_client(client: WebClient, timeout: int) -> WebClient:
     """The same client (class, token, API URL) minus its retry handlers: an automatic re-send after a lost
     answer is exactly the double post the outbox exists to prevent."""
     return type(client)(token=client.token, base_url=client.base_url, timeout=timeout, retry_handlers=[])
@@ -131,7 +132,7 @@ class Notifier:
         on_delivery: Callable[[str, str], None] | None = None,
     ) -> None:
         self.timeout = max(1, min(10, int(claim_seconds / 3)))  # a call always ends well inside its claim
-        self.client = _bare(client, self.timeout)
+        self.client = bare_client(client, self.timeout)
         self.router = router
         self.om_ui_url = om_ui_url
         self.mentions = mentions
@@ -150,13 +151,19 @@ class Notifier:
         result = PublishResult()
         clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         for _ in range(10_000):  # a bound, not a budget: each round delivers or backs off every row it claims
+            # A token per claim, not just the replica's name: a listener's drain and the periodic one in the same
+            # process must not settle each other's rows.
+            token = f"{self.holder}/{uuid.uuid4().hex[:8]}"
             rows = outbox.claim(
-                engine, self.holder, now=clock(), lease_seconds=self.claim_seconds, limit=self.batch, lanes=lanes
+                engine, token, now=clock(), lease_seconds=self.claim_seconds, limit=self.batch, lanes=lanes
             )
             if not rows:
                 break
             for row in rows:
-                self._deliver(engine, row, result, clock())
+                # The rows of a batch go out one after the other: renew each claim just before its delivery, and
+                # leave the row alone if the claim ran out meanwhile (another deliverer may have it now).
+                if outbox.extend_claim(engine, row.id, token, now=clock(), lease_seconds=self.claim_seconds):
+                    self._deliver(engine, row, result, clock())
         return result
 
     def _deliver(self, engine: Engine, row: OutboxRow, result: PublishResult, now: datetime) -> None:
@@ -165,6 +172,7 @@ class Notifier:
 
     def _deliver_row(self, engine: Engine, row: OutboxRow, result: PublishResult, now: datetime) -> None:
         factory = session_factory(engine)
+        token = str(row.claimed_by)
         handler = getattr(self, f"_do_{row.kind}", None)
         try:
             if handler is None:
@@ -172,7 +180,7 @@ class Notifier:
             with factory() as session:
                 outcome = handler(session, row, result)
             with factory.begin() as session:
-                if not outbox.complete(session, row.id, self.holder, now=now, result=outcome.get("result")):
+                if not outbox.complete(session, row.id, token, now=now, result=outcome.get("result")):
                     log.warning("outbox row %s (%s) was taken over by another replica mid-delivery", row.id, row.key)
                     session.rollback()
                     return
@@ -184,25 +192,27 @@ class Notifier:
             self._observe(row.kind, "delivered")
         except Skip as why:
             with factory.begin() as session:
-                outbox.complete(session, row.id, self.holder, now=now, status=outbox.SKIPPED, note=str(why) or None)
+                outbox.complete(session, row.id, token, now=now, status=outbox.SKIPPED, note=str(why) or None)
             self._observe(row.kind, "skipped")
         except Exception as exc:  # every failure is recorded on the row; none may stop the drain
             self._failed(engine, row, exc, result, now)
 
     def _failed(self, engine: Engine, row: OutboxRow, exc: Exception, result: PublishResult, now: datetime) -> None:
-        reason, delay, permanent = self._classify(exc, row)
+        reason, delay, permanent, counted = self._classify(exc, row)
+        token = str(row.claimed_by)
         with session_factory(engine).begin() as session:
             if permanent:
-                status = outbox.DEAD if outbox.give_up(session, row.id, self.holder, now=now, error=reason) else None
+                status = outbox.DEAD if outbox.give_up(session, row.id, token, now=now, error=reason) else None
             else:
                 status = outbox.retry_later(
                     session,
                     row.id,
-                    self.holder,
+                    token,
                     now=now,
                     error=reason,
                     delay_seconds=delay,
                     max_attempts=self.max_attempts,
+                    counted=counted,
                 )
             if status == outbox.DEAD:
                 result.dead += 1
@@ -213,24 +223,29 @@ class Notifier:
         if row.incident_id is not None and row.incident_id not in result.failed:
             result.failed.append(row.incident_id)
 
-    def _classify(self, exc: Exception, row: OutboxRow) -> tuple[str, float, bool]:
-        """(reason, delay before the next attempt, permanent?)"""
+    def _classify(self, exc: Exception, row: OutboxRow) -> tuple[str, float, bool, bool]:
+        """(reason, delay before the next attempt, permanent?, does the attempt count towards dead?)"""
         backoff = min(self.max_backoff_seconds, 2.0 ** max(0, row.attempts - 1)) * random.uniform(0.8, 1.2)
+        waiting = min(self.max_backoff_seconds, 60.0)  # for a cause a person fixes: check now and then, forever
         if isinstance(exc, SlackApiError):
             error = str(exc.response.get("error") or "")
             status = getattr(exc.response, "status_code", 200)
             reason = f"Slack {row.kind}: HTTP {status} {error}".strip()
             if status == 429:
                 wait = lookup.retry_after(exc)
-                return reason, wait if wait is not None else backoff, False
-            return reason, backoff, status < 500 and error in lookup.PERMANENT_SLACK_ERRORS
-        if isinstance(exc, (NotYet, Retryable)):
-            return str(exc), backoff, False
+                return reason, wait if wait is not None else backoff, False, True
+            if status < 500 and error in lookup.WAITING_SLACK_ERRORS:
+                return f"{reason} (waiting for the workspace to be fixed)", waiting, False, False
+            return reason, backoff, status < 500 and error in lookup.PERMANENT_SLACK_ERRORS, True
+        if isinstance(exc, NotYet):
+            return str(exc), waiting, False, False
+        if isinstance(exc, Retryable):
+            return str(exc), backoff, False, True
         if isinstance(exc, (SlackClientError, OSError, TimeoutError, OMUnavailable)):
-            return f"{type(exc).__name__}: {exc}"[:500], backoff, False
+            return f"{type(exc).__name__}: {exc}"[:500], backoff, False, True
         if isinstance(exc, DnaBotError):
-            return str(exc)[:500], backoff, True
-        return f"{type(exc).__name__}: {exc}"[:500], backoff, False
+            return str(exc)[:500], backoff, True, True
+        return f"{type(exc).__name__}: {exc}"[:500], backoff, False, True
 
     def _dead_letter(self, session: Session, row: OutboxRow, reason: str, now: datetime) -> None:
         """A write-back that will never happen is told on the incident (and so in its thread)."""
@@ -264,14 +279,15 @@ class Notifier:
         )
 
     def _thread(self, session: Session, row: OutboxRow) -> tuple[IncidentDetailView, threads.ThreadView]:
-        """The incident and its thread, for a row that goes into the thread."""
+        """The incident and its thread, for a row that goes into the thread.
+
+        No thread yet means the card has not gone out (it failed, or waits): the row is skipped, not held — a card
+        posted later shows the incident as it is then, and a held row would block the card behind it."""
         assert row.incident_id is not None
         detail = incidents.get_incident(session, row.incident_id)
         thread = threads.thread_of(session, row.incident_id)
         if thread is None:
-            if detail.incident.status == "resolved":
-                raise Skip("the incident was resolved before it had a thread")
-            raise NotYet(f"incident #{row.incident_id} has no Slack thread yet")
+            raise Skip(f"incident #{row.incident_id} has no Slack thread: its card, once posted, tells it")
         _release(session)
         return detail, thread
 
@@ -285,7 +301,7 @@ class Notifier:
         newer = thread is not None and outbox.newer_pending(session, row)
         _release(session)
         if thread is None:
-            if incident.status == "resolved":
+            if incident.status == "resolved" and not row.retried:
                 raise Skip("resolved before its card was posted")
             return self._open_thread(detail, row, result)
         if newer:
@@ -306,16 +322,24 @@ class Notifier:
         return {"result": {"channel": thread.channel, "ts": thread.ts}, "then": [mark]}
 
     def _open_thread(self, detail: IncidentDetailView, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
+        """Post the incident's card — unless Slack already has one: any earlier card row may have reached Slack
+        without its answer being recorded, so the channel is always read back (since the incident opened) first."""
         incident = detail.incident
         channel = self.router.route(incident)
         if not channel:
             raise NotYet("no channel for new incident threads: set DNABOT_CHANNEL or DNABOT_CONFIG")
-        found = None
-        if row.retried:  # an earlier attempt may have posted the card: adopt it instead of posting twice
-            found = lookup.find_in_channel(
-                self.client, channel, row.created_at, lambda p: p.get("incident_id") == incident.id
+        found = lookup.find_in_channel(
+            self.client, channel, incident.opened_at, lambda p: p.get("incident_id") == incident.id
+        )
+        if found is not None:
+            ts = str(found["ts"])
+            log.info("incident %s: card found in %s (ts %s) from an interrupted delivery", incident.id, channel, ts)
+            self.client.chat_update(  # it may show an older state (even "open" for an incident resolved since)
+                channel=channel, ts=ts, text=card_fallback_text(incident), blocks=self._card(detail)
             )
-        if found is None:
+        elif incident.status == "resolved":
+            raise Skip("resolved before its card was posted")
+        else:
             answer = self.client.chat_postMessage(
                 channel=channel,
                 text=card_fallback_text(incident),
@@ -323,9 +347,6 @@ class Notifier:
                 metadata=lookup.metadata(row.key, incident.id, incident.fingerprint),
             )
             channel, ts = answer.get("channel") or channel, str(answer["ts"])
-        else:
-            ts = str(found["ts"])
-            log.info("incident %s: card found in %s (ts %s) from an interrupted delivery", incident.id, channel, ts)
         result.posted.append(incident.id)
         last_event = _last_event_id(detail.events)
 
@@ -465,10 +486,12 @@ class Notifier:
         with session_factory(engine).begin() as session:
             for incident_id in threads.pending(session):
                 lane = outbox.incident_lane(incident_id)
-                if outbox.has_pending(session, lane):
+                if outbox.has_pending(session, lane, "card"):
                     continue
                 version = incidents.get_incident(session, incident_id).incident.version
-                added += outbox.enqueue(
-                    session, f"card:{incident_id}:v{version}", "card", lane=lane, now=now, incident_id=incident_id
+                key = f"card:{incident_id}:v{version}"
+                # a new row, or the dead one revived: its cause (a channel, an invitation, a token) may be fixed
+                added += outbox.enqueue(session, key, "card", lane=lane, now=now, incident_id=incident_id) or (
+                    outbox.requeue_key(session, key, now=now)
                 )
         return added

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import threading
+import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,8 +94,30 @@ async def sync(
         result = await run_sync(engine, client, options, progress=progress)
     metrics.observe_sync(result)
     if result.ok and incidents:
-        result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
+        async with _pipeline_turn(engine):
+            result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
     return result
+
+
+PIPELINE_LOCK = "dnabot-pipeline"
+
+
+@contextlib.asynccontextmanager
+async def _pipeline_turn(engine: Engine, wait_seconds: float = 300.0) -> AsyncIterator[None]:
+    """One incident pipeline at a time across processes (a webhook's targeted run and the leader's tick may
+    finish their syncs together): wait for the pipeline lock, polling, then hold it for the block."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(db.sync_lock(engine, PIPELINE_LOCK))
+            except db.SyncAlreadyRunning:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            yield
+            return
 
 
 async def process_incidents(settings: Settings, engine: Engine, run_id: int) -> PipelineResult:

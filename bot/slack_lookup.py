@@ -77,6 +77,22 @@ def file_in_thread(messages: list[Message], filename: str) -> bool:
     return any(f.get("name") == filename for m in messages for f in m.get("files") or [])
 
 
+# Slack errors a person fixes in the workspace (invite the bot, grant a scope, configure a channel): the row waits,
+# checked every minute or so, and never dies of them — nothing is lost while the workspace is being set up.
+WAITING_SLACK_ERRORS = frozenset(
+    {
+        "not_in_channel",
+        "channel_not_found",
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "no_permission",
+        "restricted_action",
+    }
+)
+
 # Slack errors no retry can fix: the row is parked as dead at once (the others wait their backoff).
 PERMANENT_SLACK_ERRORS = frozenset(
     {

@@ -1,4 +1,4 @@
-"""`POST /openmetadata/webhook`: signed OpenMetadata change events in, targeted re-sync requests out, 202 at once.
+"""`POST /openmetadata/webhook`: signed OpenMetadata change events in, targeted re-sync requests out, 200 at once.
 
 OpenMetadata's event subscriptions deliver one ChangeEvent per request, signed with `X-OM-Signature: sha256=` +
 Base64 HMAC-SHA256 of the raw body (no timestamp, at-least-once): the signature is checked before anything is
@@ -133,7 +133,7 @@ async def _body(request: Request, limit: int) -> bytes | None:
 def webhook_endpoint(
     settings: Settings, engine: Engine, on_requested: Callable[[], None], *, max_body: int = MAX_BODY_BYTES
 ) -> Callable[[Request], Any]:
-    """The Starlette endpoint: verify, dedup, store sync requests, call `on_requested()`, answer 202."""
+    """The Starlette endpoint: verify, dedup, store sync requests, call `on_requested()`, answer 200."""
 
     def store(items: list[Any]) -> Accepted:
         return record_events(engine, items, ttl_seconds=settings.dedup_ttl_seconds)
@@ -163,7 +163,8 @@ def webhook_endpoint(
         if accepted.requested:
             on_requested()
         log.info("openmetadata webhook: %s", accepted.to_dict())
-        return JSONResponse(accepted.to_dict(), status_code=202)
+        # 200, not 202: some OpenMetadata releases count only 200 as delivered and retry anything else
+        return JSONResponse(accepted.to_dict(), status_code=200)
 
     return endpoint
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.notifier import Notifier, Permanent, Retryable
+from bot.redact import scrub, secrets_of
 from bot.routing import Router
 from bot.settings import Settings
 from storage import db, incidents, outbox
@@ -265,10 +266,8 @@ def _reason(exc: Exception) -> str:
 
 
 def _redact(settings: Settings, text: str) -> str:
-    token = settings.openmetadata_token.get_secret_value() if settings.openmetadata_token else None
-    if token:
-        text = text.replace(token, "***")
-    return text[:300]
+    """A failure reason fit for the incident's history (and so its Slack thread): every secret masked."""
+    return scrub(text, secrets_of(settings))[:300]
 
 
 class _NoSlack(WebClient):

@@ -170,6 +170,25 @@ def claim(
         return sorted((_view(row) for row in taken), key=lambda row: row.id)
 
 
+def extend_claim(engine: Engine, row_id: int, holder: str, *, now: datetime, lease_seconds: float) -> bool:
+    """Renew `holder`'s claim on a row just before delivering it (a batch is delivered one row after the other,
+    so the later rows' claims must not run out meanwhile); False when the claim already ran out: skip the row,
+    another deliverer may have it. Committed on return."""
+    with session_factory(engine).begin() as session:
+        renewed = session.execute(
+            sa.update(OutboxMessage)
+            .where(
+                OutboxMessage.id == row_id,
+                OutboxMessage.status == PENDING,
+                OutboxMessage.claimed_by == holder,
+                OutboxMessage.claimed_until > _aware(now),
+            )
+            .values(claimed_until=now + timedelta(seconds=lease_seconds))
+            .returning(OutboxMessage.id)
+        ).first()
+        return renewed is not None
+
+
 def _release(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
     """End `holder`'s claim on the row and return it (locked until commit); None when the claim was lost.
 
@@ -216,15 +235,20 @@ def retry_later(
     error: str,
     delay_seconds: float,
     max_attempts: int,
+    counted: bool = True,
 ) -> str | None:
     """Give a failed attempt back: pending again after `delay_seconds`, or dead after `max_attempts`.
 
+    `counted=False` is for a row that could not even be tried (no Slack thread yet, no channel configured, the
+    bot not invited): nothing reached the other side, so the attempt is given back and the row never dies of it.
     Returns the row's new status (None when the claim was lost)."""
     row = _release(session, row_id, holder)
     if row is None:
         return None
     row.last_error = error[:2000]
-    if row.attempts >= max_attempts:
+    if not counted:
+        row.attempts = max(0, row.attempts - 1)
+    if counted and row.attempts >= max_attempts:
         row.status = DEAD
         row.delivered_at = _aware(now)
     else:
@@ -261,8 +285,11 @@ def delivered_result(session: Session, key: str) -> dict[str, Any] | None:
     return None if found is None else dict(found[0] or {})
 
 
-def has_pending(session: Session, lane: str) -> bool:
+def has_pending(session: Session, lane: str, kind: str | None = None) -> bool:
+    """Something (of `kind`, when given) still waits in the lane."""
     stmt = sa.select(OutboxMessage.id).where(OutboxMessage.lane == lane, OutboxMessage.status == PENDING)
+    if kind is not None:
+        stmt = stmt.where(OutboxMessage.kind == kind)
     return session.scalars(stmt.limit(1)).first() is not None
 
 
@@ -289,6 +316,22 @@ def requeue(session: Session, ids: list[int] | None, *, now: datetime) -> int:
         )
     )
     return result.rowcount or 0
+
+
+def requeue_key(session: Session, key: str, *, now: datetime) -> bool:
+    """Revive the dead row of `key` (its cause may be gone: a channel configured, the bot invited)."""
+    result = session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.key == key, OutboxMessage.status == DEAD)
+        .values(
+            status=PENDING,
+            attempts=sa.case((OutboxMessage.attempts > 0, 1), else_=0),
+            available_at=_aware(now),
+            delivered_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
 
 
 def purge(session: Session, older_than: datetime) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from bot import services
 from bot.actions import ActionId
 from tests.bot import test_app_http
 from tests.bot.test_app_http import ADMIN, STG_ORDERS, texts
-from tests.fakes.slack_signing import app_mention_event, block_action, view_submission
+from tests.fakes.slack_signing import app_mention_event, block_action, slash_command, view_submission
 
 bot = test_app_http.bot  # the running-bot fixture, shared with the command tests
 
@@ -134,3 +136,19 @@ def test_a_429_on_chat_update_is_retried_and_the_card_still_lands(bot):
     bot.slack.wait_for(lambda: bot.slack.message("C1", card_ts).get("edited"), timeout=10)
     updates = bot.slack.calls("chat.update")
     assert len(updates) == 2 and "Acknowledged" in texts(bot.slack.message("C1", card_ts)["blocks"])
+
+
+def test_slack_retrying_an_event_gets_an_ack_and_no_second_answer(bot):
+    """One process on SQLite: the delivery ids are remembered in memory (no wait on the database file)."""
+    bot.sync()
+    ts = bot.slack.user_message("C1", "<@UBOT> why did stg_orders break?")
+    event = app_mention_event("<@UBOT> why did stg_orders break?", ts=ts, event_id="EvRETRY0001")
+    assert bot.post(event).status_code == 200
+    assert bot.post(event).status_code == 200  # Slack's retry (it did not hear our ack in time)
+    bot.slack.wait_for(lambda: [m for m in bot.slack.thread("C1", ts) if m["ts"] != ts and m.get("edited")])
+    command = slash_command("help", response_url=bot.slack.response_url("help"))
+    assert bot.post(command).status_code == 200 and bot.post(command).status_code == 200
+    bot.slack.wait_for(lambda: bot.slack.responses("help"))
+    time.sleep(1.0)  # room for a doubled answer to show up, if there were one
+    assert len([m for m in bot.slack.thread("C1", ts) if m["ts"] != ts]) == 1
+    assert len(bot.slack.responses("help")) == 1

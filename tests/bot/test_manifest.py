@@ -15,6 +15,8 @@ LEAST_SCOPES = {
     "users:read.email",
     "usergroups:read",
     "files:write",
+    "channels:history",
+    "groups:history",
 }
 
 

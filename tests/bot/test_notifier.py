@@ -181,11 +181,12 @@ def test_a_slack_error_leaves_the_incident_pending_for_the_next_publish(db_url, 
 
     with session_factory(engine)() as session:
         row = outbox.rows(session, status=outbox.PENDING)[-1]  # the oldest: the others wait behind it
-    assert row.kind == "card" and row.attempts == 1 and "channel_not_found" in (row.last_error or "")
+    assert row.kind == "card" and "channel_not_found" in (row.last_error or "")
+    assert row.attempts == 0  # a workspace to fix (invite the bot) never counts towards a dead letter
     assert row.available_at > datetime.now(UTC)  # backing off: an immediate publish does not hammer Slack
     assert notifier.publish(engine) == PublishResult()
 
-    later = datetime.now(UTC) + timedelta(seconds=5)
+    later = datetime.now(UTC) + timedelta(minutes=2)  # such a row is checked again about every minute
     assert notifier.publish(engine, now=later).posted == [known]
     assert len(slack_api.parents(DEFAULT)) == 1
 
@@ -208,3 +209,42 @@ def test_routing_sends_an_analytics_incident_to_its_channel_and_skips_resolved_o
     assert card["metadata"]["event_payload"]["incident_id"] == analytics
     assert "warehouse.shop.analytics.orders" in texts(card)
     assert slack_api.parents(DEFAULT) == [] and slack_api.parents(ORDERS) == []
+
+
+def test_a_card_slack_took_without_the_answer_being_recorded_is_adopted_not_posted_again(
+    db_url, om_demo, engine, notifier, slack_api
+):
+    sync_and_process(db_url, om_demo)
+    [known] = [i.id for i in all_incidents(db_url)]
+    # an earlier delivery reached Slack, then its replica died before recording the thread
+    client = make_client(slack_api.token, base_url=slack_api.url)
+    fp = detail(db_url, known).incident.fingerprint
+    posted = client.chat_postMessage(
+        channel=DEFAULT,
+        text="old card",
+        metadata={"event_type": "dnabot_incident", "event_payload": {"incident_id": known, "fingerprint": fp}},
+    )
+
+    result = notifier.publish(engine)
+
+    assert result.posted == [known]
+    [card] = slack_api.parents(DEFAULT)
+    assert card["ts"] == posted["ts"] and card.get("edited")  # adopted and brought up to date
+    with session_factory(engine)() as session:
+        assert threads.thread_of(session, known).ts == posted["ts"]
+    assert len(slack_api.thread(DEFAULT, posted["ts"])) > 1  # its details followed into that thread
+
+
+def test_a_dead_card_is_revived_once_its_cause_is_fixed(db_url, om_demo, engine, notifier, slack_api):
+    sync_and_process(db_url, om_demo)
+    [known] = [i.id for i in all_incidents(db_url)]
+    slack_api.fail("chat.postMessage", error="invalid_blocks", times=10)  # refused for good: dead at once
+    assert notifier.publish(engine).failed == [known]
+    with session_factory(engine)() as session:
+        dead = [r.kind for r in outbox.rows(session, status=outbox.DEAD)]
+        assert dead and set(dead) == {"card"} and threads.thread_of(session, known) is None
+    slack_api.state.faults.clear()  # the blocks are fixed (a new release)
+
+    assert notifier.reconcile(engine) == 1  # the next tick revives it (the workspace may have been fixed)
+    assert notifier.publish(engine).posted == [known]
+    assert len(slack_api.parents(DEFAULT)) == 1

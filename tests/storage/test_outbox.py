@@ -392,3 +392,41 @@ def test_replicas_racing_for_one_due_row_get_it_once(db_url: str) -> None:
     finally:
         for engine in (setup, *engines):
             engine.dispose()
+
+
+def test_a_claim_is_renewed_before_delivery_only_while_it_still_holds(engine: Engine) -> None:
+    put(engine, "card:1:v1", "slack:incident:1")
+    put(engine, "card:2:v1", "slack:incident:2")
+    first, second = take(engine, "replica-a/1")
+    # delivering the first row took most of the lease: the second is renewed before its turn, and holds
+    assert outbox.extend_claim(engine, second.id, "replica-a/1", now=T0 + timedelta(seconds=50), lease_seconds=LEASE)
+    [taken] = take(engine, "replica-b/1", at=T0 + timedelta(seconds=LEASE + 1))
+    assert taken.id == first.id  # the first one's claim ran out; the renewed one still holds
+    # a claim that already ran out cannot be renewed: the deliverer must leave the row alone
+    assert not outbox.extend_claim(
+        engine, first.id, "replica-a/1", now=T0 + timedelta(seconds=200), lease_seconds=LEASE
+    )
+    assert not outbox.extend_claim(
+        engine, second.id, "someone-else", now=T0 + timedelta(seconds=60), lease_seconds=LEASE
+    )
+
+
+def test_an_uncounted_retry_gives_the_attempt_back_and_never_dies(engine: Engine) -> None:
+    put(engine, "card:1:v1", "slack:incident:1")
+    for n in range(8):  # e.g. the bot is not invited to the channel yet: nothing reached Slack
+        at = T0 + timedelta(hours=n)
+        [claimed] = take(engine, f"r/{n}", at=at)
+        status = settle(engine, "retry_later", claimed.id, f"r/{n}", at=at, max_attempts=3, counted=False)
+        assert status == outbox.PENDING
+    assert row(engine, "card:1:v1").attempts == 0
+
+
+def test_requeue_key_revives_one_dead_row_so_a_retry_looks_first(engine: Engine) -> None:
+    put(engine, "card:1:v1", "slack:incident:1")
+    [claimed] = take(engine)
+    settle(engine, "give_up", claimed.id)
+    with db.session_factory(engine).begin() as session:
+        assert outbox.requeue_key(session, "card:1:v1", now=T0)
+        assert not outbox.requeue_key(session, "card:1:v1", now=T0)  # pending now: nothing to revive
+    [again] = take(engine, "replica-b", at=T0 + timedelta(seconds=1))
+    assert again.key == "card:1:v1" and again.retried
