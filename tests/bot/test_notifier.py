@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,3 +251,41 @@ def test_a_dead_card_is_revived_once_its_cause_is_fixed(db_url, om_demo, engine,
     assert notifier.reconcile(engine) == 1  # the next tick revives it (the workspace may have been fixed)
     assert notifier.publish(engine).posted == [known]
     assert len(slack_api.parents(DEFAULT)) == 1
+
+
+def test_two_drainers_on_a_slow_slack_post_each_card_once(db_url, om_demo, engine, router, slack_api):
+    """A batch is delivered row after row: with Slack slow, the later rows' claims could run out mid-batch and a
+    second drainer take them over. Claims renewed row by row, and a new card always looking for one already
+    posted, keep it to one card per incident."""
+    sync_and_process(db_url, om_demo)
+    for table, column in (
+        (STG_ORDERS, "status"),
+        ("warehouse.shop.staging.stg_customers", "email"),
+        ("warehouse.shop.raw.orders", "amount"),
+        ("warehouse.shop.raw.customers", "country"),
+    ):
+        om_demo.admin("POST", f"/admin/tables/{url_segment(table)}/columns/{column}/rename", {"newName": f"{column}2"})
+    sync_and_process(db_url, om_demo)
+    expected = {i.id for i in all_incidents(db_url) if i.status != "resolved"}
+    assert len(expected) >= 4
+    slack_api.stall("chat.postMessage", 0.6, times=200)  # every post lands, its answer comes 0.6 s later
+
+    def drainer(name: str) -> Notifier:
+        client = make_client(slack_api.token, base_url=slack_api.url)
+        return Notifier(client, router, holder=name, claim_seconds=2.0, batch=20)
+
+    first = threading.Thread(target=drainer("replica-a").publish, args=(engine,))
+    first.start()
+    second = drainer("replica-b")
+    while first.is_alive():  # a second drainer polls while the first is still busy with its batch
+        second.publish(engine)
+        time.sleep(0.1)
+    drainer("replica-c").publish(engine, now=datetime.now(UTC) + timedelta(minutes=10))  # whatever is left
+
+    cards = Counter(
+        m["metadata"]["event_payload"]["incident_id"]
+        for channel in (DEFAULT, ORDERS, ANALYTICS)
+        for m in slack_api.parents(channel)
+        if (m.get("metadata") or {}).get("event_type") == "dnabot_incident"
+    )
+    assert set(cards) == expected and set(cards.values()) == {1}, cards
