@@ -135,6 +135,9 @@ def run_changes(session: Session, run: SyncRun) -> list[store.ChangeView]:
     return [c for c in store.recent_changes(session, run.started_at) if c.sync_run_id == run.id]
 
 
+PROCESSED = store.INCIDENTS_PROCESSED
+
+
 async def process_run(
     engine: Engine,
     run_id: int,
@@ -174,6 +177,9 @@ def _phase_rules(
     changes = run_changes(session, run)
     result.unsnoozed = incidents.unsnooze_due(session, now)
     stats = run.stats or {}
+    # Marked in the transaction that turns the run's changes into incidents: a run whose pipeline never
+    # committed stays unmarked, and the next sync catches it up (`store.unprocessed_runs`).
+    run.stats = {**stats, PROCESSED: True}
     if not changes and not stats.get("snapshots_written") and not _first(run):
         return []  # nothing moved in this run: no incident can have opened, grown or healed
     graph = graph_store.graph_at(session)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from storage.incident_views import IncidentDetailView, IncidentView
 from storage.om_client import OpenMetadataClient
 from storage.sync import SyncOptions, SyncResult, run_sync
 from storage.sync_fetch import Progress
+
+log = logging.getLogger(__name__)
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -95,8 +98,20 @@ async def sync(
     metrics.observe_sync(result)
     if result.ok and incidents:
         async with _pipeline_turn(engine):
+            await _catch_up(settings, engine, result.run_id)
             result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
     return result
+
+
+async def _catch_up(settings: Settings, engine: Engine, run_id: int) -> None:
+    """Run the incident pipeline on earlier runs it never finished (it failed after their sync committed), so
+    no change is lost for incidents; oldest first, within the last day."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    with db.session_factory(engine)() as session:
+        missed = store.unprocessed_runs(session, run_id, since=since)
+    for earlier in missed:
+        log.warning("sync run %s never went through the incident pipeline: processing it now", earlier)
+        await process_incidents(settings, engine, earlier)
 
 
 PIPELINE_LOCK = "dnabot-pipeline"

@@ -428,3 +428,24 @@ def freshness(session: Session, now: datetime, *, recent: int = RECENT_FAILURES)
         recent_failures=failures,
         last_error=failures[0].error if failures else None,
     )
+
+
+INCIDENTS_PROCESSED = "incidents_processed"  # sync_runs.stats flag set by the incident pipeline's rules phase
+
+
+def unprocessed_runs(session: Session, before_id: int, *, since: datetime, limit: int = 10) -> list[int]:
+    """Succeeded runs before `before_id` whose changes never went through the incident pipeline (it failed after
+    the sync committed), oldest first. Only runs after the newest processed one count, so a store from before
+    this flag existed is not replayed."""
+    rows = session.execute(
+        sa.select(SyncRun.id, SyncRun.stats)
+        .where(SyncRun.id < before_id, SyncRun.status == "succeeded", SyncRun.started_at >= since)
+        .order_by(SyncRun.id.desc())
+        .limit(200)
+    ).all()
+    missed: list[int] = []
+    for run_id, stats in rows:
+        if (stats or {}).get(INCIDENTS_PROCESSED):
+            return sorted(missed)[-limit:]
+        missed.append(run_id)
+    return []  # no processed run in view: nothing to catch up (or a store older than the flag)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bot import runtime
+from bot import runtime, services
 from bot.app import build_client
 from bot.settings import get_settings
 from storage.errors import DnaBotError
@@ -55,3 +57,26 @@ def test_serving_needs_a_channel_and_the_right_token(settings, monkeypatch):
     get_settings.cache_clear()
     with pytest.raises(DnaBotError, match="DNABOT_CHANNEL"):
         runtime.router_for(get_settings())
+
+
+def test_a_run_whose_pipeline_failed_is_caught_up_by_the_next_sync(settings, om_demo, monkeypatch):
+    """The sync committed, then the incident pipeline failed (a database blip): the change must not be lost."""
+    asyncio.run(services.sync(settings))
+    rename_status(om_demo)
+    working = services.process_incidents
+
+    async def blip(*args, **kwargs):
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(services, "process_incidents", blip)
+    with pytest.raises(ConnectionError):
+        asyncio.run(services.sync(settings))
+    assert not [i for i in services.incidents_list(settings, "open") if i.root_fqn.endswith("stg_orders")]
+
+    monkeypatch.setattr(services, "process_incidents", working)
+    again = asyncio.run(services.sync(settings))  # nothing new upstream: the missed run is processed first
+    assert again.ok and "column_renamed" not in again.changes_by_kind
+    [opened] = [i for i in services.incidents_list(settings, "open") if i.root_fqn.endswith("stg_orders")]
+    assert opened.kind == "breaking_schema_change"
+    asyncio.run(services.sync(settings))  # and only once
+    assert len([i for i in services.incidents_list(settings, "all") if i.root_fqn.endswith("stg_orders")]) == 1
