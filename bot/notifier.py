@@ -299,11 +299,13 @@ class Notifier:
         incident = detail.incident
         thread = threads.thread_of(session, incident.id)
         newer = thread is not None and outbox.newer_pending(session, row)
+        # Slack may already have a card: this row was tried before, or an earlier card row died after trying.
+        look = thread is None and (row.retried or outbox.failed_before(session, row))
         _release(session)
         if thread is None:
-            if incident.status == "resolved" and not row.retried:
+            if incident.status == "resolved" and not look:
                 raise Skip("resolved before its card was posted")
-            return self._open_thread(detail, row, result)
+            return self._open_thread(detail, row, result, look=look)
         if newer:
             raise Skip("a newer version of the card follows")
         if thread.posted_version >= _card_version(row):
@@ -321,16 +323,22 @@ class Notifier:
 
         return {"result": {"channel": thread.channel, "ts": thread.ts}, "then": [mark]}
 
-    def _open_thread(self, detail: IncidentDetailView, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        """Post the incident's card — unless Slack already has one: any earlier card row may have reached Slack
-        without its answer being recorded, so the channel is always read back (since the incident opened) first."""
+    def _open_thread(
+        self, detail: IncidentDetailView, row: OutboxRow, result: PublishResult, *, look: bool
+    ) -> dict[str, Any]:
+        """Post the incident's card — unless Slack already has one. When an earlier attempt may have reached Slack
+        without its answer being recorded (`look`), the channel is read back since the incident opened first; a
+        first attempt posts at once (no history call: the fast path, and `conversations.history` is rate-limited
+        hard for some apps)."""
         incident = detail.incident
         channel = self.router.route(incident)
         if not channel:
             raise NotYet("no channel for new incident threads: set DNABOT_CHANNEL or DNABOT_CONFIG")
-        found = lookup.find_in_channel(
-            self.client, channel, incident.opened_at, lambda p: p.get("incident_id") == incident.id
-        )
+        found = None
+        if look:
+            found = lookup.find_in_channel(
+                self.client, channel, incident.opened_at, lambda p: p.get("incident_id") == incident.id
+            )
         if found is not None:
             ts = str(found["ts"])
             log.info("incident %s: card found in %s (ts %s) from an interrupted delivery", incident.id, channel, ts)
@@ -479,19 +487,6 @@ class Notifier:
     # --------------------------------------------------------------------------------------- reconciling
 
     def reconcile(self, engine: Engine, *, now: datetime | None = None) -> int:
-        """Owe a card to every incident Slack is behind on that has nothing pending in its lane (a safety net,
-        e.g. for incidents stored before the outbox existed); returns how many rows were added."""
-        now = now or datetime.now(UTC)
-        added = 0
+        """Owe a card to every incident Slack is behind on with no card waiting (`threads.owe_missing_cards`)."""
         with session_factory(engine).begin() as session:
-            for incident_id in threads.pending(session):
-                lane = outbox.incident_lane(incident_id)
-                if outbox.has_pending(session, lane, "card"):
-                    continue
-                version = incidents.get_incident(session, incident_id).incident.version
-                key = f"card:{incident_id}:v{version}"
-                # a new row, or the dead one revived: its cause (a channel, an invitation, a token) may be fixed
-                added += outbox.enqueue(session, key, "card", lane=lane, now=now, incident_id=incident_id) or (
-                    outbox.requeue_key(session, key, now=now)
-                )
-        return added
+            return threads.owe_missing_cards(session, now=now or datetime.now(UTC))

@@ -278,6 +278,17 @@ def newer_pending(session: Session, row: OutboxRow) -> bool:
     return session.scalars(stmt.limit(1)).first() is not None
 
 
+def failed_before(session: Session, row: OutboxRow) -> bool:
+    """An earlier row of the same kind in the lane died: its attempts may have reached the other side."""
+    stmt = sa.select(OutboxMessage.id).where(
+        OutboxMessage.lane == row.lane,
+        OutboxMessage.kind == row.kind,
+        OutboxMessage.id < row.id,
+        OutboxMessage.status == DEAD,
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
 def delivered_result(session: Session, key: str) -> dict[str, Any] | None:
     """What the delivery of `key` returned (`{}` when it returned nothing), or None until it is delivered."""
     stmt = sa.select(OutboxMessage.result).where(OutboxMessage.key == key, OutboxMessage.status == DELIVERED)

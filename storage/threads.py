@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from storage import outbox
 from storage.models import Incident, IncidentThread
 
 # Like storage.incidents, these functions flush but never commit: the caller owns the transaction.
@@ -112,3 +113,19 @@ def pending(session: Session) -> list[int]:
         .order_by(Incident.id)
     )
     return list(session.scalars(stmt))
+
+
+def owe_missing_cards(session: Session, *, now: datetime) -> int:
+    """Owe a card to every incident Slack is behind on that has no card row waiting: a new row, or its dead one
+    revived (the cause — a channel, an invitation, a token — may be fixed since). A safety net run by each tick,
+    also for incidents stored before the outbox existed. Returns how many rows were owed."""
+    owed = 0
+    for incident_id in pending(session):
+        lane = outbox.incident_lane(incident_id)
+        if outbox.has_pending(session, lane, "card"):
+            continue
+        version = session.scalars(sa.select(Incident.version).where(Incident.id == incident_id)).one()
+        key = f"card:{incident_id}:v{version}"
+        created = outbox.enqueue(session, key, "card", lane=lane, now=now, incident_id=incident_id)
+        owed += created or outbox.requeue_key(session, key, now=now)
+    return owed

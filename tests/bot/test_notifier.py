@@ -219,14 +219,18 @@ def test_a_card_slack_took_without_the_answer_being_recorded_is_adopted_not_post
 ):
     sync_and_process(db_url, om_demo)
     [known] = [i.id for i in all_incidents(db_url)]
-    # an earlier delivery reached Slack, then its replica died before recording the thread
-    client = make_client(slack_api.token, base_url=slack_api.url)
-    fp = detail(db_url, known).incident.fingerprint
-    posted = client.chat_postMessage(
-        channel=DEFAULT,
-        text="old card",
-        metadata={"event_type": "dnabot_incident", "event_payload": {"incident_id": known, "fingerprint": fp}},
+    # A replica claimed the card, Slack took the post, and the replica died before recording the answer.
+    [claimed] = outbox.claim(
+        engine, "dead-replica/1", now=datetime.now(UTC), lease_seconds=0.05, lanes=["slack:incident:1"]
     )
+    fp = detail(db_url, known).incident.fingerprint
+    client = make_client(slack_api.token, base_url=slack_api.url)
+    meta = {
+        "event_type": "dnabot_incident",
+        "event_payload": {"incident_id": known, "fingerprint": fp, "key": claimed.key},
+    }
+    posted = client.chat_postMessage(channel=DEFAULT, text="old card", metadata=meta)
+    time.sleep(0.1)  # the dead replica's claim runs out
 
     result = notifier.publish(engine)
 
@@ -236,6 +240,13 @@ def test_a_card_slack_took_without_the_answer_being_recorded_is_adopted_not_post
     with session_factory(engine)() as session:
         assert threads.thread_of(session, known).ts == posted["ts"]
     assert len(slack_api.thread(DEFAULT, posted["ts"])) > 1  # its details followed into that thread
+    assert slack_api.calls("conversations.history")  # it looked before posting, because the row was tried
+
+
+def test_a_first_attempt_posts_without_reading_the_channel(db_url, om_demo, engine, notifier, slack_api):
+    sync_and_process(db_url, om_demo)
+    assert notifier.publish(engine).posted
+    assert not slack_api.calls("conversations.history")  # the fast path: one post, no history call
 
 
 def test_a_dead_card_is_revived_once_its_cause_is_fixed(db_url, om_demo, engine, notifier, slack_api):
