@@ -28,7 +28,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -86,12 +85,6 @@ class Replies:
 
     arrivals: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(app: Any, replies: Replies) -> Callable[..., Any]:
@@ -296,7 +289,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     workdir = Path(tempfile.mkdtemp(prefix="dnabot-ackbench-"))
     db_url, drop = fresh_db(args.postgres, workdir)
     secret = secrets.token_hex(16)
-    port = free_port()
+    port = benchlib.free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in NO_KEYS and not k.startswith(("SLACK_", "DNABOT_"))}
     env |= {

@@ -1,7 +1,8 @@
-"""What the benchmarks share: a throwaway store (a SQLite file, or a PostgreSQL database dropped afterwards)."""
+"""What the benchmarks share: a free port, and a throwaway store (a SQLite file, or a PostgreSQL database)."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,13 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def fresh_db(postgres: bool, workdir: Path, prefix: str = "dnabot_bench") -> tuple[str, Callable[[], None]]:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,14 +41,8 @@ PAGE_SIZE = 500
 CONCURRENCY = 8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_simulator(size: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    port = benchlib.free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from storage.fqn import url_segment  # noqa: E402
 from storage.simulator import Catalog, run_in_thread  # noqa: E402
-from tests.e2e.replicas import CHANNEL, ReplicaSet, wait_until  # noqa: E402
+from tests.e2e.replicas import ReplicaSet, wait_until  # noqa: E402
+from tests.e2e.test_replicas import incident_cards  # noqa: E402
 from tests.e2e.test_webhook_replicas import WEBHOOK_SECRET  # noqa: E402
 from tests.fakes.omserver import start_server  # noqa: E402
 from tests.fakes.slack import SlackAPI  # noqa: E402
@@ -43,12 +44,7 @@ TARGETS = [
 
 
 def cards(slack: SlackAPI) -> set[int]:
-    found = set()
-    for message in slack.parents(CHANNEL):
-        payload = (message.get("metadata") or {}).get("event_payload") or {}
-        if "incident_id" in payload:
-            found.add(payload["incident_id"])
-    return found
+    return set(incident_cards(slack))
 
 
 @contextlib.contextmanager

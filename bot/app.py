@@ -106,7 +106,7 @@ def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
             return next()
         retry = (req.headers.get("x-slack-retry-num") or [None])[0]
         log.info("duplicate Slack delivery %s (retry %s): acknowledged, not processed again", key, retry)
-        _observe_duplicate()
+        metrics.observe_duplicate("slack")
         return BoltResponse(status=200, body="")
 
     return dedup
@@ -129,7 +129,3 @@ class _SeenHere:
                 return False
             self._seen[key] = now + self.ttl
             return True
-
-
-def _observe_duplicate() -> None:
-    metrics.observe_duplicate("slack")

@@ -20,7 +20,6 @@ from storage.store import FreshnessView, RunView
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_LEASE = "scheduler"
 ERROR_CHARS = 120  # the error in a note: enough to say what broke, short enough for one line
 STORED_ERROR_CHARS = 500
 
@@ -88,7 +87,7 @@ def status(settings: Settings, now: datetime | None = None) -> StatusView | None
         view = store.freshness(session, now)
         counts = Counter(i.severity for i in incidents.open_incidents(session))
         depth = outbox.stats(session, now)
-        leader = coordination.lease_of(session, SCHEDULER_LEASE)
+        leader = coordination.lease_of(session, coordination.SCHEDULER_LEASE)
     return StatusView(_clean(view, secrets_of(settings)), dict(counts), depth, leader)
 
 

@@ -43,10 +43,9 @@ def _leads(settings: Settings, holder: str) -> bool | None:
     """Whether `holder` holds the scheduler lease now (None when the store cannot tell)."""
     try:
         with session_factory(services.engine_for(settings))() as session:
-            lease = coordination.lease_of(session, "scheduler")
+            return coordination.holder_of(session, coordination.SCHEDULER_LEASE, now=datetime.now(UTC)) == holder
     except SQLAlchemyError:
         return None
-    return lease is not None and lease.holder == holder and lease.expires_at > datetime.now(UTC)
 
 
 def health(settings: Settings, replica: Any = None) -> dict[str, Any]:

@@ -33,14 +33,13 @@ from sqlalchemy.pool import NullPool
 from agents import metrics as agent_metrics  # noqa: F401  (registers the LLM/MCP metrics before a scrape)
 from bot.settings import Settings
 from storage import db, outbox
-from storage.coordination import lease_of, replica_id
+from storage.coordination import SCHEDULER_LEASE, holder_of, replica_id
 from storage.incidents import SEVERITIES
 from storage.models import Incident, SyncRun
 from storage.sync import SyncResult
 
 log = logging.getLogger(__name__)
 
-LEADER_LEASE = "scheduler"  # the lease whose holder runs the scheduled sync and digest
 SYNC_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DELIVERY_RESULTS = ("delivered", "retry", "dead", "skipped")
 _SLACK_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -179,7 +178,7 @@ class StoreCollector(Collector):
         engine_factory: Callable[[], Engine],
         *,
         replica: str,
-        lease: str = LEADER_LEASE,
+        lease: str = SCHEDULER_LEASE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._factory = engine_factory
@@ -229,7 +228,7 @@ class StoreCollector(Collector):
             good_at = session.scalar(
                 sa.select(SyncRun.finished_at).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
             )
-            lease = lease_of(session, self.lease)
+            holder = holder_of(session, self.lease, now=now)
         out: list[Metric] = []
         incidents = _gauge("dnabot_open_incidents", "Incidents not resolved, by severity.", labels=["severity"])
         for sev in sorted(set(SEVERITIES) | {str(s) for s in severities}):
@@ -248,7 +247,6 @@ class StoreCollector(Collector):
             ),
         ]
         out += self._sync_gauges(last, _aware(good_at), now)
-        holder = lease.holder if lease is not None and (_aware(lease.expires_at) or now) > now else None
         leader = _gauge("dnabot_leader", "1 if this replica holds the scheduler lease, else 0.", labels=["replica"])
         leader.add_metric([self.replica], int(holder == self.replica))
         out.append(leader)

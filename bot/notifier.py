@@ -118,8 +118,8 @@ class Notifier:
 
     def __init__(
         self,
-        client: WebClient,
-        router: Router,
+        client: WebClient | None,
+        router: Router | None = None,
         *,
         om_ui_url: str | None = None,
         mentions: Mentions | None = None,
@@ -132,8 +132,8 @@ class Notifier:
         on_delivery: Callable[[str, str], None] | None = None,
     ) -> None:
         self.timeout = max(1, min(10, int(claim_seconds / 3)))  # a call always ends well inside its claim
-        self.client = bare_client(client, self.timeout)
-        self.router = router
+        self._client = bare_client(client, self.timeout) if client is not None else None
+        self.router = router or Router([], "")
         self.om_ui_url = om_ui_url
         self.mentions = mentions
         self.om_writer = om_writer
@@ -143,6 +143,13 @@ class Notifier:
         self.max_backoff_seconds = max_backoff_seconds
         self.batch = batch
         self.on_delivery = on_delivery
+
+    @property
+    def client(self) -> WebClient:
+        """The Slack client (a drainer of write-back lanes alone has none)."""
+        if self._client is None:
+            raise NotYet("this drainer delivers no Slack messages")
+        return self._client
 
     # ------------------------------------------------------------------------------------------ draining
 

@@ -64,7 +64,7 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
     return result
 
 
-LEADER = "scheduler"
+LEADER = coordination.SCHEDULER_LEASE
 
 
 def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[list[tuple[str, str]]], bool]:

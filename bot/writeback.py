@@ -17,14 +17,12 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.notifier import Notifier, Permanent, Retryable
 from bot.redact import scrub, secrets_of
-from bot.routing import Router
 from bot.settings import Settings
 from storage import db, incidents, outbox
 from storage.errors import DnaBotError, OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
@@ -202,13 +200,10 @@ def write_back(
 
 def deliver_now(settings: Settings, engine: Engine, lane: str) -> str | None:
     """Drain one write-back lane in this thread; the failure reason of its newest row, if it failed."""
-    drainer = Notifier(
-        _NoSlack(), Router([], "unused"), om_writer=writer(settings), max_attempts=settings.outbox_max_attempts
-    )
+    drainer = Notifier(None, om_writer=writer(settings), max_attempts=settings.outbox_max_attempts)
     drainer.publish(engine, lanes=[lane])
     with db.session_factory(engine)() as session:
-        rows = [r for r in outbox.rows(session, limit=50) if r.lane == lane]
-    newest = rows[0] if rows else None
+        newest = next(iter(outbox.rows(session, lane=lane, limit=1)), None)
     if newest is None or newest.status in (outbox.DELIVERED, outbox.SKIPPED):
         return None
     return newest.last_error or "not delivered yet"
@@ -268,13 +263,6 @@ def _reason(exc: Exception) -> str:
 def _redact(settings: Settings, text: str) -> str:
     """A failure reason fit for the incident's history (and so its Slack thread): every secret masked."""
     return scrub(text, secrets_of(settings))[:300]
-
-
-class _NoSlack(WebClient):
-    """The drainer of a write-back lane never talks to Slack."""
-
-    def __init__(self, **_: Any) -> None:
-        super().__init__(token="unused", retry_handlers=[])
 
 
 def _note(settings: Settings, incident_id: int, note: str) -> None:

@@ -86,6 +86,15 @@ def release_lease(session: Session, name: str, holder: str) -> bool:
     return bool(result.rowcount)
 
 
+SCHEDULER_LEASE = "scheduler"  # held by the replica that runs the sync tick and the daily digest
+
+
+def holder_of(session: Session, name: str, *, now: datetime) -> str | None:
+    """Who holds the lease `name` now (None when nobody does, or the last holder's lease ran out)."""
+    lease = lease_of(session, name)
+    return lease.holder if lease is not None and lease.expires_at > _aware(now) else None
+
+
 def lease_of(session: Session, name: str) -> LeaseView | None:
     row = session.get(Lease, name, populate_existing=True)
     if row is None:

@@ -304,11 +304,13 @@ def has_pending(session: Session, lane: str, kind: str | None = None) -> bool:
     return session.scalars(stmt.limit(1)).first() is not None
 
 
-def rows(session: Session, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+def rows(session: Session, *, status: str | None = None, lane: str | None = None, limit: int = 100) -> list[OutboxRow]:
     """The newest rows first (for `dnabot outbox` and the tests)."""
     stmt = sa.select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(OutboxMessage.status == status)
+    if lane is not None:
+        stmt = stmt.where(OutboxMessage.lane == lane)
     return [_view(r) for r in session.scalars(stmt)]
 
 

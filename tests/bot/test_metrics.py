@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot import metrics, services
 from bot.settings import Settings
 from storage import db, outbox
-from storage.coordination import try_lease
+from storage.coordination import SCHEDULER_LEASE, try_lease
 from storage.fqn import url_segment
 from storage.sync import SyncOptions, SyncResult, run_sync
 from tests.fakes.slack_signing import signed_headers, slash_command
@@ -127,7 +127,7 @@ def test_outbox_depth_age_dead_letters_and_the_leader_are_read_at_each_scrape(bo
             outbox.enqueue(session, "card:1", "card", lane="slack:incident:1", now=now - timedelta(minutes=2))
             outbox.enqueue(session, "reply:1", "reply", lane="slack:incident:1", now=now)
             outbox.enqueue(session, "card:2", "card", lane="slack:incident:2", now=now)
-            try_lease(session, metrics.LEADER_LEASE, "replica-a", ttl_seconds=60, now=now)
+            try_lease(session, SCHEDULER_LEASE, "replica-a", ttl_seconds=60, now=now)
         samples = scrape(settings)
         other = scrape(bot_env(DATABASE_URL=db_url, DNABOT_REPLICA_ID="replica-b"))
     finally:

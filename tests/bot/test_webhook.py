@@ -26,6 +26,7 @@ from storage.fqn import url_segment
 from storage.models import InboundEvent
 from storage.simulator import run_in_thread
 from storage.sync import SyncResult
+from tests.e2e.replicas import wait_until
 
 SECRET = "om-webhook-secret"
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
@@ -186,13 +187,6 @@ def test_without_a_secret_the_webhook_refuses_everything(bot_env, db_url):
     finally:
         handle.stop()
         engine.dispose()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_worker_removes_requests_only_after_a_good_run_and_waits_out_a_busy_lock(hook):

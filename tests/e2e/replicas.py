@@ -31,7 +31,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", every: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
