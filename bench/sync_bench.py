@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from storage import fqn as fqnlib  # noqa: E402
+from storage import om_versions  # noqa: E402
 from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun  # noqa: E402
 from storage.om_models import ENTITY_COLLECTIONS  # noqa: E402
+
+SERVER_VERSION = "1.13.6"  # what the simulator reports by default
 
 TOKEN = "bench-token"
 PAGE_SIZE = 500
@@ -93,7 +96,7 @@ async def floor(url: str) -> tuple[float, int]:
                 if not after:
                     return items
 
-        await pages("dataQuality/testCases", {"fields": "testDefinition,testSuite,incidentId,owners"})
+        await pages("dataQuality/testCases", {"fields": om_versions.profile_for(SERVER_VERSION).fields("testCase")})
         now = int(time.time() * 1000)
         await client.get(
             "dataQuality/testCases/testCaseIncidentStatus",
@@ -101,7 +104,9 @@ async def floor(url: str) -> tuple[float, int]:
         )
         requests += 1
         entities: list[tuple[str, str]] = []
-        for entity_type, (collection, _, fields) in ENTITY_COLLECTIONS.items():
+        profile = om_versions.profile_for(SERVER_VERSION)
+        for entity_type, (collection, _) in ENTITY_COLLECTIONS.items():
+            fields = profile.fields(entity_type)
             for item in await pages(collection, {"fields": fields, "include": "non-deleted"}):
                 entities.append((entity_type, item["fullyQualifiedName"]))
         sem = asyncio.Semaphore(CONCURRENCY)

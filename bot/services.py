@@ -92,6 +92,9 @@ async def sync(
         full_refresh_seconds=settings.full_refresh_seconds,
         trust_drop_threshold=settings.trust_drop_threshold,
         incident_window_days=settings.incident_window_days,
+        lineage_sweep_seconds=settings.lineage_sweep_seconds,
+        sync_interval_seconds=settings.sync_interval_seconds,
+        lineage_sweep_min=settings.lineage_sweep_min,
     )
     async with client_for(settings) as client:
         result = await run_sync(engine, client, options, progress=progress)

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     om_page_size: int = Field(default=500, ge=100, le=1000, validation_alias="DNABOT_OM_PAGE_SIZE")
     om_max_retries: int = Field(default=5, ge=0, le=20, validation_alias="DNABOT_OM_MAX_RETRIES")
     full_refresh_seconds: int = Field(default=6 * 3600, ge=0, validation_alias="DNABOT_FULL_REFRESH_SECONDS")
+    # 1.x records no event for a lineage edit: each sync re-reads a slice, so all lineage is re-read in this window
+    lineage_sweep_seconds: float = Field(default=3600, ge=0, validation_alias="DNABOT_LINEAGE_SWEEP_SECONDS")
+    lineage_sweep_min: int = Field(default=200, ge=0, validation_alias="DNABOT_LINEAGE_SWEEP_MIN")
     trust_drop_threshold: int = Field(default=15, ge=1, le=100, validation_alias="DNABOT_TRUST_DROP_THRESHOLD")
     incident_window_days: int = Field(default=30, ge=1, le=365, validation_alias="DNABOT_INCIDENT_WINDOW_DAYS")
     group_window_hours: float = Field(default=24.0, gt=0, le=24 * 30, validation_alias="DNABOT_GROUP_WINDOW_HOURS")

@@ -32,7 +32,7 @@ from bot.settings import Settings
 from storage import coordination
 from storage.db import SyncAlreadyRunning, session_factory
 from storage.om_models import ChangeEvent
-from storage.sync_fetch import event_target
+from storage.sync_events import event_targets
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,13 @@ def record_events(engine: Engine, items: Iterable[Any], *, ttl_seconds: float, n
                 duplicates += 1
                 continue
             events += 1
-            target = event_target(event)
-            if target is None:
+            targets = event_targets(event)
+            if not targets:
                 ignored += 1
                 continue
-            coordination.request_sync(session, target[0], target[1], now=now)
-            requested += 1
+            for entity_type, fqn in targets:
+                coordination.request_sync(session, entity_type, fqn, now=now)
+                requested += 1
     return Accepted(events, duplicates, ignored, requested)
 
 

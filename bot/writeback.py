@@ -27,6 +27,7 @@ from bot.settings import Settings
 from storage import db, incidents, outbox
 from storage.errors import DnaBotError, OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.incident_views import IncidentView
+from storage.om_client import IncidentWrite
 from storage.outbox import OutboxRow
 from storage.people import user_for_email
 
@@ -138,7 +139,7 @@ def writer(settings: Settings) -> Callable[[OutboxRow], None]:
                 f"no OpenMetadata user has the email of Slack user <@{assignee}>: assign the incident in OpenMetadata"
             )
         try:
-            _run(
+            outcome = _run(
                 _post(
                     settings,
                     str(payload["test_fqn"]),
@@ -158,6 +159,11 @@ def writer(settings: Settings) -> Callable[[OutboxRow], None]:
                     _note(settings, row.incident_id, f"Could not update OpenMetadata ({what}): {why}; retrying")
                 raise Retryable(why) from None
             raise Permanent(why) from None
+        if outcome.skipped:  # written nothing on purpose (e.g. an Ack would open a new incident there): say why
+            log.info("incident %s not written back (%s): %s", row.incident_id, payload["state"], outcome.skipped)
+            if row.incident_id is not None:
+                _note(settings, row.incident_id, f"OpenMetadata not updated ({payload['state']}): {outcome.skipped}")
+            return
         log.info(
             "incident %s written back to OpenMetadata: %s on %s", row.incident_id, payload["state"], payload["test_fqn"]
         )
@@ -218,7 +224,7 @@ async def _post(
     assignee: str | None,
     reason: str | None,
     comment: str | None,
-) -> Any:
+) -> IncidentWrite:
     from bot import services  # services imports this module: import late
 
     async with services.client_for(settings) as client:

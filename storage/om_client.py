@@ -1,11 +1,16 @@
-"""Async client of the OpenMetadata 1.x REST API used by the sync: entities, lineage, data quality, events."""
+"""Async client of the OpenMetadata 1.5–2.x REST API used by the sync: entities, lineage, data quality, events.
+
+Request shapes (the `fields` of each entity type, paging, write-back bodies) follow the server's version, read
+first from `/v1/system/version` and looked up in `storage.om_versions`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,7 +18,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OMUnsupportedVersion, OpenMetadataError
+from storage import om_versions
+from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.fqn import url_segment
 from storage.om_http import ClientStats, OMHttp, QueryParams, Sleep
 from storage.om_lineage import LineageEdge, parse_lineage
@@ -29,7 +35,7 @@ from storage.om_models import (
     TestCaseResult,
 )
 
-__all__ = ["LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
+__all__ = ["IncidentWrite", "LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +43,18 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 R = TypeVar("R")
 
-SUPPORTED_RANGE = ">= 1.0, < 2.0 (OpenMetadata 1.x)"
+SUPPORTED_RANGE = om_versions.SUPPORTED
 EVENT_KINDS = ("entityCreated", "entityUpdated", "entityDeleted", "entityRestored")
 EVENT_ENTITY_TYPES = ("table", "dashboard", "chart", "dashboardDataModel", "pipeline", "topic", "testCase")
-TEST_CASE_FIELDS = "testDefinition,testSuite,incidentId,owners"
+# Containers whose (cascade) deletion takes every entity under their FQN with it; one event names the root only.
+CONTAINER_TYPES = (
+    "databaseService",
+    "database",
+    "databaseSchema",
+    "dashboardService",
+    "pipelineService",
+    "messagingService",
+)
 INCLUDE = "non-deleted"
 MAX_LINEAGE_DEPTH = 3
 
@@ -102,6 +116,10 @@ class OpenMetadataClient:
         self.concurrency = concurrency
         self.malformed: list[MalformedItem] = []
         self.server: ServerVersion | None = None
+        self.profile: om_versions.Profile | None = None
+        # what a newer server sent that this client does not know: counted and ignored, never fatal
+        self.unknown_fields: Counter[str] = Counter()  # "table.someNewKey" → times seen
+        self.unknown_event_types: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"OpenMetadataClient({self.base_url!r})"
@@ -140,23 +158,24 @@ class OpenMetadataClient:
         return self.server
 
     async def check_version(self) -> ServerVersion:
-        """Read the server version and refuse (`OMUnsupportedVersion`) anything outside 1.x."""
+        """Read the server version, choose its request shapes, and refuse (`OMUnsupportedVersion`, one sentence)
+        anything outside 1.5–2.x."""
         version = await self.server_version()
-        match = re.match(r"\s*v?(\d+)\.(\d+)", version.version)
-        if match is None or int(match.group(1)) != 1:
-            raise OMUnsupportedVersion(
-                f"OpenMetadata {version.version} at {self.base_url} is not supported: "
-                f"DNA Bot supports OpenMetadata {SUPPORTED_RANGE}",
-                version=version.version,
-                supported=SUPPORTED_RANGE,
-                url=self.base_url + "v1/system/version",
-            )
+        self.profile = om_versions.profile_for(version.version, url=self.base_url)
         return version
+
+    async def version_profile(self) -> om_versions.Profile:
+        """The request shapes of this server (its version is read once, on first need)."""
+        if self.profile is None:
+            await self.check_version()
+        assert self.profile is not None
+        return self.profile
 
     # ---- data assets ----------------------------------------------------------------------------------
     async def iter_entities(self, entity_type: str) -> AsyncIterator[EntityBase]:
         """Every non-deleted entity of one `ENTITY_COLLECTIONS` type, cursor-paged; malformed ones skipped."""
-        collection, model, fields = _collection(entity_type)
+        collection, model = _collection(entity_type)
+        fields = (await self.version_profile()).fields(entity_type)
         params = {"fields": fields, "include": INCLUDE, "limit": self.page_size}
         async for item in self._iter_cursor(f"v1/{collection}", params, model, entity_type):
             yield item
@@ -182,7 +201,8 @@ class OpenMetadataClient:
         return {fqn: entity for fqn, entity in zip(wanted, found, strict=True) if entity is not None}
 
     async def _get_entity(self, entity_type: str, fqn: str, include: str) -> EntityBase | None:
-        collection, model, fields = _collection(entity_type)
+        collection, model = _collection(entity_type)
+        fields = (await self.version_profile()).fields(entity_type)
         path = f"v1/{collection}/name/{url_segment(fqn)}"
         body = await self._http.get_json(path, {"fields": fields, "include": include})
         return self._parse(model, entity_type, body)
@@ -245,7 +265,8 @@ class OpenMetadataClient:
     async def iter_test_cases(self, table_fqn: str | None = None) -> AsyncIterator[TestCase]:
         """Every non-deleted test case (or one table's, its columns' included) with its latest result and open
         incident id; malformed ones skipped."""
-        params: dict[str, Any] = {"fields": TEST_CASE_FIELDS, "include": INCLUDE, "limit": self.page_size}
+        fields = (await self.version_profile()).fields("testCase")
+        params: dict[str, Any] = {"fields": fields, "include": INCLUDE, "limit": self.page_size}
         if table_fqn is not None:
             params |= {"entityLink": f"<#E::table::{table_fqn}>", "includeAllTests": "true"}
         async for case in self._iter_cursor("v1/dataQuality/testCases", params, TestCase, "testCase"):
@@ -258,28 +279,64 @@ class OpenMetadataClient:
         return [r async for r in self._iter_cursor(path, params, TestCaseResult, "testCaseResult")]
 
     async def incident_statuses(
-        self, start_ts: int, end_ts: int, latest: bool = True
+        self, start_ts: int, end_ts: int, latest: bool = True, *, test_fqn: str | None = None
     ) -> list[TestCaseResolutionStatus]:
-        """Incident (test case resolution) statuses in a window; `latest` keeps one row per `stateId`."""
+        """Incident (test case resolution) statuses in a window; `latest` keeps one row per `stateId`.
+
+        The list pages with an opaque cursor: the first page sends no `offset`, and each answer's `paging.after`
+        goes back unchanged as the next `offset` (a plain number is a 400 on a real server).
+        """
         path = "v1/dataQuality/testCases/testCaseIncidentStatus"
+        params: dict[str, Any] = {"startTs": start_ts, "endTs": end_ts, "latest": latest, "limit": self.page_size}
+        if test_fqn is not None:
+            params["testCaseFQN"] = test_fqn
         out: list[TestCaseResolutionStatus] = []
-        offset = 0
+        seen_cursors: set[str] = set()
         while True:
-            params = {
-                "startTs": start_ts,
-                "endTs": end_ts,
-                "latest": latest,
-                "limit": self.page_size,
-                "offset": offset,
-            }
             data, paging = _page(await self._http.get_json(path, params), path)
             out.extend(s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw)))
-            offset += len(data)
-            total = paging.get("total")
-            if not data or (isinstance(total, int) and offset >= total):
+            after = paging.get("after")
+            if not data or not isinstance(after, str) or not after:
                 return out
-            if not isinstance(total, int) and len(data) < self.page_size:
-                return out
+            if after in seen_cursors:
+                raise OpenMetadataError(f"OpenMetadata repeated a paging cursor on GET /{path}")
+            seen_cursors.add(after)
+            params["offset"] = after
+
+    async def incident_history(self, state_id: str) -> list[TestCaseResolutionStatus]:
+        """Every status of one incident (`stateId`), oldest first."""
+        path = f"v1/dataQuality/testCases/testCaseIncidentStatus/stateId/{url_segment(state_id)}"
+        data, _ = _page(await self._http.get_json(path), path)
+        rows = [s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw))]
+        return sorted(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0))
+
+    async def current_incident(self, test_fqn: str) -> TestCaseResolutionStatus | None:
+        """The newest status of the test case's latest incident, or None when it never had one."""
+        path = f"v1/dataQuality/testCases/name/{url_segment(test_fqn)}"
+        body = await self._http.get_json(path, {"fields": "incidentId", "include": INCLUDE})
+        state_id = body.get("incidentId") if isinstance(body, dict) else None
+        if isinstance(state_id, str) and state_id:
+            history = await self.incident_history(state_id)
+            if history:
+                return history[-1]
+        # resolved incidents may no longer be linked from the test case: look for its newest status
+        now_ms = _now_ms()
+        rows = await self.incident_statuses(now_ms - 90 * 86_400_000, now_ms + 86_400_000, test_fqn=test_fqn)
+        return max(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0), default=None)
+
+    async def user_ref(self, name: str) -> dict[str, Any] | None:
+        """The full EntityReference of the OpenMetadata user `name` (`GET /v1/users/name/{name}`), None if unknown.
+
+        Released servers resolve an assignee or `resolvedBy` by its `id`; a name alone is refused."""
+        try:
+            body = await self._http.get_json(f"v1/users/name/{url_segment(name)}")
+        except OMNotFound:
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise OpenMetadataError(f"OpenMetadata answered GET /v1/users/name/{name} without a user id")
+        ref = {"id": body["id"], "type": "user", "name": body.get("name") or name}
+        ref["fullyQualifiedName"] = body.get("fullyQualifiedName") or ref["name"]
+        return ref
 
     async def post_incident_status(
         self,
@@ -291,29 +348,45 @@ class OpenMetadataClient:
         comment: str | None = None,
         severity: str | None = None,
         resolved_by: str | None = None,
-    ) -> TestCaseResolutionStatus:
-        """Add an Ack / Assigned / Resolved status to the open incident of test case `test_fqn`.
+    ) -> IncidentWrite:
+        """Add an Ack / Assigned / Resolved status to the open incident of test case `test_fqn`, when it makes sense.
 
-        `POST /v1/dataQuality/testCases/testCaseIncidentStatus`. `assignee` and `resolved_by` are OpenMetadata
-        user names; `reason` is ours (fixed, false_positive, duplicate, other) or already an OM failure reason.
+        The current state is read first: on OpenMetadata an Ack or Assigned after Resolved opens a NEW incident,
+        so nothing is written when the incident is already resolved there (or already in that state). People are
+        sent as full user references (looked up by name). `reason` is ours (fixed, false_positive, duplicate,
+        other) or already an OM failure reason.
         """
+        if status not in INCIDENT_WRITE_STATES:
+            raise ValueError(f"incident status must be one of {', '.join(INCIDENT_WRITE_STATES)}, not {status!r}")
+        current = await self.current_incident(test_fqn)
+        skip = _skip_reason(current, status, assignee)
+        if skip is not None:
+            return IncidentWrite(None, current, skip)
+        assignee_ref = resolver_ref = None
+        if status == "Assigned":
+            assignee_ref = await self.user_ref(assignee or "")
+            if assignee_ref is None:
+                raise OMNotFound(f"OpenMetadata has no user {assignee!r} to assign the incident to", status=404)
+        if status == "Resolved" and resolved_by:
+            resolver_ref = await self.user_ref(resolved_by)  # unknown: OpenMetadata records the bot
         body = incident_status_body(
             test_fqn,
             status,
-            assignee=assignee,
+            assignee=assignee_ref,
             reason=reason,
             comment=comment,
             severity=severity,
-            resolved_by=resolved_by,
+            resolved_by=resolver_ref,
         )
         path = "v1/dataQuality/testCases/testCaseIncidentStatus"
         answer = await self._http.post_json(path, body)
         try:
-            return TestCaseResolutionStatus.model_validate(answer)
+            written = TestCaseResolutionStatus.model_validate(answer)
         except ValidationError:
             raise OpenMetadataError(
                 f"OpenMetadata answered POST /{path} without an incident status", url=self.base_url + path
             ) from None
+        return IncidentWrite(written, current, None)
 
     # ---- people ---------------------------------------------------------------------------------------
     async def iter_users(self) -> AsyncIterator[OMUser]:
@@ -345,17 +418,57 @@ class OpenMetadataClient:
         if not types:
             return []
         params: dict[str, str | int] = {kind: types for kind in EVENT_KINDS}
+        # a container's deletion takes its children with it (one event for the root): ask for those too
+        params["entityDeleted"] = ",".join(dict.fromkeys([*entity_types, *CONTAINER_TYPES]))
         params["timestamp"] = timestamp_ms
         data, _ = _page(await self._http.get_json("v1/events", params), "v1/events")
         seen = set(exclude_ids)
         events: list[ChangeEvent] = []
         for raw in data:
             event = self._parse(ChangeEvent, "changeEvent", raw)
+            if event is not None:
+                self.note_event_type(event)
             if event is not None and event.id not in seen:
                 seen.add(event.id)
                 events.append(event)
         events.sort(key=lambda e: e.timestamp)
         return events
+
+    def note_event_type(self, event: ChangeEvent) -> bool:
+        """Count an event type this server version does not define (never fatal); True when it is known."""
+        if self.profile is None or not self.profile.event_types or event.eventType in self.profile.event_types:
+            return True
+        self.unknown_event_types[event.eventType] += 1
+        return False
+
+    async def lineage_audit_since(self, start_ts: int, end_ts: int | None = None) -> list[ChangeEvent]:
+        """OpenMetadata 2.0's lineage changes (`entityLineageAdded/Updated/Deleted`) from the audit log, oldest first.
+
+        `GET /v1/audit/logs?entityType=lineage&startTs=…` (cursor-paged, at most 200 a page). Each entry is turned
+        into the ChangeEvent it records; entries that do not read as one are skipped and counted as malformed.
+        """
+        path = "v1/audit/logs"
+        params: dict[str, Any] = {"entityType": "lineage", "startTs": start_ts, "limit": 200}
+        if end_ts is not None:
+            params["endTs"] = end_ts
+        out: list[ChangeEvent] = []
+        seen_cursors: set[str] = set()
+        while True:
+            data, paging = _page(await self._http.get_json(path, params), path)
+            for raw in data:
+                event = self._parse(ChangeEvent, "auditLog", audit_change_event(raw))
+                if event is not None:
+                    self.note_event_type(event)
+                    out.append(event)
+            after = paging.get("after")
+            if not data or not isinstance(after, str) or not after:
+                break
+            if after in seen_cursors:
+                raise OpenMetadataError(f"OpenMetadata repeated a paging cursor on GET /{path}")
+            seen_cursors.add(after)
+            params["after"] = after
+        out.sort(key=lambda e: e.timestamp)
+        return out
 
     # ---- paging and lenient parsing -------------------------------------------------------------------
     async def _iter_cursor(self, path: str, params: QueryParams, model: type[M], kind: str) -> AsyncIterator[M]:
@@ -376,6 +489,9 @@ class OpenMetadataClient:
             seen_cursors.add(after)
 
     def _parse(self, model: type[M], kind: str, raw: Any) -> M | None:
+        if self.profile is not None and isinstance(raw, dict):
+            for key in self.profile.unknown_keys(kind, raw):
+                self.unknown_fields[f"{kind}.{key}"] += 1
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
@@ -402,31 +518,61 @@ def failure_reason(reason: str | None) -> str:
     return REASON_TO_OM.get((reason or "").strip().lower(), "Other")
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentWrite:
+    """What a write-back did: the status written, or why nothing was (`skipped`), and the state it found."""
+
+    written: TestCaseResolutionStatus | None
+    found: TestCaseResolutionStatus | None
+    skipped: str | None
+
+
+def _skip_reason(current: TestCaseResolutionStatus | None, status: str, assignee: str | None) -> str | None:
+    """Why writing `status` over `current` would be wrong (None when it should be written)."""
+    if current is None:
+        return "OpenMetadata has no incident for this test case"
+    state = current.testCaseResolutionStatusType
+    if state == "Resolved":
+        if status == "Resolved":
+            return "the incident is already resolved in OpenMetadata"
+        return f"the incident is already resolved in OpenMetadata; {status} would open a new incident there"
+    if status == state == "Ack":
+        return "the incident is already acknowledged in OpenMetadata"
+    if status == state == "Assigned":
+        details = current.testCaseResolutionStatusDetails or {}
+        who = details.get("assignee") if isinstance(details, dict) else None
+        if isinstance(who, dict) and assignee and assignee in (who.get("name"), who.get("fullyQualifiedName")):
+            return f"the incident is already assigned to {assignee} in OpenMetadata"
+    if status == "Ack" and state == "Assigned":
+        return "the incident is already assigned in OpenMetadata (an Ack would move it back)"
+    return None
+
+
 def incident_status_body(
     test_fqn: str,
     status: str,
     *,
-    assignee: str | None = None,
+    assignee: dict[str, Any] | None = None,
     reason: str | None = None,
     comment: str | None = None,
     severity: str | None = None,
-    resolved_by: str | None = None,
+    resolved_by: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `CreateTestCaseResolutionStatus` body of one Ack / Assigned / Resolved status."""
+    """The `CreateTestCaseResolutionStatus` body of one Ack / Assigned / Resolved status (people as full refs)."""
     if status not in INCIDENT_WRITE_STATES:
         raise ValueError(f"incident status must be one of {', '.join(INCIDENT_WRITE_STATES)}, not {status!r}")
     body: dict[str, Any] = {"testCaseResolutionStatusType": status, "testCaseReference": test_fqn}
     if status == "Assigned":
-        if not assignee:
-            raise ValueError("an Assigned status needs an assignee")
-        body["testCaseResolutionStatusDetails"] = {"assignee": {"name": assignee, "type": "user"}}
+        if not assignee or not assignee.get("id"):
+            raise ValueError("an Assigned status needs the assignee's user reference (with its id)")
+        body["testCaseResolutionStatusDetails"] = {"assignee": assignee}
     elif status == "Resolved":
         details: dict[str, Any] = {
             "testCaseFailureReason": failure_reason(reason),
             "testCaseFailureComment": comment or "",
         }
         if resolved_by:
-            details["resolvedBy"] = {"name": resolved_by, "type": "user"}
+            details["resolvedBy"] = resolved_by
         body["testCaseResolutionStatusDetails"] = details
     if severity:
         body["severity"] = severity
@@ -448,7 +594,40 @@ def event_entity(event: ChangeEvent | dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _collection(entity_type: str) -> tuple[str, type[EntityBase], str]:
+def audit_change_event(entry: Any) -> Any:
+    """The ChangeEvent an audit-log entry records: its `changeEvent` (object or JSON string) or the entry itself,
+    with the entry's own keys filling what the event lacks."""
+    if not isinstance(entry, dict):
+        return entry
+    inner = entry.get("changeEvent")
+    if isinstance(inner, str):
+        try:
+            inner = json.loads(inner)
+        except ValueError:
+            inner = None
+    event = dict(inner) if isinstance(inner, dict) else {}
+    aliases = {
+        "id": ("changeEventId", "id"),
+        "eventType": ("eventType",),
+        "entityType": ("entityType",),
+        "entityId": ("entityId",),
+        "entityFullyQualifiedName": ("entityFQN", "entityFullyQualifiedName"),
+        "timestamp": ("eventTs", "timestamp", "createdAt"),
+        "userName": ("userName",),
+    }
+    for key, names in aliases.items():
+        if event.get(key) is None:
+            event[key] = next((entry[n] for n in names if entry.get(n) is not None), None)
+    if event.get("entityId") is None:
+        event["entityId"] = event.get("id") or ""
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _collection(entity_type: str) -> tuple[str, type[EntityBase]]:
     try:
         return ENTITY_COLLECTIONS[entity_type]
     except KeyError:

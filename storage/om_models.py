@@ -1,10 +1,10 @@
-"""Lenient pydantic models of the OpenMetadata 1.x REST shapes the bot reads (unknown keys ignored)."""
+"""Lenient pydantic models of the OpenMetadata 1.5–2.x REST shapes the bot reads (unknown keys ignored)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OMModel(BaseModel):
@@ -82,9 +82,16 @@ class EntityBase(OMModel):
     tags: list[TagLabel] = Field(default_factory=list)
     followers: list[EntityRef] = Field(default_factory=list)
     domains: list[EntityRef] = Field(default_factory=list)
+    domain: EntityRef | None = None  # 1.5–1.8 name one domain; `domains` (a list) from 1.9
     service: EntityRef | None = None
     serviceType: str | None = None
     sourceUrl: str | None = None
+
+    @model_validator(mode="after")
+    def _one_domain_is_a_list(self) -> EntityBase:
+        if self.domain is not None and not self.domains:
+            self.domains = [self.domain]
+        return self
 
 
 class Table(EntityBase):
@@ -250,18 +257,14 @@ class ServerVersion(OMModel):
     timestamp: int | None = None
 
 
-# Entity types the sync covers, with the REST collection and the `fields` each one needs.
-ENTITY_COLLECTIONS: dict[str, tuple[str, type[EntityBase], str]] = {
-    "table": (
-        "tables",
-        Table,
-        "columns,owners,tags,usageSummary,followers,tableConstraints,domains",
-    ),
-    "dashboard": ("dashboards", Dashboard, "owners,charts,dataModels,tags,followers,usageSummary,domains"),
-    "chart": ("charts", Chart, "owners,tags,followers,dashboards,domains"),
-    "dashboardDataModel": ("dashboard/datamodels", DashboardDataModel, "owners,tags,followers,domains"),
-    "pipeline": ("pipelines", Pipeline, "owners,tasks,pipelineStatus,tags,followers,domains"),
-    "topic": ("topics", Topic, "owners,tags,followers,domains"),
+# Entity types the sync covers, with their REST collection and model (the `fields` per version: storage.om_versions).
+ENTITY_COLLECTIONS: dict[str, tuple[str, type[EntityBase]]] = {
+    "table": ("tables", Table),
+    "dashboard": ("dashboards", Dashboard),
+    "chart": ("charts", Chart),
+    "dashboardDataModel": ("dashboard/datamodels", DashboardDataModel),
+    "pipeline": ("pipelines", Pipeline),
+    "topic": ("topics", Topic),
 }
 
 

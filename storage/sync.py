@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import marshal
+import math
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -51,6 +53,12 @@ class SyncOptions:
     full_refresh_seconds: int = 6 * 3600
     trust_drop_threshold: int = 15
     incident_window_days: int = 30
+    # The rolling lineage sweep (1.x records no event for a lineage edit): every incremental run re-reads the
+    # lineage of the next slice of the catalog, sized so the whole catalog is covered every
+    # `lineage_sweep_seconds` at one run per `sync_interval_seconds`, and never less than `lineage_sweep_min`.
+    lineage_sweep_seconds: float = 3600
+    sync_interval_seconds: float = 900
+    lineage_sweep_min: int = 200
 
 
 @dataclass
@@ -81,6 +89,8 @@ class SyncResult:
     change_source: str | None = None  # "events" (the feed), "updatedAt" (feed refused) or "targets" (targeted)
     open_test_incidents: list[str] = field(default_factory=list)  # entities with a failing test open in OM
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
+    lineage_sweep: dict[str, Any] | None = None  # incremental: how lineage edits were looked for, and where
+    unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # fields / event types the client did not know
     requests: int = 0
     retries: int = 0
     error: str | None = None
@@ -134,6 +144,7 @@ async def run_sync(
             run_id = run.id
             context.enter_context(logctx.bind(sync_id=run_id))  # every log line of the run names it
             cursor = last_ok.events_cursor if last_ok else None
+            sweep_cursor = ((last_ok.stats or {}).get("lineage_sweep") or {}).get("cursor") if last_ok else None
             first_sync = last_ok is None
             current = load_current(session)
             known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
@@ -156,8 +167,12 @@ async def run_sync(
             elif mode == "targeted":
                 fetched = await fetcher.targeted(options.targets or [], known, int(cursor or 0))
             else:
-                fetched = await fetcher.incremental(int(cursor or 0), known, versions)
+                sweep = sweep_slice(known, sweep_cursor, sweep_size(len(known), options))
+                fetched = await fetcher.incremental(int(cursor or 0), known, versions, sweep=sweep)
             result.om_version = fetched.om_version
+            result.lineage_sweep = fetched.sweep
+            if fetched.sweep is None and mode == "targeted" and sweep_cursor:  # a targeted run keeps the place
+                result.lineage_sweep = {"source": "sweep", "read": 0, "cursor": sweep_cursor}
             result.fetch_seconds = round(time.perf_counter() - clock, 3)
             freeze_now()
             with factory.begin() as session:
@@ -171,6 +186,24 @@ async def run_sync(
                 result.error = f"{type(exc).__name__}: {exc}"
                 _finish(run, result, "failed", clock, client, fetched=None)
         return result
+
+
+def sweep_size(catalog: int, options: SyncOptions) -> int:
+    """How many entities one incremental run re-reads the lineage of, so the catalog is covered in time."""
+    if catalog <= 0 or options.lineage_sweep_seconds <= 0:
+        return 0
+    share = math.ceil(catalog * options.sync_interval_seconds / options.lineage_sweep_seconds)
+    return min(catalog, max(options.lineage_sweep_min, share))
+
+
+def sweep_slice(known: dict[str, str], after: str | None, size: int) -> list[tuple[str, str]]:
+    """The next `size` entities (type, FQN) after `after` in FQN order, wrapping round to the start."""
+    if size <= 0:
+        return []
+    ordered = sorted(known)
+    start = bisect.bisect_right(ordered, after) if after else 0
+    chosen = (ordered[start:] + ordered[:start])[:size]
+    return [(known[fqn], fqn) for fqn in chosen]
 
 
 @contextmanager
@@ -202,6 +235,14 @@ def _finish(
     stats = getattr(client, "stats", None)
     result.requests = int(getattr(stats, "requests", 0) or 0)
     result.retries = int(getattr(stats, "retries", 0) or 0)
+    result.unknown = {
+        kind: dict(counter.most_common(20))
+        for kind, counter in (
+            ("fields", getattr(client, "unknown_fields", None)),
+            ("event_types", getattr(client, "unknown_event_types", None)),
+        )
+        if counter
+    }
     result.status = status
     result.finished_at = finished.isoformat()
     result.duration_seconds = round(time.perf_counter() - clock, 3)

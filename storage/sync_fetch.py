@@ -14,8 +14,9 @@ from typing import Any
 
 from storage import dna, trust
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
-from storage.om_client import OpenMetadataClient, event_entity
+from storage.om_client import CONTAINER_TYPES, OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
+from storage.sync_events import children_of, plan_events, test_target
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Fetched:
     fully_listed: bool = False  # every entity was listed (so absent ones are gone)
     seen: set[str] = field(default_factory=set)  # listed and unchanged (not re-read)
     people: list[PersonRecord] | None = None  # full runs: OM users and teams; None when not (or not fully) listed
+    sweep: dict[str, Any] | None = None  # how lineage edits the feed cannot show were looked for (incremental)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +118,6 @@ class PersonRecord:
 
 def entity_service(entity: EntityBase) -> str | None:
     return entity.service.name if entity.service else None
-
-
-def test_target(test: TestCase) -> str | None:
-    """The FQN of the entity a test case checks, from its entity link `<#E::table::FQN[::columns::c]>`."""
-    return dna.entity_of_test_link(test.entityLink) or test.entityFQN
 
 
 class Fetcher:
@@ -147,6 +144,7 @@ class Fetcher:
         self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
         self._queued = 0
         self._lineage_done = 0
+        self._lineage_only: set[str] = set()
 
     async def context(self, fetched: Fetched) -> None:
         """Test cases, open incidents and pipelines (with their last runs): small, re-read on every run."""
@@ -219,6 +217,8 @@ class Fetcher:
             try:
                 edges = await self.client.lineage(entity_type, fqn)
             except OMNotFound:
+                if fqn in self._lineage_only:
+                    continue  # a lineage-only re-read: a 404 proves nothing about its edges; keep them
                 edges = []  # gone since it was listed: no edges
             except (OMAuthError, OMUnavailable):
                 raise
@@ -315,9 +315,14 @@ class Fetcher:
         cursor_ms: int,
         known_types: dict[str, str],
         known_versions: dict[str, tuple[int | None, float | None]] | None = None,
+        *,
+        sweep: list[tuple[str, str]] | None = None,
     ) -> Fetched:
         """Read what changed since `cursor_ms`: from the change-events feed, or, when the server refuses the
-        feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests."""
+        feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests.
+
+        Lineage edits leave no trace in 1.x's feed: on 2.0 they are read from the audit log, and otherwise the
+        `sweep` slice ((type, FQN) pairs, chosen by the caller) has its lineage re-read."""
         version = await self.client.check_version()
         fetched = Fetched(mode="incremental", om_version=version.version)
         try:
@@ -326,23 +331,19 @@ class Fetcher:
             raise  # the server is down: this run fails, the last good data stays
         except OpenMetadataError as exc:  # refused (403, 404, 400…): fall back to updatedAt
             log.warning("change-events feed unavailable (%s): detecting changes by updatedAt", exc)
-            return await self._by_updated_at(fetched, cursor_ms, known_versions or {})
+            return await self._by_updated_at(fetched, cursor_ms, known_versions or {}, sweep or [])
         fetched.change_source = "events"
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
-        changed: dict[str, str] = {}
-        for ev in events:
-            target = event_target(ev)
-            if target is None:
-                continue
-            if ev.entityType == "testCase":
-                fetched.test_targets.add(target[1])
-            elif target[0] != "pipeline":  # pipelines are re-read with the context
-                changed[target[1]] = target[0]
+        plan = plan_events(events, known_types)
+        lineage_only = dict(plan.lineage)
+        lineage_only.update(await self._lineage_changes(fetched, cursor_ms, known_types, sweep or []))
+        fetched.gone |= plan.gone
+        fetched.test_targets |= plan.test_targets
 
         async def produce() -> None:
             await self.context(fetched)
-            for fqn, entity_type in changed.items():
+            for fqn, entity_type in plan.changed.items():
                 try:
                     entity = await self.client.get_entity(entity_type, fqn)
                 except OMNotFound:
@@ -353,11 +354,41 @@ class Fetcher:
                     fetched.gone.add(fqn)
                     continue
                 self.add_entity(fetched, entity, entity_type)
+            self.queue_lineage(lineage_only, skip=plan.changed.keys() | fetched.gone)
 
         await self._with_lineage(fetched, produce)
         self.collect_malformed(fetched)
         self.progress("events", len(events), len(events))
         return fetched
+
+    async def _lineage_changes(
+        self, fetched: Fetched, cursor_ms: int, known_types: dict[str, str], sweep: list[tuple[str, str]]
+    ) -> dict[str, str]:
+        """The entities whose lineage to re-read for edits the feed does not show: the ends of the edges 2.0's
+        audit log names since `cursor_ms`, or (1.x, or an audit log refused) the rolling sweep's slice."""
+        profile = await self.client.version_profile()
+        if profile.lineage_events:
+            try:
+                audited = await self.client.lineage_audit_since(max(0, cursor_ms - EVENTS_OVERLAP_MS))
+            except OMUnavailable:
+                raise
+            except OpenMetadataError as exc:  # no permission on the audit log: sweep instead
+                log.warning("lineage audit log unavailable (%s): sweeping lineage instead", exc)
+            else:
+                plan = plan_events(audited, known_types)
+                fetched.sweep = {"source": "audit log", "events": plan.lineage_events, "read": len(plan.lineage)}
+                return plan.lineage
+        fetched.sweep = {"source": "sweep", "read": len(sweep), "cursor": sweep[-1][1] if sweep else None}
+        return {fqn: etype for etype, fqn in sweep}
+
+    def queue_lineage(self, items: dict[str, str], *, skip: Any = ()) -> None:
+        """Queue lineage-only re-reads (the entity itself is not re-read; its stored genes get the new edges)."""
+        for fqn, entity_type in items.items():
+            if fqn in skip:
+                continue
+            self._lineage_only.add(fqn)
+            self._queue.put_nowait((entity_type, fqn))
+            self._queued += 1
 
     async def targeted(self, targets: list[tuple[str, str]], known_types: dict[str, str], cursor_ms: int) -> Fetched:
         """Re-read exactly `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks): each entity, its
@@ -368,7 +399,9 @@ class Fetcher:
         fetched.change_source = "targets"
         wanted = {fqn: etype for etype, fqn in targets if etype in ENTITY_COLLECTIONS}
         for etype, fqn in targets:
-            if etype not in ENTITY_COLLECTIONS:
+            if etype in CONTAINER_TYPES:  # a deleted container: re-read what we know under it (404s → gone)
+                wanted.update({child: known_types[child] for child in children_of(fqn, known_types)})
+            elif etype not in ENTITY_COLLECTIONS:
                 log.warning("targeted sync: %s %s is not a type the sync keeps; skipped", etype, fqn)
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -416,9 +449,14 @@ class Fetcher:
         return entity
 
     async def _by_updated_at(
-        self, fetched: Fetched, cursor_ms: int, known: dict[str, tuple[int | None, float | None]]
+        self,
+        fetched: Fetched,
+        cursor_ms: int,
+        known: dict[str, tuple[int | None, float | None]],
+        sweep: list[tuple[str, str]],
     ) -> Fetched:
-        """List every entity (cheap, paged); re-read lineage only where `updatedAt` or the version moved."""
+        """List every entity (cheap, paged); re-read lineage where `updatedAt` or the version moved, and for the
+        sweep's slice (lineage edits move neither)."""
         fetched.change_source = "updatedAt"
         fetched.events_cursor = cursor_ms
         fetched.fully_listed = True
@@ -435,43 +473,11 @@ class Fetcher:
                         self.add_entity(fetched, entity, entity_type)
                     else:
                         listed.append((entity, entity_type))
+            fetched.sweep = {"source": "sweep", "read": len(sweep), "cursor": sweep[-1][1] if sweep else None}
+            self.queue_lineage({fqn: etype for etype, fqn in sweep}, skip=fetched.entities.keys())
 
         await self._with_lineage(fetched, produce)
-        # Unchanged entities were seen: they are not deleted, and their lineage needs no re-read.
+        # Unchanged entities were seen: they are not deleted.
         fetched.seen.update(entity.fullyQualifiedName or entity.name for entity, _ in listed)
         self.collect_malformed(fetched)
         return fetched
-
-
-def event_target(ev: Any) -> tuple[str, str] | None:
-    """The (entity type, FQN) a change event asks a sync to re-read: the data asset itself, or for a test case
-    the entity its test checks; None for what the sync does not keep (users, services, …) or cannot place."""
-    if ev.entityType == "testCase":
-        test = _test_of_event(ev)
-        target = test_target(test) if test is not None else None
-        if test is None or not target:
-            return None
-        kind = test.entityLink.strip().removeprefix("<#E::").split("::", 1)[0]
-        return (kind if kind in ENTITY_COLLECTIONS else "table", target)
-    if ev.entityType not in ENTITY_COLLECTIONS:
-        return None
-    fqn = ev.entityFullyQualifiedName or _fqn_from_event(ev)
-    return (ev.entityType, fqn) if fqn else None
-
-
-def _fqn_from_event(ev: Any) -> str | None:
-    entity = event_entity(ev)
-    if isinstance(entity, dict):
-        fqn = entity.get("fullyQualifiedName")
-        return fqn if isinstance(fqn, str) else None
-    return None
-
-
-def _test_of_event(ev: Any) -> TestCase | None:
-    entity = event_entity(ev)
-    if not isinstance(entity, dict):
-        return None
-    try:
-        return TestCase.model_validate(entity)
-    except ValueError:
-        return None

@@ -35,19 +35,24 @@ class FakeOM:
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
+        # a server answers its version first (the client picks request shapes from it)
         self.routes: dict[str, list[Reply]] = {}
+        self.version_scripted = False
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0
 
     def on(self, raw_path: str, *replies: Reply) -> FakeOM:
         self.routes[raw_path] = list(replies)
+        self.version_scripted = self.version_scripted or raw_path == VERSION
         return self
 
     def paths(self) -> list[str]:
         return [r.url.raw_path.decode().split("?")[0] for r in self.requests]
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == VERSION and not self.version_scripted:
+            return ok({"version": "1.13.6"})  # the version read every client starts with: not what tests count
         self.requests.append(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -119,15 +124,55 @@ async def test_no_token_means_no_authorization_header_and_the_token_never_shows_
     assert TOKEN not in repr(om_client(fake))
 
 
-@pytest.mark.parametrize("version", ["0.13.2", "2.0.1", "nightly"])
-async def test_versions_outside_1x_are_refused_by_name(version: str) -> None:
+@pytest.mark.parametrize("version", ["0.13.2", "1.4.8", "3.0.0", "nightly"])
+async def test_versions_outside_1_5_to_2_x_are_refused_in_one_sentence(version: str) -> None:
     fake = FakeOM().on(VERSION, ok({"version": version}))
     async with om_client(fake) as om:
         with pytest.raises(OMUnsupportedVersion) as caught:
             await om.check_version()
-    assert version in str(caught.value)
-    assert "1.x" in str(caught.value)
+    text = str(caught.value)
+    assert version in text and "1.5 to 2.x" in text
+    assert text.count(". ") == 0 and text.endswith(".") and "\n" not in text
     assert caught.value.version == version
+
+
+@pytest.mark.parametrize("version", ["1.5.15", "1.8.12", "1.13.6", "2.0.7", "2.3.1"])
+async def test_every_release_from_1_5_through_2_x_is_accepted(version: str) -> None:
+    fake = FakeOM().on(VERSION, ok({"version": version}))
+    async with om_client(fake) as om:
+        assert (await om.check_version()).version == version
+
+
+@pytest.mark.parametrize(
+    ("version", "domain"), [("1.5.15", "domain"), ("1.8.12", "domain"), ("1.9.0", "domains"), ("2.0.7", "domains")]
+)
+async def test_entity_fields_follow_the_server_version(version: str, domain: str) -> None:
+    one_domain = {"id": "d1", "type": "domain", "name": "Sales"}
+    body = table("orders", domain=one_domain) if domain == "domain" else table("orders", domains=[one_domain])
+    fake = FakeOM().on(VERSION, ok({"version": version})).on("/api/v1/tables", ok({"data": [body], "paging": {}}))
+    async with om_client(fake) as om:
+        tables = [t async for t in om.iter_entities("table")]
+    fields = fake.requests[-1].url.params["fields"].split(",")
+    assert domain in fields and ({"domain", "domains"} - {domain}).isdisjoint(fields)
+    assert "owners" in fields and "owner" not in fields
+    assert [d.name for d in tables[0].domains] == ["Sales"]  # one domain (1.5–1.8) reads as a list of one
+
+
+async def test_unknown_fields_and_event_types_are_counted_never_fatal() -> None:
+    events = [event("e1", 10) | {"eventType": "entityTeleported"}, event("e2", 11)]
+    body = table("orders", brandNewField={"x": 1})
+    fake = (
+        FakeOM()
+        .on(VERSION, ok({"version": "2.0.7"}))
+        .on("/api/v1/tables", ok({"data": [body], "paging": {}}))
+        .on("/api/v1/events", ok({"data": events, "paging": {"total": 2}}))
+    )
+    async with om_client(fake) as om:
+        tables = [t async for t in om.iter_entities("table")]
+        seen = await om.events_since(0)
+    assert [t.name for t in tables] == ["orders"] and [e.id for e in seen] == ["e1", "e2"]
+    assert om.unknown_fields == {"table.brandNewField": 1}
+    assert om.unknown_event_types == {"entityTeleported": 1}
 
 
 async def test_version_1_13_6_is_accepted() -> None:
@@ -272,7 +317,7 @@ async def test_400_and_403_are_not_retried() -> None:
             _ = [c async for c in om.iter_entities("chart")]
         with pytest.raises(OMAuthError, match=r"\(403\).*not allowed"):
             _ = [t async for t in om.iter_entities("topic")]
-        assert om.stats.requests == 2 and om.stats.retries == 0
+        assert om.stats.requests == 3 and om.stats.retries == 0  # the version read, then one request each
 
 
 # ---- get by FQN: encoding ------------------------------------------------------------------------------
@@ -404,24 +449,31 @@ async def test_test_cases_are_listed_with_their_fields_and_malformed_ones_skippe
         cases = [c async for c in om.iter_test_cases()]
         assert [m.fqn_or_id for m in om.malformed] == ["c2"]
     assert [c.incidentId for c in cases] == ["s1"]
-    assert fake.requests[0].url.params["fields"] == "testDefinition,testSuite,incidentId,owners"
+    # the latest result is inline only when asked for
+    assert fake.requests[-1].url.params["fields"] == "testDefinition,testSuite,testCaseResult,incidentId,owners"
 
 
-async def test_incident_statuses_use_offset_paging_until_the_total() -> None:
+async def test_incident_statuses_page_with_the_servers_opaque_cursor() -> None:
     rows = [{"stateId": f"s{i}", "testCaseResolutionStatusType": "New", "timestamp": i} for i in range(5)]
 
     def page(request: httpx.Request) -> httpx.Response:
-        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
-        paging = {"offset": offset, "limit": limit, "total": 5}
+        cursor = request.url.params.get("offset")
+        if cursor is not None and not cursor.startswith("c"):
+            return error(400, f"Invalid cursor {cursor}")  # a real server refuses a plain number
+        offset, limit = int((cursor or "c0")[1:]), int(request.url.params["limit"])
+        paging: dict[str, Any] = {"total": 5}
+        if offset + limit < 5:
+            paging["after"] = f"c{offset + limit}"
         return ok({"data": rows[offset : offset + limit], "paging": paging})
 
     fake = FakeOM().on("/api/v1/dataQuality/testCases/testCaseIncidentStatus", page)
     async with om_client(fake, page_size=2) as om:
         statuses = await om.incident_statuses(100, 200)
     assert [s.stateId for s in statuses] == ["s0", "s1", "s2", "s3", "s4"]
-    assert [r.url.params["offset"] for r in fake.requests] == ["0", "2", "4"]
-    assert fake.requests[0].url.params["latest"] == "true"
-    assert (fake.requests[0].url.params["startTs"], fake.requests[0].url.params["endTs"]) == ("100", "200")
+    listed = [r for r in fake.requests if r.url.path.endswith("testCaseIncidentStatus")]
+    assert [r.url.params.get("offset") for r in listed] == [None, "c2", "c4"]
+    assert listed[0].url.params["latest"] == "true"
+    assert (listed[0].url.params["startTs"], listed[0].url.params["endTs"]) == ("100", "200")
 
 
 async def test_test_case_results_are_read_by_encoded_fqn() -> None:
@@ -447,8 +499,11 @@ async def test_events_name_every_kind_and_come_back_unique_and_ordered() -> None
         assert [m.entity_type for m in om.malformed] == ["changeEvent"]
     assert [e.id for e in events] == ["e1", "e2"]
     params = fake.requests[0].url.params
-    for kind in ("entityCreated", "entityUpdated", "entityDeleted", "entityRestored"):
+    for kind in ("entityCreated", "entityUpdated", "entityRestored"):
         assert params[kind] == "table,testCase"
+    # a cascade delete sends one event, for the container only: those are asked for too
+    assert params["entityDeleted"].split(",")[:3] == ["table", "testCase", "databaseService"]
+    assert "databaseSchema" in params["entityDeleted"].split(",")
     assert params["timestamp"] == "10"
 
 

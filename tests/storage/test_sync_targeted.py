@@ -13,7 +13,7 @@ from storage.fqn import url_segment
 from storage.om_client import OpenMetadataClient
 from storage.om_models import ChangeEvent
 from storage.sync import SyncOptions, SyncResult, run_sync
-from storage.sync_fetch import event_target
+from storage.sync_events import event_target
 from tests.storage.test_sync import read
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
