@@ -26,7 +26,8 @@ class ObserverResult:
     """New drafts, symptoms for open incidents and for this run's drafts, and incidents to auto-resolve.
 
     `details` maps a draft's fingerprint to facts to keep in the incident's details (old/new column, expected
-    type, edge ends, test FQN, trust before); auto-resolve reads them back.
+    type, edge ends, test FQN and results, trust before); auto-resolve reads them back. `refresh` holds details
+    patches for open incidents: the newer results of their failing tests (`observer_quality.refreshed`).
     """
 
     drafts: list[IncidentDraft]
@@ -34,6 +35,7 @@ class ObserverResult:
     resolve: list[tuple[int, str]]  # (open incident id, reason)
     draft_symptoms: list[tuple[str, list[int]]] = field(default_factory=list)  # (draft fingerprint, change ids)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refresh: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (open incident id, details patch)
 
 
 @dataclass
@@ -162,14 +164,28 @@ def _pipeline_cause(rows: Sequence[ChangeView], graph: LineageGraph) -> _Cause:
 
 
 def _test_cause(
-    entity: str, test_fqn: str, source: Mapping[str, Any], om: Any, change_ids: list[int], graph: LineageGraph
+    entity: str,
+    test_fqn: str,
+    source: Mapping[str, Any],
+    om: Any,
+    change_ids: list[int],
+    graph: LineageGraph,
+    seen_at: datetime,
 ) -> _Cause:
     """`source`: the test's gene entry or its change row's details (column, result); `om`: its OM incident."""
     column = source.get("column")
     found = bk.test_breaks(graph, entity, column, test_fqn, "Failed")
     title = f"Test failing: {last(test_fqn)} on {_short(entity, column)}"
-    facts = {"test_fqn": test_fqn, "result": source.get("result"), "om_incident": om}
+    result = oq.result_entry(entity, test_fqn, source, seen_at)
+    facts = {"test_fqn": test_fqn, "result": result["text"], "om_incident": om, "test_results": [result]}
     return _Cause(("test", test_fqn), "test_failing", entity, column, title, change_ids, found, facts)
+
+
+def _join_results(target: _Cause, symptom: _Cause) -> None:
+    """A failing test joining a draft brings its result along (the draft's own results first)."""
+    if symptom.facts.get("test_results"):
+        kept = target.facts.get("test_results") or []
+        target.facts["test_results"] = oq.merge_results(kept, symptom.facts["test_results"])
 
 
 def _deleted_cause(change: ChangeView, graph: LineageGraph, genes_of: GenesOf) -> _Cause | None:
@@ -267,8 +283,12 @@ def _symptom_cause(kind: str, rows: Sequence[ChangeView], graph: LineageGraph, g
         return _pipeline_cause(rows, graph)
     if kind == "test":
         row, test = rows[0], str(rows[0].subject)
-        om = oq.om_incident(oq.find_test(genes_of(row.entity_fqn), test)) or oq.om_incident(row.details)
-        return _test_cause(row.entity_fqn, test, row.details or {}, om, [row.id], graph)
+        gene = oq.find_test(genes_of(row.entity_fqn), test)
+        om = oq.om_incident(gene) or oq.om_incident(row.details)
+        # The gene holds the latest result (and, when it has them, its time and values) while it still fails.
+        source = {**(row.details or {}), **(gene if gene and gene.get("status") == "Failed" else {})}
+        at = max(r.detected_at for r in rows)
+        return _test_cause(row.entity_fqn, test, source, om, [row.id], graph, at)
     return _trust_cause(rows[0])
 
 
@@ -286,7 +306,7 @@ def _symptoms(
             out.append((cause, sorted(r.id for r in rows), at, _places(kind, rows, cause)))
     newly = [str(c.subject) for c in changes if c.kind == "test_newly_failing"]
     for t in oq.open_in_om(changes, genes_of, skip=newly, extra=scan, now=now):
-        cause = _test_cause(t.entity, t.fqn, t.test, oq.om_incident(t.test), list(t.change_ids), graph)
+        cause = _test_cause(t.entity, t.fqn, t.test, oq.om_incident(t.test), list(t.change_ids), graph, t.at)
         cause.first_row = t.first_row
         out.append((cause, list(t.change_ids), t.at, [(cause.root_fqn, cause.root_column)]))
     return out
@@ -382,11 +402,13 @@ def observe(
     by_fp = {c.fingerprint: c for c in causes}
     targets += [_draft_target(c) for c in causes]
     attach: dict[int, list[int]] = {}
+    joined: dict[int, list[dict[str, Any]]] = {}  # results of the failing tests that join open incidents
     for cause, ids, at, places in _symptoms(changes, graph, genes_of, scan_entities, now):
         if cause.fingerprint in open_fps:
             continue
         if cause.fingerprint in by_fp:
             by_fp[cause.fingerprint].symptoms += [i for i in ids if i not in by_fp[cause.fingerprint].change_ids]
+            _join_results(by_fp[cause.fingerprint], cause)
             continue
         target = _best_target(places, at, targets, config)
         if target is None:
@@ -396,8 +418,10 @@ def observe(
         elif isinstance(target.ref, int):
             if ids:
                 attach.setdefault(target.ref, []).extend(ids)
+                joined.setdefault(target.ref, []).extend(cause.facts.get("test_results") or ())
         else:
             by_fp[target.ref].symptoms += ids
+            _join_results(by_fp[target.ref], cause)
     causes.sort(key=lambda c: min(c.change_ids, default=c.first_row))
     return ObserverResult(
         drafts=[_draft(c, genes_of, now) for c in causes],
@@ -405,4 +429,5 @@ def observe(
         resolve=resolve,
         draft_symptoms=[(c.fingerprint, sorted(set(c.symptoms))) for c in causes if c.symptoms],
         details={c.fingerprint: {**c.facts, "key": list(c.key)} for c in causes},
+        refresh=oq.refreshed((i for i in open_list if i.id not in resolving), genes_of, joined, now),
     )

@@ -197,6 +197,8 @@ def _phase_rules(
     for incident_id, change_ids in observed.attach:
         if incidents.link_changes(session, incident_id, change_ids, "symptom", now=now):
             result.attached.setdefault(incident_id, []).extend(change_ids)
+    for incident_id, patch in observed.refresh:  # a test still failing, with a new result text
+        incidents.update_analysis(session, incident_id, details_patch=patch, now=now)
     by_id = {c.id: c for c in changes}
     upstream = store.recent_changes(session, now - config.cause_window)
     symptoms = dict(observed.draft_symptoms)

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from agents.observer_quality import results_of
 from bot.actions import RESOLVE_REASONS, SNOOZE_CHOICES, ActionId, encode_value
 from bot.blocks_kit import (
     MESSAGE_BLOCKS,
@@ -34,11 +35,15 @@ from bot.blocks_kit import (
     mention,
     section,
     severity_emoji,
+    short_name,
+    utc,
     when,
 )
 from storage.incident_views import EventView, IncidentView
 
 IMPACT_LINES = 8
+RESULT_LINES = 5
+RESULT_TEXT = 200
 NO_MENTIONS: Mapping[str, str] = {}
 
 
@@ -78,6 +83,36 @@ def impacted_lines(details: Mapping[str, Any]) -> list[str]:
         *(f":chart_with_upwards_trend: {_display(c, names)}" for c in charts),
         *(f":card_file_box: {_display(o, names)}" for o in others),
     ]
+
+
+def _result_when(entry: Mapping[str, Any]) -> str:
+    if measured := utc(entry.get("measured_at")):
+        return f"measured {measured}"
+    seen = utc(entry.get("seen_at"))
+    return f"seen by the sync {seen}" if seen else ""
+
+
+def result_line(entry: Mapping[str, Any], text_chars: int = RESULT_TEXT) -> str:
+    """One failing test's latest result: the test and where it runs, its text and short values as inert code
+    (OpenMetadata's text is data, never markup), and when it was measured."""
+    entity = short_name(str(entry.get("entity_fqn") or ""))
+    where = ".".join(p for p in (entity, entry.get("column")) if p)
+    line = f"• {code(short_name(str(entry.get('test_fqn') or '?')))}" + (f" ({code(where)})" if where else "")
+    shown = [code(clip(str(entry["text"]), text_chars))] if entry.get("text") else []
+    values = [f"{v.get('name')}={v.get('value')}" for v in entry.get("values") or () if isinstance(v, Mapping)]
+    if values:
+        shown.append(code(clip(", ".join(values), 120)))
+    stamp = _result_when(entry)
+    return line + ": " + " ".join(shown) + (f" · _{stamp}_" if stamp else "")
+
+
+def results_section(entries: list[dict[str, Any]], *, max_lines: int = RESULT_LINES) -> dict[str, Any] | None:
+    """A section with each failing test's latest result, bounded; None when there is none to show."""
+    if not entries:
+        return None
+    title = "*Test result*" if len(entries) == 1 else f"*Test results ({len(entries)})*"
+    lines = [result_line(e) for e in entries]
+    return section(title + "\n" + join_capped(lines, 2900, max_lines=max_lines))
 
 
 def actor_text(actor: str | None, mentions: Mapping[str, str] = NO_MENTIONS) -> str:
@@ -163,6 +198,9 @@ def render_incident_card(
     if incident.assignee:
         fields.append(f"*Assignee*\n{mention(incident.assignee, owner_mentions)}")
     blocks.append(section(fields=fields))
+    results = results_section(results_of(d))
+    if results is not None:
+        blocks.append(results)
     impacted = impacted_lines(d)
     if impacted:
         text = join_capped(impacted, 2900, max_lines=IMPACT_LINES)
@@ -206,6 +244,8 @@ def _change_text(event: EventView, incident: IncidentView) -> str:
         return f":bust_in_silhouette: {who} assigned the incident to {mention(target) if target else 'nobody'}."
     if event.kind == "opened":
         return f"{severity_emoji(incident.severity)} Incident opened ({esc(incident.severity)})."
+    if event.kind == "analysis_updated" and _new_results(event):
+        return ":test_tube: A failing test has a new result."
     if event.kind == "analysis_updated":
         return ":mag: The analysis was updated."
     if event.kind == "note":
@@ -220,9 +260,18 @@ def _snoozed_until(event: EventView) -> datetime | None:
         return None
 
 
+def _new_results(event: EventView) -> bool:
+    return "test_results" in ((event.data or {}).get("keys") or ())
+
+
 def render_status_change(event: EventView, incident: IncidentView) -> list[dict[str, Any]]:
-    """A thread reply for one history entry: a status change, a symptom joining, an assignment or an auto-resolve."""
+    """A thread reply for one history entry: a status change, a symptom joining, an assignment or an auto-resolve;
+    a reopening or a new test result also shows the latest test results."""
     blocks = [section(_change_text(event, incident))]
+    if event.kind == "reopened" or (event.kind == "analysis_updated" and _new_results(event)):
+        results = results_section(results_of(incident.details))
+        if results is not None:
+            blocks.append(results)
     if event.note:
         quoted = "\n".join("> " + line for line in esc(event.note).splitlines() or [""])
         blocks.append(section(quoted))

@@ -127,6 +127,20 @@ def when(at: datetime | None) -> str:
     return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
+def utc(at: datetime | str | None) -> str:
+    """A time as plain `YYYY-MM-DD HH:MM UTC` text (a time read from metadata, shown the same to everyone);
+    "" when it is unknown or unreadable."""
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            return ""
+    if not isinstance(at, datetime):
+        return ""
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def ago(seconds: float) -> str:
     """A short duration: 45s, 12m, 3h 5m, 2d 4h."""
     s = int(max(seconds, 0))

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agents.observer_quality import results_of
+from bot.blocks_incident import results_section
 from bot.blocks_kit import (
     MESSAGE_BLOCKS,
     cap_blocks,
@@ -23,6 +25,7 @@ from bot.blocks_kit import (
 from storage.incident_views import IncidentDetailView, LinkView
 
 BREAK_LINES = 25
+RESULT_LINES = 10
 HYPOTHESES = 5
 EVIDENCE_PER_HYPOTHESIS = 5
 WEB_SOURCES = 8
@@ -77,6 +80,9 @@ def _what_changed(detail: IncidentDetailView) -> list[dict[str, Any]]:
     why = (cause.get("details") or {}).get("why")
     if why:
         blocks.append(context(f"Matched because: {esc(why)}"))
+    results = results_section(results_of(d, detail.links), max_lines=RESULT_LINES)
+    if results is not None:
+        blocks.append(results)
     symptoms = _diff_lines(detail, "symptom")
     if symptoms:
         blocks.append(section("*Symptoms in the same incident*\n" + join_capped(symptoms, 2900, max_lines=10)))

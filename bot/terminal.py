@@ -17,6 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from agents.observer_quality import RESULT_CHARS, plain
 
 KIND_STYLE = {
     "column_removed": "bold red",
@@ -162,8 +165,9 @@ def print_dna(console: Console, view: Any, at: datetime | None) -> None:
     if tests:
         failing = [t for t in tests if t.get("status") == "Failed"]
         console.print(f"tests: {len(tests) - len(failing)} passing, {len(failing)} failing")
-        for t in failing:
-            console.print(f"  [red]✗[/] {t['name']}: {t.get('result') or ''}")
+        for t in failing:  # names and results are metadata: plain text, never rich markup or terminal codes
+            line = Text("  ").append("✗", style="red").append(f" {plain(t['name'], 200)}: ")
+            console.print(line.append(plain(t.get("result") or "", RESULT_CHARS)))
 
 
 def _value(v: Any) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from agents.observer_quality import results_of
 
 SEVERITY_STYLE = {"SEV1": "bold white on red", "SEV2": "bold red", "SEV3": "yellow", "SEV4": "cyan"}
 STATUS_STYLE = {"open": "red", "acknowledged": "yellow", "snoozed": "blue", "resolved": "green"}
@@ -48,6 +51,31 @@ def _breaks_table(breaks: list[dict[str, Any]], limit: int = 15) -> Table:
     return table
 
 
+def _when(entry: dict[str, Any]) -> str:
+    for key, how in (("measured_at", "measured"), ("seen_at", "seen by the sync")):
+        try:
+            at = datetime.fromisoformat(str(entry.get(key)))
+        except ValueError:
+            continue
+        return f"{at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} ({how})"
+    return ""
+
+
+def _results_table(results: list[dict[str, Any]], limit: int = 10) -> Table:
+    """Each failing test's latest result; OpenMetadata's text goes in as plain Text, never as rich markup."""
+    table = Table(title="test results", title_justify="left")
+    for name in ("test", "on", "result", "when (UTC)"):
+        table.add_column(name, overflow="fold")
+    for e in results[:limit]:
+        where = ".".join(str(p) for p in (str(e.get("entity_fqn") or "").rsplit(".", 1)[-1], e.get("column")) if p)
+        values = ", ".join(f"{v.get('name')}={v.get('value')}" for v in e.get("values") or [])
+        text = " · ".join(str(x) for x in (e.get("text"), values) if x)
+        table.add_row(*(Text(x) for x in (str(e.get("test_fqn") or "?").rsplit(".", 1)[-1], where, text, _when(e))))
+    if len(results) > limit:
+        table.add_row(f"…and {len(results) - limit} more", "", "", "")
+    return table
+
+
 def print_incident(console: Console, detail: Any) -> None:
     inc = detail.incident
     d = inc.details or {}
@@ -64,6 +92,9 @@ def print_incident(console: Console, detail: Any) -> None:
     reasons = d.get("severity_reasons") or []
     if reasons:
         console.print("severity: " + "; ".join(reasons))
+    results = results_of(d, detail.links)
+    if results:
+        console.print(_results_table(results))
     if d.get("breaks"):
         console.print(_breaks_table(d["breaks"]))
     if d.get("dashboards"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,7 @@ class LinkView:
     old_value: Any
     new_value: Any
     detected_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)  # the change's own (a failing test's result text, …)
 
 
 @dataclass(frozen=True, slots=True)
