@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Below this an epoch value cannot be milliseconds of a real run (1973-03-03) but is seconds until the year 5138.
+_EPOCH_MS_FLOOR = 100_000_000_000
 
 
 class OMModel(BaseModel):
@@ -171,6 +175,12 @@ class TestCaseResult(OMModel):
     testResultValue: list[TestResultValue] = Field(default_factory=list)
     incidentId: str | None = None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _epoch_ms(cls, value: int) -> int:
+        # OpenMetadata 0.12 stamped results in seconds (real-responses/testCaseList_TableData_mock.json)
+        return value * 1000 if 0 < value < _EPOCH_MS_FLOOR else value
+
 
 class TestCase(OMModel):
     id: str
@@ -249,6 +259,18 @@ class ChangeEvent(OMModel):
     userName: str | None = None
     changeDescription: ChangeDescription | None = None
     entity: Any = None  # a JSON-encoded string on the wire; parse it twice when needed
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stable_id_when_absent(cls, data: Any) -> Any:
+        # Old servers send events without `id` (real-responses/changeEvent_followers_added.json, OM 0.9): derive
+        # one from what identifies the event, so a redelivery or a re-read still de-duplicates.
+        if isinstance(data, dict) and not data.get("id"):
+            parts = [data.get(key) for key in ("entityId", "eventType", "timestamp")]
+            if all(part is not None for part in parts):
+                key = "dnabot:changeEvent:" + ":".join(str(part) for part in parts)
+                data = {**data, "id": str(uuid.uuid5(uuid.NAMESPACE_URL, key))}
+        return data
 
 
 class ServerVersion(OMModel):
