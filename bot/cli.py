@@ -300,9 +300,25 @@ def simulator(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8585,
     token: Annotated[str, typer.Option("--token", help="The bearer token clients must send.")] = "sim-token",
+    om_version: Annotated[
+        str,
+        typer.Option("--om-version", help="The OpenMetadata version to behave as (1.5 to 2.x), e.g. 1.8.12 or 2.0.7."),
+    ] = "1.13.6",
 ) -> None:
     """Serve the OpenMetadata-compatible simulator (for demos and local development)."""
-    _guard(lambda: services.serve_simulator(catalog, host, port, token))
+
+    def body() -> None:
+        import gc
+
+        from storage import simulator as sim
+        from storage.om_versions import profile_for
+
+        profile_for(om_version)  # an unsupported version stops here, with the one sentence it raises
+        loaded = services.load_catalog(catalog)
+        gc.freeze()  # the catalog lives as long as the server: keep the cyclic GC from rescanning it
+        sim.serve(loaded, host=host, port=port, token=token, version=om_version)
+
+    _guard(body)
 
 
 @app.command()

@@ -14,7 +14,7 @@ Routes (bearer auth as for OM; FQNs and column names percent-encoded as one path
 | PUT | /admin/entities/{type}/{fqn}/owners | `{"owners": [user or team names]}` |
 | PUT | /admin/entities/{type}/{fqn}/tags | `{"tags": [tag FQNs]}` |
 | PUT | /admin/entities/{type}/{fqn}/description | `{"description": str or null}` |
-| DELETE | /admin/entities/{type}/{fqn} | (soft delete) |
+| DELETE | /admin/entities/{type}/{fqn} | (soft delete), or `{"recursive"?, "hardDelete"?}` (or as query params) |
 | POST | /admin/entities/{type}/{fqn}/restore | |
 | POST, DELETE | /admin/lineage | `{"from", "to", "fromType"?, "toType"?, "columns"?, "pipeline"?, "sqlQuery"?}` |
 | POST | /admin/pipelines/{fqn}/status | `{"executionStatus", "taskStatus"?: {task: status} or [...], "timestamp"?}` |
@@ -26,6 +26,9 @@ Routes (bearer auth as for OM; FQNs and column names percent-encoded as one path
 A fault spec: `{"path_regex"?, "method"?, "status"?, "times"?, "delay_seconds"?, "retry_after"?, "message"?}`
 (matching OM requests get `status` after the delay, `times` times, 429 + `Retry-After` when only
 `retry_after` is given), or `{"malformed": FQN}` to serve that entity with a broken shape.
+
+A delete with `recursive` or `hardDelete`, or of a `database`, `databaseSchema` or service, is the cascade of
+`DELETE /api/v1/{collection}/{id}`: children removed with the root, one ChangeEvent for the root only.
 
 Every body may carry `"user"` (default `admin`), recorded as `updatedBy` / the event's `userName`.
 """
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from storage.simulator.cascade import CONTAINER_TYPES
 from storage.simulator.compact import add_edge_spec, clock_date, table_args
 from storage.simulator.records import SimError, dumps
 
@@ -66,6 +70,8 @@ async def handle(sim: Simulator, request: Request, seg: list[str]) -> Response:
             return error_response(400, "Unable to process JSON")
     if not isinstance(body, dict):
         return error_response(400, "the admin body must be a JSON object")
+    for key, value in request.query_params.items():
+        body.setdefault(key, value)
     try:
         result = dispatch(sim, request.method, seg, body)
     except SimError as exc:
@@ -159,6 +165,9 @@ def _tables(cat: Catalog, method: str, seg: list[str], body: dict[str, Any], by:
 
 def _entities(cat: Catalog, method: str, etype: str, fqn: str, rest: list[str], body: dict[str, Any], by: str) -> Any:
     if not rest and method == "DELETE":
+        recursive, hard = _flag(body, "recursive"), _flag(body, "hardDelete")
+        if recursive or hard or etype in CONTAINER_TYPES:
+            return cat.delete_entity(etype, fqn, recursive=recursive, hard=hard, by=by)
         return cat.soft_delete(etype, fqn, by=by)
     if rest == ["restore"] and method in ("POST", "PUT"):
         return cat.restore(etype, fqn, by=by)
@@ -169,6 +178,11 @@ def _entities(cat: Catalog, method: str, etype: str, fqn: str, rest: list[str], 
     if rest == ["description"] and method in ("PUT", "POST"):
         return cat.set_description(etype, fqn, body.get("description"), by=by)
     raise SimError(404, "no such admin entity route")
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key)
+    return value is True or str(value).lower() == "true"
 
 
 def _lineage(cat: Catalog, method: str, body: dict[str, Any]) -> Any:

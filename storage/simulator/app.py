@@ -1,4 +1,9 @@
-"""The simulator's ASGI app: OpenMetadata 1.x REST routes with OM's exact shapes, over a Catalog."""
+"""The simulator's ASGI app: OpenMetadata REST routes with one version's exact shapes and rules, over a Catalog.
+
+`create_app(catalog, version=…)` serves the version's profile (`storage.om_versions.profile_for`): the `fields=`
+each entity accepts and how it is rendered (`storage.simulator.fields`), the incident rules, the 2.0 lineage events
+and audit log. An unsupported version is refused with the one sentence `profile_for` raises.
+"""
 
 from __future__ import annotations
 
@@ -14,47 +19,39 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from storage.simulator import admin
+from storage.om_versions import profile_for
+from storage.simulator import admin, dq_routes
 from storage.simulator.admin import JSON, error_response
+from storage.simulator.audit import AUDIT_LOG_SINCE
+from storage.simulator.cascade import CONTAINER_COLLECTIONS
 from storage.simulator.catalog import Catalog
 from storage.simulator.faults import FaultInjector, broken
-from storage.simulator.records import COLLECTIONS, Record, SimError, dumps, parse_fields
-from storage.simulator.store import INCLUDE_VALUES
+from storage.simulator.fields import view_for
+from storage.simulator.records import COLLECTIONS, Record, SimError, dumps
+from storage.simulator.reply import Reply, bool_param, include_param, int_param
 
 Validator = Callable[[str, Any], None]
 LINEAGE_TYPES = frozenset({"table", "dashboard", "pipeline", "topic", "dashboardDataModel", "chart"})
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-class Reply:
-    """A JSON body (already encoded) and whether it may be schema-validated."""
-
-    __slots__ = ("body", "status", "validate")
-
-    def __init__(self, body: bytes, status: int = 200, *, validate: bool = True) -> None:
-        self.body, self.status, self.validate = body, status, validate
-
-
-def _int(q: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = q.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise SimError(400, f"query param {name} must be an integer") from exc
-
-
 class Simulator:
     """Routes one request to the catalog; `endpoint` is the single Starlette route."""
 
     def __init__(self, catalog: Catalog, *, token: str, validator: Validator | None, version: str) -> None:
-        self.catalog = catalog
+        self.profile = profile_for(version)
+        self.view = view_for(self.profile)
         self.token = token
         self.validator = validator
         self.version = {"version": version, "revision": "simulator", "timestamp": int(time.time() * 1000)}
         self.faults = FaultInjector()
         self._auth = f"Bearer {token}"
+        self.attach(catalog)
+
+    def attach(self, catalog: Catalog) -> None:
+        """Serve `catalog` from now on, under this app's version."""
+        self.catalog = catalog
+        catalog.set_profile(self.profile)
 
     async def endpoint(self, request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.scope["path"].encode()
@@ -105,13 +102,22 @@ class Simulator:
             return Reply(dumps(self.version).encode())
         if seg == ["events"] and method == "GET":
             with self.catalog.lock:
-                return Reply(self.catalog.events_json(q, _int(q, "timestamp", 0) or 0))
+                return Reply(self.catalog.events_json(q, int_param(q, "timestamp", 0) or 0))
+        if seg == ["audit", "logs"] and method == "GET":
+            if self.profile.release < AUDIT_LOG_SINCE:
+                raise SimError(404, "HTTP 404 Not Found")
+            with self.catalog.lock:  # no JSON Schema of an audit entry ships with OM: served unvalidated
+                return Reply(dumps(self.catalog.audit.listing(q)).encode(), validate=False)
         if seg[:2] == ["events", "subscriptions"]:
             return self.subscriptions(method, seg[2:], body)
         if head == "lineage":
             return self.lineage(method, seg[1:], q, body)
         if seg[:2] == ["dataQuality", "testCases"]:
-            return self.quality(method, seg[2:], q, body)
+            return dq_routes.quality(self, method, seg[2:], q, body)
+        for collection, container in CONTAINER_COLLECTIONS.items():
+            parts = collection.split("/")
+            if method == "DELETE" and seg[: len(parts)] == parts:
+                return self.delete(container, seg[len(parts) :], q)
         if seg[:2] == ["dashboard", "datamodels"]:
             return self.collection("dashboardDataModel", method, seg[2:], q, body)
         if head in COLLECTIONS and head != "dataQuality":
@@ -121,13 +127,15 @@ class Simulator:
     def collection(self, etype: str, method: str, rest: list[str], q: Mapping[str, str], body: Any) -> Reply:
         """List, get by name or id, versions; plus pipeline run status."""
         if etype == "pipeline" and len(rest) == 2 and rest[1] == "status":
-            return self.pipeline_status(method, rest[0], q, body)
+            return dq_routes.pipeline_status(self, method, rest[0], q, body)
+        if method == "DELETE" and rest:
+            return self.delete(etype, rest, q)
         if method != "GET":
             raise SimError(405, "HTTP 405 Method Not Allowed")
         if not rest:
             filters = tuple((k, q[k]) for k in ("service", "database", "databaseSchema") if q.get(k))
             with self.catalog.lock:
-                keys, rows = self.catalog.sorted_rows(etype, _include(q), filters)
+                keys, rows = self.catalog.sorted_rows(etype, include_param(q), filters)
                 return self.page(etype, keys, rows, q)
         if rest[0] == "name" and len(rest) == 2:
             return self.one(etype, rest[1], q, by_id=False)
@@ -137,18 +145,34 @@ class Simulator:
             with self.catalog.lock:
                 rec = self.catalog.get(etype, rest[0], by_id=True, include="all")
                 if len(rest) == 2:
-                    history = {"entityType": etype, "versions": self.catalog.versions(rec)}
-                    return Reply(dumps(history).encode())
+                    shaped = [self.view_doc(etype, json.loads(v)).decode() for v in self.catalog.versions(rec)]
+                    return Reply(dumps({"entityType": etype, "versions": shaped}).encode())
                 if len(rest) == 3:
-                    return Reply(self.catalog.version(rec, rest[2]))
+                    return Reply(self.view_doc(etype, json.loads(self.catalog.version(rec, rest[2]))))
         raise SimError(404, "HTTP 404 Not Found")
+
+    def delete(self, etype: str, rest: list[str], q: Mapping[str, str]) -> Reply:
+        """`DELETE /v1/{collection}/{id}` or `…/name/{fqn}`, with `recursive` and `hardDelete`."""
+        if len(rest) == 2 and rest[0] == "name":
+            key, by_id = rest[1], False
+        elif len(rest) == 1:
+            key, by_id = rest[0], True
+        else:
+            raise SimError(404, "HTTP 404 Not Found")
+        recursive, hard = bool_param(q, "recursive"), bool_param(q, "hardDelete")
+        doc = self.catalog.delete_entity(etype, key, by_id=by_id, recursive=recursive, hard=hard)
+        return Reply(self.view_doc(etype, doc))
+
+    def view_doc(self, etype: str, doc: dict[str, Any]) -> bytes:
+        """An entity as this version shows it with every field (what a write answers)."""
+        return dumps(self.view.render(etype, doc, self.view.all_fields(etype))).encode()
 
     def page(self, etype: str, keys: list[tuple[str, str]], rows: list[Record], q: Mapping[str, str]) -> Reply:
         """One `{data, paging}` page, entities rendered for `fields`."""
-        limit = _int(q, "limit", 10)
+        limit = int_param(q, "limit", 10)
         if limit is None or limit < 0 or limit > 1_000_000:
             raise SimError(400, "query param limit must be between 0 and 1000000")
-        fields = parse_fields(etype, q.get("fields"))
+        fields = self.view.parse_fields(etype, q.get("fields"))
         chunk, paging = self.catalog.page(keys, rows, limit=limit, after=q.get("after"), before=q.get("before"))
         parts = [self.render(r, fields) for r in chunk]
         ok = all(p[1] for p in parts)
@@ -156,17 +180,17 @@ class Simulator:
         return Reply(body, validate=ok)
 
     def one(self, etype: str, key: str, q: Mapping[str, str], *, by_id: bool) -> Reply:
-        fields = parse_fields(etype, q.get("fields"))
+        fields = self.view.parse_fields(etype, q.get("fields"))
         with self.catalog.lock:
-            rec = self.catalog.get(etype, key, by_id=by_id, include=_include(q))
+            rec = self.catalog.get(etype, key, by_id=by_id, include=include_param(q))
             raw, ok = self.render(rec, fields)
             return Reply(raw, validate=ok)
 
     def render(self, rec: Record, fields: frozenset[str]) -> tuple[bytes, bool]:
         """The entity's JSON for `fields`, or a broken one when a `malformed` fault names it."""
         if rec.fqn in self.faults.malformed:
-            return dumps(broken(rec.etype, json.loads(rec.render(fields)))).encode(), False
-        return rec.render(fields), True
+            return dumps(broken(rec.etype, json.loads(rec.render(self.view, fields)))).encode(), False
+        return rec.render(self.view, fields), True
 
     # --- lineage ----------------------------------------------------------------------------------------
     def lineage(self, method: str, rest: list[str], q: Mapping[str, str], body: Any) -> Reply:
@@ -187,8 +211,8 @@ class Simulator:
         etype = rest[0]
         if etype not in LINEAGE_TYPES:
             raise SimError(400, f"Invalid entity type {etype}")
-        up = min(3, max(0, _int(q, "upstreamDepth", 1) or 0))
-        down = min(3, max(0, _int(q, "downstreamDepth", 1) or 0))
+        up = min(3, max(0, int_param(q, "upstreamDepth", 1) or 0))
+        down = min(3, max(0, int_param(q, "downstreamDepth", 1) or 0))
         with cat.lock:
             if len(rest) == 3 and rest[1] == "name":
                 rec = cat.get(etype, rest[2])
@@ -218,113 +242,9 @@ class Simulator:
             raise SimError(405, "HTTP 405 Method Not Allowed")
         raise SimError(404, "HTTP 404 Not Found")
 
-    # --- data quality -----------------------------------------------------------------------------------
-    def quality(self, method: str, rest: list[str], q: Mapping[str, str], body: Any) -> Reply:
-        """Test cases, their results and incidents."""
-        cat = self.catalog
-        if rest and rest[0] == "testCaseResults" and len(rest) == 2:
-            if method == "POST":
-                return Reply(dumps(_post_result(cat, rest[1], body)).encode(), 201)
-            with cat.lock:
-                rows = cat.result_rows(rest[1], _int(q, "startTs", None), _int(q, "endTs", None))
-                return Reply(dumps({"data": rows, "paging": {"total": len(rows)}}).encode())
-        if rest and rest[0] == "testCaseIncidentStatus":
-            return self.incidents(method, rest[1:], q, body)
-        if not rest and method == "GET":
-            with cat.lock:
-                rows = cat.list_test_cases(_include(q), q)
-                keys = [(r.name, r.id) for r in rows]
-                return self.page("testCase", keys, rows, q)
-        return self.collection("testCase", method, rest, q, body)
-
-    def incidents(self, method: str, rest: list[str], q: Mapping[str, str], body: Any) -> Reply:
-        cat = self.catalog
-        if method == "POST" and not rest:
-            return Reply(dumps(_post_incident(cat, body)).encode(), 201)
-        if method != "GET":
-            raise SimError(405, "HTTP 405 Method Not Allowed")
-        with cat.lock:
-            if not rest:
-                rows = cat.incident_rows(q)
-                offset = _int(q, "offset", 0) or 0
-                limit = _int(q, "limit", 10)
-                limit = 10 if limit is None else limit
-                page = rows[offset : offset + limit]
-                paging = {"offset": offset, "limit": limit, "total": len(rows)}
-                return Reply(dumps({"data": page, "paging": paging}).encode())
-            if len(rest) == 2 and rest[0] == "stateId":
-                rows = cat.incident_history(rest[1])
-                return Reply(dumps({"data": rows, "paging": {"total": len(rows)}}).encode())
-            if len(rest) == 1:
-                for row in cat.incidents:
-                    if row["id"] == rest[0]:
-                        return Reply(dumps(row).encode())
-                raise SimError(404, f"testCaseResolutionStatus instance for {rest[0]} not found")
-        raise SimError(404, "HTTP 404 Not Found")
-
-    def pipeline_status(self, method: str, fqn: str, q: Mapping[str, str], body: Any) -> Reply:
-        """`GET|PUT /v1/pipelines/{fqn}/status` (run history, or record a run)."""
-        cat = self.catalog
-        if method == "PUT":
-            if not isinstance(body, dict) or "executionStatus" not in body or "timestamp" not in body:
-                raise SimError(400, "pipelineStatus needs timestamp and executionStatus")
-            doc = cat.set_pipeline_status(
-                fqn, body["executionStatus"], task_status=body.get("taskStatus") or [], timestamp=int(body["timestamp"])
-            )
-            return Reply(dumps(doc).encode())
-        if method != "GET":
-            raise SimError(405, "HTTP 405 Method Not Allowed")
-        with cat.lock:
-            rows = cat.pipeline_status_rows(fqn, _int(q, "startTs", None), _int(q, "endTs", None))
-            return Reply(dumps({"data": rows, "paging": {"total": len(rows)}}).encode())
-
-
-def _include(q: Mapping[str, str]) -> str:
-    include = q.get("include") or "non-deleted"
-    if include not in INCLUDE_VALUES:
-        raise SimError(400, f"query param include must be one of {list(INCLUDE_VALUES)}")
-    return include
-
 
 def _retry_after(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _post_result(cat: Catalog, fqn: str, body: Any) -> dict[str, Any]:
-    """`POST /v1/dataQuality/testCases/testCaseResults/{fqn}` with a createTestCaseResult body."""
-    if not isinstance(body, dict) or "timestamp" not in body or "testCaseStatus" not in body:
-        raise SimError(400, "testCaseResult needs timestamp and testCaseStatus")
-    if body["testCaseStatus"] not in ("Success", "Failed", "Aborted", "Queued"):
-        raise SimError(400, f"Invalid testCaseStatus {body['testCaseStatus']}")
-    skip = {"fqn", "timestamp", "testCaseStatus", "result", "testResultValue", "incidentId"}
-    return cat.add_test_result(
-        fqn,
-        body["testCaseStatus"],
-        result=body.get("result"),
-        values=body.get("testResultValue") or [],
-        timestamp=int(body["timestamp"]),
-        extra={k: v for k, v in body.items() if k not in skip},
-    )
-
-
-def _post_incident(cat: Catalog, body: Any) -> dict[str, Any]:
-    """`POST /v1/dataQuality/testCases/testCaseIncidentStatus` (createTestCaseResolutionStatus)."""
-    if not isinstance(body, dict) or not body.get("testCaseResolutionStatusType") or not body.get("testCaseReference"):
-        raise SimError(400, "testCaseResolutionStatusType and testCaseReference are required")
-    details = body.get("testCaseResolutionStatusDetails") or {}
-    assignee = details.get("assignee") or {}
-    name = assignee.get("name")
-    if not name and assignee.get("id"):
-        rec = cat.records.get(assignee["id"])
-        name = rec.name if rec is not None else None
-    return cat.add_incident_status(
-        str(body["testCaseReference"]),
-        body["testCaseResolutionStatusType"],
-        assignee=name,
-        severity=body.get("severity"),
-        reason=details.get("testCaseFailureReason"),
-        comment=details.get("testCaseFailureComment"),
-    )
 
 
 def create_app(
@@ -339,5 +259,6 @@ def create_app(
     app = Starlette(routes=[Route("/{path:path}", sim.endpoint, methods=METHODS)])
     app.state.simulator = sim
     app.state.catalog = catalog
+    app.state.profile = sim.profile
     app.state.faults = sim.faults
     return app

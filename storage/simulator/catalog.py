@@ -19,11 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storage.simulator.mutations import MutationsMixin
-from storage.simulator.quality import QualityMixin
+from storage.simulator.cascade import CascadeMixin
 
 
-class Catalog(MutationsMixin, QualityMixin):
+class Catalog(CascadeMixin):
     """An OpenMetadata-shaped catalog held in memory."""
 
     @classmethod

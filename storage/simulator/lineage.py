@@ -1,13 +1,23 @@
-"""Lineage of the simulator: edges with column lineage, OM's EntityLineage view, PUT/DELETE semantics."""
+"""Lineage of the simulator: edges with column lineage, OM's EntityLineage view, PUT/DELETE semantics.
+
+1.x records no ChangeEvent for a lineage change (the PUT/DELETE responses carry no entity). On 2.0
+(`profile.lineage_events`) an added, changed or removed edge emits `entityLineageAdded` / `entityLineageUpdated` /
+`entityLineageDeleted` with `entityType: "lineage"`, `entityFullyQualifiedName = "<from>--upstream--><to>"` and the
+edge (references and lineageDetails) as `entity`; a re-PUT that changes nothing emits nothing (LineageResourceIT).
+They reach subscriptions on resource `all` and the audit log, never `/v1/events`.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from storage import fqn as fqnlib
-from storage.simulator.records import Record, SimError, column_fqns, dumps, not_found
+from storage.simulator.records import Record, SimError, column_fqns, dumps, not_found, stable_id
 from storage.simulator.store import CatalogStore
+
+UPSTREAM_ARROW = "--upstream-->"
 
 ColumnSpec = dict[str, Any] | list[Any] | None
 
@@ -45,7 +55,7 @@ class LineageMixin(CatalogStore):
             if description:
                 details["description"] = description
             details["source"] = source
-            self._store_edge(frm.id, to.id, details)
+            self._store_edge(frm, to, details)
             return {"fromEntity": frm.id, "toEntity": to.id, "lineageDetails": details}
 
     def remove_edge(
@@ -73,7 +83,7 @@ class LineageMixin(CatalogStore):
             if pipe:
                 details["pipeline"] = self._ref_record(pipe).ref()
             details.setdefault("source", "Manual")
-            self._store_edge(frm.id, to.id, details)
+            self._store_edge(frm, to, details)
 
     def delete_lineage(self, from_type: str, from_key: str, to_type: str, to_key: str, *, by_id: bool) -> None:
         """`DELETE /v1/lineage/{fromType}/name/{fqn}/{toType}/name/{fqn}` (or by ids)."""
@@ -90,18 +100,52 @@ class LineageMixin(CatalogStore):
             raise not_found(str(ref["type"]), str(ref["id"]))
         return rec
 
-    def _store_edge(self, from_id: str, to_id: str, details: dict[str, Any]) -> None:
-        if from_id == to_id:
+    def _store_edge(self, frm: Record, to: Record, details: dict[str, Any], by: str = "admin") -> None:
+        if frm.id == to.id:
             raise SimError(400, "An entity can not have lineage to itself")
-        self.edges[(from_id, to_id)] = dumps(details) if details else None
-        self.downstream.setdefault(from_id, set()).add(to_id)
-        self.upstream.setdefault(to_id, set()).add(from_id)
+        key = (frm.id, to.id)
+        raw = dumps(details) if details else None
+        existed = key in self.edges
+        changed = not existed or self.edges[key] != raw
+        self.edges[key] = raw
+        self.downstream.setdefault(frm.id, set()).add(to.id)
+        self.upstream.setdefault(to.id, set()).add(frm.id)
+        if changed:
+            self._lineage_event("entityLineageUpdated" if existed else "entityLineageAdded", frm, to, by)
 
-    def _drop_edge(self, frm: Record, to: Record) -> None:
-        if self.edges.pop((frm.id, to.id), 0) == 0:
-            raise SimError(404, f"Lineage edge from {frm.fqn} to {to.fqn} not found")
+    def _drop_edge(self, frm: Record, to: Record, by: str = "admin") -> None:
+        if (frm.id, to.id) not in self.edges:
+            raise SimError(404, "Lineage edge not found")
+        self._lineage_event("entityLineageDeleted", frm, to, by)  # the edge as it was, before it goes
+        del self.edges[(frm.id, to.id)]
+        self.edge_meta.pop((frm.id, to.id), None)
         self.downstream[frm.id].discard(to.id)
         self.upstream[to.id].discard(frm.id)
+
+    def _lineage_event(self, kind: str, frm: Record, to: Record, by: str) -> None:
+        """A 2.0 lineage ChangeEvent, to `all` subscriptions and the audit log (nothing on 1.x)."""
+        if not self.profile.lineage_events:
+            return
+        ts = self.tick()
+        key = (frm.id, to.id)
+        meta = self.edge_meta.setdefault(key, {"createdAt": ts, "createdBy": by})
+        if kind != "entityLineageDeleted":
+            meta.update(updatedAt=ts, updatedBy=by)
+        raw = self.edges.get(key)
+        details = {**(json.loads(raw) if raw else {}), **meta}
+        event = {
+            "id": str(uuid.uuid4()),
+            "eventType": kind,
+            "entityType": "lineage",
+            "entityId": stable_id("lineage", f"{frm.id}:{to.id}"),
+            "entityFullyQualifiedName": f"{frm.fqn}{UPSTREAM_ARROW}{to.fqn}",
+            "userName": by,
+            "timestamp": ts,
+            "entity": {"fromEntity": _ref(frm), "toEntity": _ref(to), "lineageDetails": details},
+        }
+        self.lineage_changes.append(event)
+        self.audit.record(event, ts)
+        self.subscriptions.publish("lineage", dumps(event).encode(), all_only=True)
 
     # --- column lineage ---------------------------------------------------------------------------------
     def _columns_of(self, rec: Record) -> set[str]:
@@ -233,6 +277,12 @@ class LineageMixin(CatalogStore):
             keys = [(u, rec.id) for u in sorted(self.upstream.get(rec.id, ()))]
             keys += [(rec.id, d) for d in sorted(self.downstream.get(rec.id, ()))]
             return [json.loads(self._edge_json(k)) for k in keys]
+
+
+def _ref(rec: Record) -> dict[str, Any]:
+    out = rec.ref()
+    out.pop("deleted", None)
+    return out
 
 
 def _col_fqn(rec: Record, name: str) -> str:

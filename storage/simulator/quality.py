@@ -9,15 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from storage import fqn as fqnlib
-from storage.simulator.entities import EntitiesMixin
-from storage.simulator.records import Record, SimError, stable_id
-
-INCIDENT_TYPES = ("New", "Ack", "Assigned", "Resolved")
-FAILURE_REASONS = ("FalsePositive", "MissingData", "Duplicates", "OutOfBounds", "Other")
+from storage.simulator.incidents import IncidentsMixin, in_window
+from storage.simulator.records import Record, stable_id
 
 
-class QualityMixin(EntitiesMixin):
-    """Test cases carry their latest result inline; results and incidents are time series (no versions)."""
+class QualityMixin(IncidentsMixin):
+    """Test cases keep their latest result (inline only when `fields=testCaseResult` asks); results and incidents
+    are time series (no versions)."""
 
     # --- test cases -------------------------------------------------------------------------------------
     def add_test_case(
@@ -62,7 +60,7 @@ class QualityMixin(EntitiesMixin):
         rec = self.insert("testCase", doc, service=target.service)
         self.case_targets[rec.id] = (target.fqn, column, link, suite["id"])
         self.results[case_fqn] = []
-        if "testSuite" not in target.needs:
+        if "testSuite" not in target.doc():
             self.seed_patch(target, lambda d: d.__setitem__("testSuite", suite))
         return rec
 
@@ -127,8 +125,8 @@ class QualityMixin(EntitiesMixin):
             doc["testCaseResult"] = latest
             doc["testCaseStatus"] = latest["testCaseStatus"]
             self.case_status[rec.id] = latest["testCaseStatus"]
-            _set_incident(doc, self.open_incidents.get(rec.fqn))
             rec.store(doc)
+            self.refresh_incident_id(rec)
             if event:
                 change = {
                     "fieldsAdded": [],
@@ -143,136 +141,7 @@ class QualityMixin(EntitiesMixin):
         """A case's results in [startTs, endTs], newest first."""
         rec = self.get("testCase", case_fqn, include="all")
         rows = self.results.get(rec.fqn, [])
-        return [r for r in reversed(rows) if _in_window(r["timestamp"], start_ts, end_ts)]
-
-    # --- incidents --------------------------------------------------------------------------------------
-    def _user_ref(self, name: str) -> dict[str, Any]:
-        rec = self.find("user", name)
-        if rec is not None:
-            return rec.ref()
-        return {"id": stable_id("user", name), "type": "user", "name": name, "fullyQualifiedName": name}
-
-    def _new_incident(self, rec: Record, ts: int, *, by: str, severity: str | None = None) -> dict[str, Any]:
-        state_id = str(uuid.uuid4())
-        self.open_incidents[rec.fqn] = state_id
-        return self._incident_row(rec, state_id, "New", ts, by=by, severity=severity, details=None)
-
-    def _incident_row(
-        self,
-        rec: Record,
-        state_id: str,
-        kind: str,
-        ts: int,
-        *,
-        by: str,
-        severity: str | None,
-        details: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        row: dict[str, Any] = {"id": str(uuid.uuid4()), "stateId": state_id, "timestamp": ts}
-        row["testCaseResolutionStatusType"] = kind
-        if details is not None:
-            row["testCaseResolutionStatusDetails"] = details
-        row["updatedBy"] = self._user_ref(by)
-        row["updatedAt"] = ts
-        ref = rec.ref()
-        ref.pop("deleted", None)
-        row["testCaseReference"] = ref
-        if severity:
-            row["severity"] = severity
-        self.incidents.append(row)
-        return row
-
-    def add_incident_status(
-        self,
-        case_fqn: str,
-        status_type: str,
-        *,
-        assignee: str | None = None,
-        severity: str | None = None,
-        reason: str | None = None,
-        comment: str | None = None,
-        timestamp: int | None = None,
-        by: str = "admin",
-    ) -> dict[str, Any]:
-        """Add a status to the case's incident (a new row with the same stateId); New opens one."""
-        with self.lock:
-            rec = self.get("testCase", case_fqn)
-            if status_type not in INCIDENT_TYPES:
-                raise SimError(400, f"Invalid testCaseResolutionStatusType {status_type}")
-            ts = timestamp if timestamp is not None else self.tick()
-            state_id = self.open_incidents.get(rec.fqn)
-            if status_type == "New":
-                if state_id is not None:
-                    raise SimError(400, f"Test case {rec.fqn} already has an open incident {state_id}")
-                row = self._new_incident(rec, ts, by=by, severity=severity)
-                self._sync_incident(rec)
-                return row
-            if state_id is None:
-                raise SimError(400, f"Test case {rec.fqn} has no open incident")
-            previous = [r for r in self.incidents if r["stateId"] == state_id][-1]
-            details: dict[str, Any] | None = None
-            if status_type == "Assigned":
-                if not assignee:
-                    raise SimError(400, "An Assigned status needs an assignee")
-                user = self.get("user", assignee)
-                details = {"assignee": user.ref()}
-            elif status_type == "Resolved":
-                if reason is not None and reason not in FAILURE_REASONS:
-                    raise SimError(400, f"Invalid testCaseFailureReason {reason}")
-                details = {
-                    "testCaseFailureReason": reason or "Other",
-                    "testCaseFailureComment": comment or "",
-                    "resolvedBy": self._user_ref(by),
-                }
-            row = self._incident_row(
-                rec, state_id, status_type, ts, by=by, severity=severity or previous.get("severity"), details=details
-            )
-            if status_type == "Resolved":
-                self.open_incidents.pop(rec.fqn, None)
-                self._sync_incident(rec)
-            return row
-
-    def _sync_incident(self, rec: Record) -> None:
-        doc = rec.doc()
-        _set_incident(doc, self.open_incidents.get(rec.fqn))
-        rec.store(doc)
-
-    def incident_rows(self, filters: Mapping[str, str | None]) -> list[dict[str, Any]]:
-        """Incident status rows, newest first, filtered as OM's `testCaseIncidentStatus` list."""
-        start_ts = _int_or_none(filters.get("startTs"))
-        end_ts = _int_or_none(filters.get("endTs"))
-        kind = filters.get("testCaseResolutionStatusType")
-        assignee = filters.get("assignee")
-        case_fqn = filters.get("testCaseFQN")
-        origin = filters.get("originEntityFQN")
-        rows = [r for r in self.incidents if _in_window(r["timestamp"], start_ts, end_ts)]
-        if (filters.get("latest") or "").lower() == "true":
-            latest: dict[str, dict[str, Any]] = {}
-            for r in rows:
-                latest[r["stateId"]] = r
-            rows = list(latest.values())
-        out = []
-        for r in rows:
-            ref_fqn = r["testCaseReference"]["fullyQualifiedName"]
-            if kind and r["testCaseResolutionStatusType"] != kind:
-                continue
-            if case_fqn and ref_fqn != case_fqn:
-                continue
-            if origin:
-                case = self.find("testCase", ref_fqn)
-                if case is None or self.case_targets[case.id][0] != origin:
-                    continue
-            if assignee:
-                details = r.get("testCaseResolutionStatusDetails") or {}
-                if (details.get("assignee") or {}).get("name") != assignee:
-                    continue
-            out.append(r)
-        out.sort(key=lambda r: r["timestamp"], reverse=True)
-        return out
-
-    def incident_history(self, state_id: str) -> list[dict[str, Any]]:
-        """Every status row of one incident, oldest first."""
-        return [r for r in self.incidents if r["stateId"] == state_id]
+        return [r for r in reversed(rows) if in_window(r["timestamp"], start_ts, end_ts)]
 
     # --- pipeline runs ----------------------------------------------------------------------------------
     def set_pipeline_status(
@@ -320,7 +189,7 @@ class QualityMixin(EntitiesMixin):
         """A pipeline's runs in [startTs, endTs], newest first."""
         rec = self.get("pipeline", fqn, include="all")
         runs = self.pipeline_runs.get(rec.fqn, [])
-        return [r for r in reversed(runs) if _in_window(r["timestamp"], start_ts, end_ts)]
+        return [r for r in reversed(runs) if in_window(r["timestamp"], start_ts, end_ts)]
 
 
 def _matches_entity(target: str, column: str | None, wanted: str, all_tests: bool) -> bool:
@@ -362,29 +231,9 @@ def _parameters(parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | No
     return out
 
 
-def _set_incident(doc: dict[str, Any], state_id: str | None) -> None:
-    if state_id:
-        doc["incidentId"] = state_id
-    else:
-        doc.pop("incidentId", None)
-
-
 def _link_target(link: str) -> str | None:
     """The entity FQN inside `<#E::table::FQN[::columns::col]>`."""
     if not (link.startswith("<#E::") and link.endswith(">")):
         return None
     parts = link[5:-1].split("::")
     return parts[1] if len(parts) >= 2 else None
-
-
-def _in_window(ts: int, start: int | None, end: int | None) -> bool:
-    return (start is None or ts >= start) and (end is None or ts <= end)
-
-
-def _int_or_none(value: str | None) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise SimError(400, f"Invalid number {value}") from exc

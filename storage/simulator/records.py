@@ -1,4 +1,4 @@
-"""Stored entity records of the simulator: compact JSON storage, references, `fields` projection."""
+"""Stored entity records of the simulator: compact JSON storage, references, and cached per-version views."""
 
 from __future__ import annotations
 
@@ -21,105 +21,6 @@ COLLECTIONS: dict[str, str] = {
     "teams": "team",
 }
 TYPE_COLLECTION: dict[str, str] = {v: k for k, v in COLLECTIONS.items()}
-
-# `fields=` whitelists (OM 1.13 OpenAPI, doc §1.4); users/teams are a subset of theirs.
-ALLOWED_FIELDS: dict[str, frozenset[str]] = {
-    "table": frozenset(
-        [
-            "tableConstraints",
-            "tablePartition",
-            "usageSummary",
-            "owners",
-            "customMetrics",
-            "columns",
-            "sampleData",
-            "tags",
-            "followers",
-            "joins",
-            "schemaDefinition",
-            "dataModel",
-            "extension",
-            "testSuite",
-            "domains",
-            "dataProducts",
-            "lifeCycle",
-            "sourceHash",
-        ]
-    ),
-    "dashboard": frozenset(
-        [
-            "owners",
-            "charts",
-            "followers",
-            "tags",
-            "usageSummary",
-            "extension",
-            "dataModels",
-            "domains",
-            "dataProducts",
-            "sourceHash",
-        ]
-    ),
-    "chart": frozenset(
-        ["owners", "followers", "tags", "domains", "dataProducts", "sourceHash", "dashboards", "extension"]
-    ),
-    "pipeline": frozenset(
-        [
-            "owners",
-            "tasks",
-            "pipelineStatus",
-            "followers",
-            "tags",
-            "extension",
-            "scheduleInterval",
-            "domains",
-            "sourceHash",
-        ]
-    ),
-    "topic": frozenset(["owners", "followers", "tags", "extension", "domains", "dataProducts", "sourceHash"]),
-    "dashboardDataModel": frozenset(["owners", "tags", "followers", "domains", "sourceHash", "extension"]),
-    "testCase": frozenset(
-        [
-            "owners",
-            "reviewers",
-            "entityStatus",
-            "testSuite",
-            "testDefinition",
-            "testSuites",
-            "incidentId",
-            "domains",
-            "tags",
-            "followers",
-            "dataProducts",
-        ]
-    ),
-    "user": frozenset(["teams", "roles", "personas", "defaultPersona", "profile", "owns", "follows", "domains"]),
-    "team": frozenset(
-        [
-            "owners",
-            "profile",
-            "users",
-            "owns",
-            "defaultRoles",
-            "parents",
-            "children",
-            "policies",
-            "userCount",
-            "childrenCount",
-            "domains",
-        ]
-    ),
-}
-# Whitelisted fields that are returned even when not asked for (the schemas require them).
-ALWAYS_FIELDS: dict[str, frozenset[str]] = {
-    "table": frozenset({"columns"}),
-    "testCase": frozenset({"testDefinition", "testSuite"}),
-}
-GATED_FIELDS: dict[str, frozenset[str]] = {
-    t: allowed - ALWAYS_FIELDS.get(t, frozenset()) for t, allowed in ALLOWED_FIELDS.items()
-}
-# Entity types that carry columns (their column `tags` are a relationship field too).
-COLUMN_TYPES = frozenset({"table", "dashboardDataModel"})
 
 # Canonical key order of a column, as OM's POJO serialises it (so JSON-encoded change values match).
 COLUMN_KEYS = (
@@ -178,13 +79,11 @@ class Record:
         "history",
         "id",
         "name",
-        "needs",
         "raw",
         "schema",
         "service",
         "version",
-        "view",
-        "view_key",
+        "views",
     )
 
     def __init__(self, etype: str, doc: dict[str, Any], *, service: str | None = None) -> None:
@@ -197,9 +96,7 @@ class Record:
         self.schema: str | None = None
         self.history: list[bytes] | None = None
         self.raw = b""
-        self.needs: frozenset[str] = frozenset()
-        self.view_key: frozenset[str] | None = None
-        self.view = b""
+        self.views: dict[tuple[Any, frozenset[str]], bytes] = {}
         self.deleted = False
         self.version = 0.1
         self.display_name: str | None = None
@@ -211,10 +108,7 @@ class Record:
         self.deleted = bool(doc.get("deleted", False))
         self.version = float(doc.get("version", 0.1))
         self.display_name = doc.get("displayName")
-        gated = GATED_FIELDS.get(self.etype, frozenset())
-        self.needs = frozenset(k for k in doc if k in gated)
-        self.view_key = None
-        self.view = b""
+        self.views = {}
 
     def doc(self) -> dict[str, Any]:
         """A fresh, mutable copy of the current entity."""
@@ -228,47 +122,15 @@ class Record:
         out["deleted"] = self.deleted
         return out
 
-    def render(self, fields: frozenset[str]) -> bytes:
-        """The entity as OM returns it for `fields=` (relationship fields only when asked for)."""
-        if self.needs <= fields:
-            return self.raw
-        if self.view_key == fields:
-            return self.view
-        self.view = dumps(project(self.etype, self.doc(), fields)).encode()
-        self.view_key = fields
-        return self.view
-
-
-def project(etype: str, doc: dict[str, Any], fields: frozenset[str]) -> dict[str, Any]:
-    """Drop the relationship fields not asked for (and column tags unless `tags` was asked for)."""
-    gated = GATED_FIELDS.get(etype, frozenset())
-    out = {k: v for k, v in doc.items() if k not in gated or k in fields}
-    if "tags" not in fields and etype in COLUMN_TYPES and isinstance(out.get("columns"), list):
-        out["columns"] = [_strip_column_tags(c) for c in out["columns"]]
-    return out
-
-
-def _strip_column_tags(col: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in col.items() if k != "tags"}
-    if out.get("children"):
-        out["children"] = [_strip_column_tags(c) for c in out["children"]]
-    return out
-
-
-def parse_fields(etype: str, raw: str | None) -> frozenset[str]:
-    """Parse and check a `fields=` value against the type's whitelist (400 on an unknown field)."""
-    if not raw:
-        return frozenset()
-    allowed = ALLOWED_FIELDS.get(etype, frozenset())
-    out = set()
-    for part in raw.split(","):
-        name = part.strip()
-        if not name:
-            continue
-        if name not in allowed:
-            raise SimError(400, f"Invalid field name {name}")
-        out.add(name)
-    return frozenset(out)
+    def render(self, view: Any, fields: frozenset[str]) -> bytes:
+        """The entity as `view` (a version's `VersionView`) returns it for `fields=` (cached per view and fields)."""
+        key = (view.key, fields)
+        out = self.views.get(key)
+        if out is None:
+            if len(self.views) > 16:
+                self.views.clear()
+            out = self.views[key] = dumps(view.render(self.etype, self.doc(), fields)).encode()
+        return out
 
 
 def data_type_display(data_type: str, length: int | None = None) -> str:

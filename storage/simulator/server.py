@@ -70,7 +70,9 @@ def run_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_t
     return ServerHandle(url=f"http://{host}:{bound_port}", port=bound_port, server=server, thread=thread)
 
 
-def serve(catalog: Catalog, host: str = "127.0.0.1", port: int = 8585, token: str = "sim-token") -> None:
-    """Serve `catalog` until interrupted (what `dnabot simulator` runs)."""
-    app = create_app(catalog, token=token)
+def serve(
+    catalog: Catalog, host: str = "127.0.0.1", port: int = 8585, token: str = "sim-token", version: str = "1.13.6"
+) -> None:
+    """Serve `catalog` as OpenMetadata `version` until interrupted (what `dnabot simulator` runs)."""
+    app = create_app(catalog, token=token, version=version)
     uvicorn.Server(_config(app, host, port, "info")).run()

@@ -12,61 +12,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from storage.om_versions import Profile, profile_for
+from storage.simulator.audit import AuditLog
+from storage.simulator.events import events_feed
+from storage.simulator.fields import VersionView, view_for
 from storage.simulator.records import TYPE_COLLECTION, Record, SimError, dumps, not_found
 from storage.simulator.webhooks import EventSubscriptions
 
-# Entity types `/v1/events` accepts in its filters (an unknown one is a 400, as in OM).
-EVENT_ENTITY_TYPES = frozenset(
-    [
-        "table",
-        "dashboard",
-        "chart",
-        "pipeline",
-        "topic",
-        "dashboardDataModel",
-        "testCase",
-        "testSuite",
-        "database",
-        "databaseSchema",
-        "user",
-        "team",
-        "mlmodel",
-        "container",
-        "searchIndex",
-        "storedProcedure",
-        "query",
-        "glossary",
-        "glossaryTerm",
-        "tag",
-        "classification",
-        "databaseService",
-        "dashboardService",
-        "pipelineService",
-        "messagingService",
-        "mlmodelService",
-        "storageService",
-        "ingestionPipeline",
-        "domain",
-        "dataProduct",
-        "apiCollection",
-        "apiEndpoint",
-        "apiService",
-        "metric",
-        "dataContract",
-        "testDefinition",
-        "kpi",
-        "role",
-        "policy",
-        "bot",
-        "persona",
-    ]
-)
-EVENT_PARAMS: dict[str, tuple[str, ...]] = {
-    "entityCreated": ("entityCreated",),
-    "entityUpdated": ("entityUpdated",),
-    "entityRestored": ("entityRestored",),
-    "entityDeleted": ("entityDeleted", "entitySoftDeleted"),
-}
+DEFAULT_VERSION = "1.13.6"
+
 INCLUDE_VALUES = ("non-deleted", "deleted", "all")
 
 
@@ -115,6 +69,7 @@ class CatalogStore:
         self.by_fqn: dict[tuple[str, str], Record] = {}
         self.by_type: dict[str, list[Record]] = {}
         self.services: dict[str, dict[str, Any]] = {}
+        self.containers: dict[tuple[str, str], Record] = {}  # databases, schemas, services made on demand
         self.events: list[tuple[int, str, str, bytes]] = []
         self._event_ts: list[int] = []
         self._last_ts = 0
@@ -122,18 +77,35 @@ class CatalogStore:
         self._list_cache: dict[tuple[Any, ...], tuple[int, list[tuple[str, str]], list[Record]]] = {}
         # lineage: (from id, to id) → lineageDetails JSON (None when empty), plus adjacency sets
         self.edges: dict[tuple[str, str], str | None] = {}
+        self.edge_meta: dict[tuple[str, str], dict[str, Any]] = {}  # createdAt/By, updatedAt/By (2.0 events)
+        self.lineage_changes: list[dict[str, Any]] = []  # the 2.0 lineage ChangeEvents (not in /v1/events)
         self.upstream: dict[str, set[str]] = {}
         self.downstream: dict[str, set[str]] = {}
         # data quality and pipeline runs (time series, not versioned)
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.incidents: list[dict[str, Any]] = []
         self.open_incidents: dict[str, str] = {}
+        self.last_incident: dict[str, dict[str, Any]] = {}  # test case FQN → its newest status row
         self.pipeline_runs: dict[str, list[dict[str, Any]]] = {}
         # event subscriptions: every recorded event is pushed to their webhooks (in the background)
         self.subscriptions = EventSubscriptions(self.tick)
         # test case id → (target entity FQN, column, entityLink, executable suite id); id → latest status
         self.case_targets: dict[str, tuple[str, str | None, str, str]] = {}
         self.case_status: dict[str, str] = {}
+        # the audit log (1.12+) and the version whose shapes and rules this catalog follows (set by the app)
+        self.audit = AuditLog()
+        self.profile: Profile = profile_for(DEFAULT_VERSION)
+        self.view: VersionView = view_for(self.profile)
+
+    def set_profile(self, profile: Profile) -> None:
+        """Follow `profile` from now on (what the app serving this catalog reports as its version)."""
+        with self.lock:
+            self.profile = profile
+            self.view = view_for(profile)
+            self.profile_changed()
+
+    def profile_changed(self) -> None:
+        """Hook: re-derive what depends on the version (test cases' `incidentId`)."""
 
     # --- time -------------------------------------------------------------------------------------------
     def tick(self) -> int:
@@ -202,6 +174,23 @@ class CatalogStore:
         doc = rec.doc()
         patch(doc)
         rec.store(doc)
+
+    def remove(self, rec: Record) -> None:
+        """Forget an entity (a hard delete), with the lineage edges that touch it."""
+        self.records.pop(rec.id, None)
+        self.by_fqn.pop((rec.etype, rec.fqn), None)
+        rows = self.by_type.get(rec.etype, [])
+        if rec in rows:
+            rows.remove(rec)
+        for other in self.upstream.pop(rec.id, set()):
+            self.edges.pop((other, rec.id), None)
+            self.edge_meta.pop((other, rec.id), None)
+            self.downstream.get(other, set()).discard(rec.id)
+        for other in self.downstream.pop(rec.id, set()):
+            self.edges.pop((rec.id, other), None)
+            self.edge_meta.pop((rec.id, other), None)
+            self.upstream.get(other, set()).discard(rec.id)
+        self.membership_changed()
 
     # --- listing ----------------------------------------------------------------------------------------
     def membership_changed(self) -> None:
@@ -282,8 +271,11 @@ class CatalogStore:
         major: bool = False,
         event_type: str = "entityUpdated",
         by: str = "admin",
+        event: bool = True,
+        recursive: bool = False,
     ) -> dict[str, Any]:
-        """Record a versioned change as OM does: version bump, changeDescription, history, ChangeEvent."""
+        """Record a versioned change as OM does: version bump, changeDescription, history, ChangeEvent
+        (`event=False` for the children of a cascade, which get no event of their own)."""
         previous = rec.version
         change = {
             "fieldsAdded": added or [],
@@ -303,7 +295,8 @@ class CatalogStore:
         rec.store(doc)
         if rec.deleted != was_deleted:
             self.membership_changed()
-        self.emit(event_type, rec, change, timestamp=now, previous=previous, by=by)
+        if event:
+            self.emit(event_type, rec, change, timestamp=now, previous=previous, by=by, recursive=recursive)
         return doc
 
     def emit(
@@ -315,8 +308,10 @@ class CatalogStore:
         timestamp: int | None = None,
         previous: float | None = None,
         by: str = "admin",
+        recursive: bool = False,
     ) -> dict[str, Any]:
-        """Append a ChangeEvent (entity as a JSON-encoded string, timestamp = the entity's updatedAt)."""
+        """Append a ChangeEvent (entity as a JSON-encoded string of the version's shape, timestamp = the entity's
+        updatedAt); `recursive` marks the root of a cascade delete where the version has the field (2.0)."""
         ts = timestamp if timestamp is not None else self.tick()
         event: dict[str, Any] = {
             "id": str(uuid.uuid4()),
@@ -331,38 +326,19 @@ class CatalogStore:
         }
         if change is not None:
             event["changeDescription"] = change
-        event["entity"] = rec.raw.decode()
+        if recursive and self.view.marks_recursive:
+            event["recursive"] = True
+        event["entity"] = rec.render(self.view, self.view.all_fields(rec.etype)).decode()
         raw = dumps(event).encode()
         self.events.append((ts, event_type, rec.etype, raw))
         self._event_ts.append(ts)
+        self.audit.record(event, ts)
         self.subscriptions.publish(rec.etype, raw)
         return event
 
     def events_json(self, params: dict[str, str | None], timestamp: int) -> bytes:
         """`GET /v1/events`: ascending, inclusive timestamp, only the kinds named in the params."""
-        wanted: dict[str, frozenset[str] | None] = {}
-        for param, kinds in EVENT_PARAMS.items():
-            value = params.get(param)
-            if not value:
-                continue
-            types = [t.strip() for t in value.split(",") if t.strip()]
-            if "*" in types:
-                selected: frozenset[str] | None = None
-            else:
-                for t in types:
-                    if t not in EVENT_ENTITY_TYPES:
-                        raise SimError(400, f"Invalid entity {t} in query param {param}")
-                selected = frozenset(types)
-            for kind in kinds:
-                wanted[kind] = selected
-        start = bisect.bisect_left(self._event_ts, timestamp)
-        out = []
-        for _ts, kind, etype, raw in self.events[start:]:
-            if kind in wanted:
-                sel = wanted[kind]
-                if sel is None or etype in sel:
-                    out.append(raw)
-        return b'{"data":[' + b",".join(out) + b'],"paging":{"total":%d}}' % len(out)
+        return events_feed(self.events, self._event_ts, params, timestamp)
 
 
 def _passes(rec: Record, filters: tuple[tuple[str, str], ...]) -> bool:

@@ -78,8 +78,12 @@ class Subscription:
     def id(self) -> str:
         return str(self.doc["id"])
 
-    def wants(self, entity_type: str) -> bool:
-        return bool(self.doc.get("enabled", True)) and ("all" in self.resources or entity_type in self.resources)
+    def wants(self, entity_type: str, *, all_only: bool = False) -> bool:
+        """Whether this subscription takes an event of `entity_type` (`all_only`: only the `all` resource does,
+        as for 2.0's lineage events, `ResourceEventTypes.ALL_ONLY_EVENTS`)."""
+        if not self.doc.get("enabled", True):
+            return False
+        return "all" in self.resources or (not all_only and entity_type in self.resources)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -151,13 +155,13 @@ class EventSubscriptions:
         return {"delivered": sub.delivered, "failed": sub.failed}
 
     # --- delivery -----------------------------------------------------------------------------------------
-    def publish(self, entity_type: str, raw: bytes) -> None:
+    def publish(self, entity_type: str, raw: bytes, *, all_only: bool = False) -> None:
         """Queue one recorded ChangeEvent (its exact JSON) for every matching destination; never blocks."""
         if not self.by_id:
             return
         with self.lock:
             for sub in self.by_id.values():
-                if sub.wants(entity_type):
+                if sub.wants(entity_type, all_only=all_only):
                     for worker in sub.workers:
                         worker.inbox.put(raw)
 

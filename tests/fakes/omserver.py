@@ -1,4 +1,13 @@
-"""OpenMetadata simulator fixtures: a loopback server seeded with sample data, schema-validated."""
+"""OpenMetadata simulator fixtures: a loopback server seeded with sample data, schema-validated, per version.
+
+`om_sample`, `om_demo` and `om_factory` serve the OpenMetadata version of the `om_version` fixture (default
+1.13.6); a test module or conftest overrides it, e.g. over every profile:
+
+    @pytest.fixture(params=PROFILE_VERSIONS)
+    def om_version(request): return request.param
+
+Every answer is validated against the schemas reshaped to that version (`tests.fakes.schemas.validator_for`).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +21,12 @@ import pytest
 from storage.fqn import url_segment
 from storage.simulator import Catalog, ServerHandle, create_app, run_in_thread
 from tests.conftest import SAMPLE_DATA
-from tests.fakes.schemas import response_validator
+from tests.fakes.schemas import validator_for
 
 TOKEN = "sim-token"
+DEFAULT_VERSION = "1.13.6"
+# One release per row of the version table the simulator follows: 1.5–1.8, 1.9–1.13, 2.0.
+PROFILE_VERSIONS = ["1.5.15", "1.8.12", "1.13.6", "2.0.7"]
 
 
 @dataclass
@@ -26,6 +38,7 @@ class OMServer:
     catalog: Catalog
     violations: list[str]
     handle: ServerHandle = field(repr=False)
+    version: str = DEFAULT_VERSION
     owns_server: bool = True
     _client: httpx.Client | None = field(default=None, repr=False)
 
@@ -84,22 +97,24 @@ class OMServer:
             self.handle.stop()
 
 
-def _recorder(violations: list[str]) -> Callable[[str, Any], None]:
+def _recorder(violations: list[str], version: str) -> Callable[[str, Any], None]:
+    check = validator_for(version)
+
     def record(path: str, payload: Any) -> None:
         try:
-            response_validator(path, payload)
+            check(path, payload)
         except Exception as exc:  # any rejection is a test failure, reported at teardown
             violations.append(f"{path}: {exc}")
 
     return record
 
 
-def start_server(catalog: Catalog, token: str = TOKEN) -> OMServer:
-    """Serve `catalog` on 127.0.0.1:<free port>, validating every OM response against the schemas."""
+def start_server(catalog: Catalog, token: str = TOKEN, version: str = DEFAULT_VERSION) -> OMServer:
+    """Serve `catalog` as OpenMetadata `version` on 127.0.0.1:<free port>, every answer schema-validated."""
     violations: list[str] = []
-    app = create_app(catalog, token=token, validator=_recorder(violations))
+    app = create_app(catalog, token=token, validator=_recorder(violations, version), version=version)
     handle = run_in_thread(app)
-    return OMServer(url=handle.url, token=token, catalog=catalog, violations=violations, handle=handle)
+    return OMServer(url=handle.url, token=token, catalog=catalog, violations=violations, handle=handle, version=version)
 
 
 class _SharedServer:
@@ -109,20 +124,22 @@ class _SharedServer:
     each test still gets a fresh catalog, no faults, and its own violations list.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, version: str) -> None:
+        self.version = version
         self.violations: list[str] = []
-        self.app = create_app(Catalog(), token=TOKEN, validator=self._record)
+        self._check = validator_for(version)
+        self.app = create_app(Catalog(), token=TOKEN, validator=self._record, version=version)
         self.handle = run_in_thread(self.app)
 
     def _record(self, path: str, payload: Any) -> None:
         try:
-            response_validator(path, payload)
+            self._check(path, payload)
         except Exception as exc:
             self.violations.append(f"{path}: {exc}")
 
     def lease(self, catalog: Catalog) -> OMServer:
         sim = self.app.state.simulator
-        sim.catalog = catalog
+        sim.attach(catalog)
         self.app.state.catalog = catalog
         sim.faults.clear()
         self.violations = []
@@ -133,20 +150,31 @@ class _SharedServer:
             violations=self.violations,
             handle=self.handle,
             owns_server=False,
+            version=self.version,
         )
 
 
+SharedServers = dict[tuple[str, str], _SharedServer]
+
+
 @pytest.fixture(scope="session")
-def _om_shared() -> Iterator[dict[str, _SharedServer]]:
-    servers: dict[str, _SharedServer] = {}
+def _om_shared() -> Iterator[SharedServers]:
+    servers: SharedServers = {}
     yield servers
     for server in servers.values():
         server.handle.stop()
 
 
-def _leased(shared: dict[str, _SharedServer], key: str, catalog: Catalog) -> Iterator[OMServer]:
+@pytest.fixture
+def om_version() -> str:
+    """The OpenMetadata version the simulator fixtures serve (override with `params=PROFILE_VERSIONS`)."""
+    return DEFAULT_VERSION
+
+
+def _leased(shared: SharedServers, kind: str, version: str, catalog: Catalog) -> Iterator[OMServer]:
+    key = (kind, version)
     if key not in shared:
-        shared[key] = _SharedServer()
+        shared[key] = _SharedServer(version)
     server = shared[key].lease(catalog)
     try:
         yield server
@@ -156,19 +184,19 @@ def _leased(shared: dict[str, _SharedServer], key: str, catalog: Catalog) -> Ite
 
 
 @pytest.fixture
-def om_sample(_om_shared: dict[str, _SharedServer]) -> Iterator[OMServer]:
+def om_sample(_om_shared: SharedServers, om_version: str) -> Iterator[OMServer]:
     """The simulator seeded with OpenMetadata's official sample data (a fresh catalog per test)."""
-    yield from _leased(_om_shared, "sample", Catalog.from_sample_data(SAMPLE_DATA))
+    yield from _leased(_om_shared, "sample", om_version, Catalog.from_sample_data(SAMPLE_DATA))
 
 
 @pytest.fixture
-def om_demo(_om_shared: dict[str, _SharedServer]) -> Iterator[OMServer]:
+def om_demo(_om_shared: SharedServers, om_version: str) -> Iterator[OMServer]:
     """The simulator seeded with the project's demo warehouse (`storage/simulator/demo_catalog.json`)."""
-    yield from _leased(_om_shared, "demo", Catalog.demo())
+    yield from _leased(_om_shared, "demo", om_version, Catalog.demo())
 
 
 @pytest.fixture
-def om_factory() -> Iterator[Callable[[Catalog], OMServer]]:
+def om_factory(om_version: str) -> Iterator[Callable[[Catalog], OMServer]]:
     """Start simulators over catalogs of your own (e.g. `synthetic_catalog(200)`); all stopped at teardown.
 
     Every response is schema-validated (about 2-3 ms per entity), so keep such catalogs small; benchmarks
@@ -177,7 +205,7 @@ def om_factory() -> Iterator[Callable[[Catalog], OMServer]]:
     servers: list[OMServer] = []
 
     def start(catalog: Catalog) -> OMServer:
-        server = start_server(catalog)
+        server = start_server(catalog, version=om_version)
         servers.append(server)
         return server
 

@@ -1,10 +1,17 @@
-"""OpenMetadata JSON Schema validation for tests: the copied 1.13 schemas, one lazily built registry."""
+"""OpenMetadata JSON Schema validation for tests: the copied 1.13 schemas, one lazily built registry per version.
+
+The schemas are 1.13's. For another version the entity schemas are patched from the same version table the
+simulator follows (`storage.om_versions.profile_for`): properties the version's entity class lacks are dropped,
+`domain` (one EntityReference) replaces `domains` on 1.5–1.8, and 2.0's ChangeEvent gains `recursive` and its new
+event types. Entities are always validated; only answers with no schema at all (the audit log) are not.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,8 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from storage.om_versions import Profile, profile_for
+from storage.simulator.fields import view_for
 from tests.conftest import SCHEMA_DIR
 
 BASE = "https://open-metadata.org/schema/"
@@ -39,7 +48,14 @@ KINDS: dict[str, str] = {
     "serverVersion": "api/openMetadataServerVersion.json",
     "createTestCaseResult": "api/tests/createTestCaseResult.json",
     "createTestCaseResolutionStatus": "api/tests/createTestCaseResolutionStatus.json",
+    "database": "entity/data/database.json",
+    "databaseSchema": "entity/data/databaseSchema.json",
+    "databaseService": "entity/services/databaseService.json",
+    "dashboardService": "entity/services/dashboardService.json",
+    "pipelineService": "entity/services/pipelineService.json",
+    "messagingService": "entity/services/messagingService.json",
 }
+DEFAULT_VERSION = "1.13.6"
 # REST collection → entity kind, longest first so `dashboard/datamodels` wins over `dashboards`.
 COLLECTION_KINDS = {
     "dashboard/datamodels": "dashboardDataModel",
@@ -51,6 +67,12 @@ COLLECTION_KINDS = {
     "topics": "topic",
     "users": "user",
     "teams": "team",
+    "databases": "database",
+    "databaseSchemas": "databaseSchema",
+    "services/databaseServices": "databaseService",
+    "services/dashboardServices": "dashboardService",
+    "services/pipelineServices": "pipelineService",
+    "services/messagingServices": "messagingService",
 }
 
 
@@ -80,16 +102,20 @@ OMValidator = validators.extend(Draft7Validator, {"multipleOf": _multiple_of, "p
 
 
 class _Registry:
-    """The 229 schema files, each registered under its path-derived URI (wrong `$id`s ignored)."""
+    """The 229 schema files, each registered under its path-derived URI (wrong `$id`s ignored), patched to a
+    version's shapes when a profile is given."""
 
-    def __init__(self, root: Path) -> None:
-        resources = []
+    def __init__(self, root: Path, profile: Profile | None = None) -> None:
+        docs: dict[str, dict[str, Any]] = {}
         for path in sorted(root.rglob("*.json")):
             rel = path.relative_to(root).as_posix()
             doc = json.loads(path.read_text("utf-8"))
             doc["$id"] = BASE + rel
             doc.pop("$schema", None)  # else jsonschema swaps our OMValidator back to plain Draft7 on each $ref
-            resources.append((BASE + rel, Resource.from_contents(doc, default_specification=DRAFT7)))
+            docs[rel] = doc
+        if profile is not None:
+            _patch(docs, profile)
+        resources = [(BASE + rel, Resource.from_contents(d, default_specification=DRAFT7)) for rel, d in docs.items()]
         self.registry: Registry = Registry().with_resources(resources)
         self.validators: dict[str, Any] = {}
 
@@ -102,22 +128,45 @@ class _Registry:
         return self.validators[kind]
 
 
+def _patch(docs: dict[str, dict[str, Any]], profile: Profile) -> None:
+    """Reshape the 1.13 schemas to `profile`'s entity classes and ChangeEvent."""
+    reference = {"$ref": BASE + "type/entityReference.json"}
+    for etype, rel in KINDS.items():
+        props = profile.properties.get(etype)
+        if not props or "#" in rel:
+            continue
+        schema = docs[rel]
+        for name in ("domain", "owner"):
+            if name in props and name not in schema["properties"]:
+                schema["properties"][name] = dict(reference)
+        schema["properties"] = {k: v for k, v in schema["properties"].items() if k in props}
+        if "required" in schema:
+            schema["required"] = [k for k in schema["required"] if k in props]
+    event = docs["type/changeEvent.json"]
+    if view_for(profile).marks_recursive:  # the 2.0.7.0 wheel's ChangeEvent has `recursive`; 1.13.6.3's has not
+        event["properties"]["recursive"] = {"type": "boolean"}
+    event_types = docs["type/changeEventType.json"]
+    known = list(event_types.get("enum", []))
+    event_types["enum"] = known + sorted(t for t in profile.event_types if t not in known)
+
+
 _LOCK = threading.Lock()
-_REGISTRY: _Registry | None = None
+_REGISTRIES: dict[tuple[tuple[int, int], str], _Registry] = {}
 
 
-def registry() -> _Registry:
-    """The shared registry, loaded on first use."""
-    global _REGISTRY
+def registry(version: str = DEFAULT_VERSION) -> _Registry:
+    """The registry of `version`'s shapes, loaded on first use."""
+    profile = profile_for(version)
+    key = (profile.release, profile.range)
     with _LOCK:
-        if _REGISTRY is None:
-            _REGISTRY = _Registry(SCHEMA_DIR)
-        return _REGISTRY
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = _Registry(SCHEMA_DIR, profile)
+        return _REGISTRIES[key]
 
 
-def validate(kind: str, obj: Any) -> None:
-    """Raise SchemaViolation if `obj` is not a valid `kind` (see KINDS)."""
-    reg = registry()
+def validate(kind: str, obj: Any, version: str = DEFAULT_VERSION) -> None:
+    """Raise SchemaViolation if `obj` is not a valid `kind` (see KINDS) on OpenMetadata `version`."""
+    reg = registry(version)
     with _LOCK:
         error = best_match(reg.validator(kind).iter_errors(obj))
     if error is not None:
@@ -125,64 +174,81 @@ def validate(kind: str, obj: Any) -> None:
         raise SchemaViolation(f"{kind} at /{where}: {error.message[:300]}")
 
 
-def _validate_list(kind: str, payload: Any) -> None:
+def _validate_list(kind: str, payload: Any, version: str) -> None:
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise SchemaViolation(f"{kind} list: expected {{data, paging}}")
     for i, item in enumerate(payload["data"]):
         try:
-            validate(kind, item)
+            validate(kind, item, version)
         except SchemaViolation as exc:
             raise SchemaViolation(f"data[{i}]: {exc}") from None
-    validate("paging", payload.get("paging"))
+    validate("paging", payload.get("paging"), version)
 
 
-def _validate_event_list(payload: Any) -> None:
-    _validate_list("changeEvent", payload)
+def validate_event(event: Any, version: str = DEFAULT_VERSION) -> None:
+    """A ChangeEvent, and the entity it carries as a JSON string, on OpenMetadata `version`."""
+    validate("changeEvent", event, version)
+    entity_type = event.get("entityType")
+    if isinstance(event.get("entity"), str) and entity_type in KINDS:
+        validate(entity_type, json.loads(event["entity"]), version)
+
+
+def _validate_event_list(payload: Any, version: str) -> None:
+    _validate_list("changeEvent", payload, version)
     for event in payload["data"]:
-        entity_type = event.get("entityType")
-        if isinstance(event.get("entity"), str) and entity_type in KINDS:
-            validate(entity_type, json.loads(event["entity"]))
+        validate_event(event, version)
 
 
-def _validate_history(kind: str, payload: Any) -> None:
-    validate("entityHistory", payload)
+def _validate_history(kind: str, payload: Any, version: str) -> None:
+    validate("entityHistory", payload, version)
     for raw in payload["versions"]:
         if not isinstance(raw, str):
             raise SchemaViolation("entityHistory: versions must be JSON strings")
-        validate(kind, json.loads(raw))
+        validate(kind, json.loads(raw), version)
 
 
-_ENTITY_ROUTE = re.compile(r"^/api/v1/(?P<coll>dashboard/datamodels|dataQuality/testCases|[A-Za-z]+)(?P<rest>/.*)?$")
+_ENTITY_ROUTE = re.compile(
+    r"^/api/v1/(?P<coll>dashboard/datamodels|dataQuality/testCases|services/[A-Za-z]+|[A-Za-z]+)(?P<rest>/.*)?$"
+)
 
 
-def response_validator(path: str, payload: Any) -> None:
-    """Validate what the simulator sent for `path` against the schema of that route."""
+def response_validator(path: str, payload: Any, version: str = DEFAULT_VERSION) -> None:
+    """Validate what the simulator sent for `path` against the schema of that route on OpenMetadata `version`."""
     path = unquote(path.split("?", 1)[0])
     if path == "/api/v1/system/version":
-        return validate("serverVersion", payload)
+        return validate("serverVersion", payload, version)
     if path == "/api/v1/events":
-        return _validate_event_list(payload)
+        return _validate_event_list(payload, version)
     if path.startswith("/api/v1/lineage/"):
-        return validate("entityLineage", payload)
+        return validate("entityLineage", payload, version)
     if path.startswith("/api/v1/dataQuality/testCases/testCaseResults/"):
         if isinstance(payload, dict) and "data" in payload:
-            return _validate_list("testCaseResult", payload)
-        return validate("testCaseResult", payload)
+            return _validate_list("testCaseResult", payload, version)
+        return validate("testCaseResult", payload, version)
     if path.startswith("/api/v1/dataQuality/testCases/testCaseIncidentStatus"):
         if isinstance(payload, dict) and "data" in payload:
-            return _validate_list("testCaseResolutionStatus", payload)
-        return validate("testCaseResolutionStatus", payload)
+            return _validate_list("testCaseResolutionStatus", payload, version)
+        return validate("testCaseResolutionStatus", payload, version)
     match = _ENTITY_ROUTE.match(path)
     if match is None or match["coll"] not in COLLECTION_KINDS:
         raise SchemaViolation(f"no schema known for {path}")
     kind = COLLECTION_KINDS[match["coll"]]
     rest = match["rest"] or ""
     if not rest:
-        return _validate_list(kind, payload)
+        return _validate_list(kind, payload, version)
     if kind == "pipeline" and rest.endswith("/status"):
         if isinstance(payload, dict) and "data" in payload:
-            return _validate_list("pipelineStatus", payload)
-        return validate(kind, payload)
+            return _validate_list("pipelineStatus", payload, version)
+        return validate(kind, payload, version)
     if re.search(r"/versions$", rest):
-        return _validate_history(kind, payload)
-    return validate(kind, payload)
+        return _validate_history(kind, payload, version)
+    return validate(kind, payload, version)
+
+
+def validator_for(version: str) -> Callable[[str, Any], None]:
+    """`response_validator` bound to one OpenMetadata version (what a simulator serving it is checked with)."""
+
+    def check(path: str, payload: Any) -> None:
+        response_validator(path, payload, version)
+
+    return check
