@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from bot.settings import Settings
 from storage.om_client import OpenMetadataClient, failure_reason, incident_status_body
 
 STG_CUSTOMERS = "warehouse.shop.staging.stg_customers"
+REVENUE_TEST = "warehouse.shop.analytics.revenue_daily.revenue_usd.revenue_not_null"
 INCIDENT_PATH = "/api/v1/dataQuality/testCases/testCaseIncidentStatus"
 
 
@@ -55,8 +57,18 @@ def _notes(settings: Settings, incident_id: int) -> list[str]:
     return [e.note for e in events if e.kind == "note" and e.note]
 
 
+def _new_test_incident(settings: Settings, om_demo):
+    """A test that starts failing now: OpenMetadata opens a New incident, and so does the bot."""
+    _synced(settings)
+    result = {"timestamp": int(time.time() * 1000), "testCaseStatus": "Failed", "result": "12 rows with a null"}
+    om_demo.request("POST", f"/api/v1/dataQuality/testCases/testCaseResults/{om_demo.seg(REVENUE_TEST)}", result)
+    found = [i for i in _synced(settings) if i.kind == "test_failing" and i.details.get("test_fqn") == REVENUE_TEST]
+    assert len(found) == 1 and found[0].status == "open", found
+    return found[0]
+
+
 def test_acknowledge_then_resolve_are_written_back(settings, om_demo):
-    incident = _test_incident(settings)
+    incident = _new_test_incident(settings, om_demo)
     state_id = incident.details["om_incident"]["state_id"]
     before = [r["testCaseResolutionStatusType"] for r in _history(om_demo, state_id)]
 
@@ -84,13 +96,45 @@ def test_acknowledge_then_resolve_are_written_back(settings, om_demo):
     assert "incidentId" not in case.json()
 
 
-def test_an_assignee_is_written_back_as_assigned(settings, om_demo):
+def test_an_assignee_is_written_back_as_assigned_by_user_id(settings, om_demo):
     incident = _test_incident(settings)
     state_id = incident.details["om_incident"]["state_id"]
+    before = _history(om_demo, state_id)
+    assert before[-1]["testCaseResolutionStatusType"] == "Assigned"
     services.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
     rows = _history(om_demo, state_id)
-    assert [r["testCaseResolutionStatusType"] for r in rows[-2:]] == ["Ack", "Assigned"]
-    assert rows[-1]["testCaseResolutionStatusDetails"]["assignee"]["name"] == "ana"
+    # OpenMetadata already has someone on it: an Ack would move it back (older servers refuse it), so only the
+    # new assignee is written, as a full user reference (released servers resolve assignees by id)
+    assert [r["testCaseResolutionStatusType"] for r in rows[len(before) :]] == ["Assigned"]
+    ana = om_demo.get(f"/api/v1/users/name/{om_demo.seg('ana')}")
+    assignee = rows[-1]["testCaseResolutionStatusDetails"]["assignee"]
+    assert (assignee["id"], assignee["name"]) == (ana["id"], "ana")
+    assert any("already assigned in OpenMetadata" in n for n in _notes(settings, incident.id))
+
+
+def test_an_ack_after_openmetadata_resolved_it_opens_no_new_incident_there(settings, om_demo):
+    """On OpenMetadata an Ack or Assigned after Resolved opens a NEW incident: the bot reads the state first."""
+    incident = _test_incident(settings)
+    test_fqn = incident.details["test_fqn"]
+    state_id = incident.details["om_incident"]["state_id"]
+    om_demo.request(
+        "POST",
+        INCIDENT_PATH,
+        {
+            "testCaseResolutionStatusType": "Resolved",
+            "testCaseReference": test_fqn,
+            "testCaseResolutionStatusDetails": {"testCaseFailureReason": "Other", "testCaseFailureComment": "done"},
+        },
+    )
+    states = {r["stateId"] for r in om_demo.get(INCIDENT_PATH, limit=1000)["data"]}
+    rows = len(_history(om_demo, state_id))
+
+    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
+    assert len(_history(om_demo, state_id)) == rows
+    assert {r["stateId"] for r in om_demo.get(INCIDENT_PATH, limit=1000)["data"]} == states  # no new incident
+    notes = _notes(settings, incident.id)
+    assert any("already resolved in OpenMetadata" in n and "new incident" in n for n in notes), notes
+    assert services.incident_detail(settings, incident.id).incident.status == "acknowledged"  # ours still moved
 
 
 def test_an_incident_that_is_not_a_test_gets_no_write_back(settings, om_demo):
@@ -113,7 +157,7 @@ def test_an_incident_that_is_not_a_test_gets_no_write_back(settings, om_demo):
 
 
 def test_om_failing_still_moves_the_store_and_leaves_a_note_without_the_token(settings, om_demo):
-    incident = _test_incident(settings)
+    incident = _new_test_incident(settings, om_demo)
     state_id = incident.details["om_incident"]["state_id"]
     rows = len(_history(om_demo, state_id))
     om_demo.admin("POST", "/admin/faults", {"path_regex": "testCaseIncidentStatus", "method": "POST", "status": 500})
@@ -129,7 +173,7 @@ def test_om_failing_still_moves_the_store_and_leaves_a_note_without_the_token(se
 
 
 def test_a_4xx_is_reported_with_the_servers_message(settings, om_demo):
-    incident = _test_incident(settings)
+    incident = _new_test_incident(settings, om_demo)
     om_demo.admin(
         "POST",
         "/admin/faults",
@@ -155,13 +199,15 @@ def test_om_down_is_a_reason_not_an_exception(settings, monkeypatch):
 
 def test_body_shapes_and_reason_mapping():
     assert incident_status_body("a.b.t", "Ack") == {"testCaseResolutionStatusType": "Ack", "testCaseReference": "a.b.t"}
-    assigned = incident_status_body("a.b.t", "Assigned", assignee="ana")
-    assert assigned["testCaseResolutionStatusDetails"] == {"assignee": {"name": "ana", "type": "user"}}
-    resolved = incident_status_body("a.b.t", "Resolved", reason="duplicate", comment="c", resolved_by="ben")
+    ana = {"id": "u-ana", "type": "user", "name": "ana", "fullyQualifiedName": "ana"}
+    assigned = incident_status_body("a.b.t", "Assigned", assignee=ana)
+    assert assigned["testCaseResolutionStatusDetails"] == {"assignee": ana}
+    ben = {"id": "u-ben", "type": "user", "name": "ben", "fullyQualifiedName": "ben"}
+    resolved = incident_status_body("a.b.t", "Resolved", reason="duplicate", comment="c", resolved_by=ben)
     assert resolved["testCaseResolutionStatusDetails"] == {
         "testCaseFailureReason": "Duplicates",
         "testCaseFailureComment": "c",
-        "resolvedBy": {"name": "ben", "type": "user"},
+        "resolvedBy": ben,
     }
     assert [failure_reason(r) for r in ("fixed", "false_positive", "duplicate", "other", None)] == [
         "Other",
@@ -173,6 +219,8 @@ def test_body_shapes_and_reason_mapping():
     with pytest.raises(ValueError):
         incident_status_body("a.b.t", "Assigned")
     with pytest.raises(ValueError):
+        incident_status_body("a.b.t", "Assigned", assignee={"name": "ana", "type": "user"})  # a name alone: no
+    with pytest.raises(ValueError):
         incident_status_body("a.b.t", "New")
 
 
@@ -180,6 +228,14 @@ def test_post_json_retries_then_returns_the_answer():
     calls: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the version, the test case and its incident's history come first
+            if request.url.path.endswith("/system/version"):
+                return httpx.Response(200, json={"version": "1.13.6"})
+            if "/stateId/" in request.url.path:
+                return httpx.Response(200, json={"data": [{"stateId": "s1", "testCaseResolutionStatusType": "New"}]})
+            return httpx.Response(
+                200, json={"id": "t", "name": "t", "entityLink": "<#E::table::a.b>", "incidentId": "s1"}
+            )
         calls.append(request)
         if len(calls) == 1:
             return httpx.Response(503, json={"code": 503, "message": "busy"})
@@ -194,8 +250,8 @@ def test_post_json_retries_then_returns_the_answer():
         ) as om:
             return await om.post_incident_status("a.b.t", "Ack"), om.stats.retries
 
-    status, retries = asyncio.run(go())
-    assert status.stateId == "s1" and retries == 1
+    outcome, retries = asyncio.run(go())
+    assert outcome.written is not None and outcome.written.stateId == "s1" and retries == 1
     assert [r.method for r in calls] == ["POST", "POST"]
     assert calls[0].headers["Authorization"] == "Bearer tok"
 
@@ -207,7 +263,7 @@ def test_slack_users_are_named_as_their_openmetadata_users(settings, om_demo, sl
     monkeypatch.setenv("SLACK_API_URL", slack_api.url)
     settings = Settings()
     slack_api.users({"ben@shop.example": "U0BENOKAFOR", "nobody@elsewhere.example": "U0STRANGER"})
-    incident = _test_incident(settings)
+    incident = _new_test_incident(settings, om_demo)
     state_id = incident.details["om_incident"]["state_id"]
     before = len(_history(om_demo, state_id))
 
