@@ -91,6 +91,7 @@ class SyncResult:
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     lineage_sweep: dict[str, Any] | None = None  # incremental: how lineage edits were looked for, and where
     unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # fields / event types the client did not know
+    events_handled_ids: list[str] = field(default_factory=list)  # handled at the cursor: the next run skips them
     requests: int = 0
     retries: int = 0
     error: str | None = None
@@ -144,7 +145,9 @@ async def run_sync(
             run_id = run.id
             context.enter_context(logctx.bind(sync_id=run_id))  # every log line of the run names it
             cursor = last_ok.events_cursor if last_ok else None
-            sweep_cursor = ((last_ok.stats or {}).get("lineage_sweep") or {}).get("cursor") if last_ok else None
+            last_stats = (last_ok.stats or {}) if last_ok else {}
+            sweep_cursor = (last_stats.get("lineage_sweep") or {}).get("cursor")
+            handled_ids = last_stats.get("events_handled_ids") or []
             first_sync = last_ok is None
             current = load_current(session)
             known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
@@ -168,9 +171,13 @@ async def run_sync(
                 fetched = await fetcher.targeted(options.targets or [], known, int(cursor or 0))
             else:
                 sweep = sweep_slice(known, sweep_cursor, sweep_size(len(known), options))
-                fetched = await fetcher.incremental(int(cursor or 0), known, versions, sweep=sweep)
+                fetched = await fetcher.incremental(
+                    int(cursor or 0), known, versions, sweep=sweep, handled_ids=handled_ids
+                )
             result.om_version = fetched.om_version
             result.lineage_sweep = fetched.sweep
+            # a targeted run leaves the events cursor where it was, so the next run still skips the same events
+            result.events_handled_ids = handled_ids if mode == "targeted" else fetched.handled_ids
             if fetched.sweep is None and mode == "targeted" and sweep_cursor:  # a targeted run keeps the place
                 result.lineage_sweep = {"source": "sweep", "read": 0, "cursor": sweep_cursor}
             result.fetch_seconds = round(time.perf_counter() - clock, 3)

@@ -8,7 +8,7 @@ import marshal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ Progress = Callable[[str, int, int | None], None]
 EVENT_TYPES = ("table", "dashboard", "chart", "dashboardDataModel", "pipeline", "topic", "testCase")
 # A small look-back on the events cursor: the feed is inclusive and duplicates are harmless (idempotent refetch).
 EVENTS_OVERLAP_MS = 1000
+MAX_HANDLED_IDS = 2000  # more in one second: the rest are simply re-read (harmless)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Fetched:
     seen: set[str] = field(default_factory=set)  # listed and unchanged (not re-read)
     people: list[PersonRecord] | None = None  # full runs: OM users and teams; None when not (or not fully) listed
     sweep: dict[str, Any] | None = None  # how lineage edits the feed cannot show were looked for (incremental)
+    handled_ids: list[str] = field(default_factory=list)  # events inside the look-back window already handled
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,16 @@ class PersonRecord:
 
 def entity_service(entity: EntityBase) -> str | None:
     return entity.service.name if entity.service else None
+
+
+def handled_event_ids(events: list[Any], before: Collection[str], old_cursor: int, new_cursor: int) -> list[str]:
+    """Ids of the handled events the next run's look-back window (`EVENTS_OVERLAP_MS`) will list again, so it
+    skips them; ids handled earlier are kept while the window can still reach them."""
+    window = new_cursor - EVENTS_OVERLAP_MS
+    ids = [ev.id for ev in events if ev.timestamp >= window]
+    if new_cursor - old_cursor < EVENTS_OVERLAP_MS:
+        ids.extend(before)
+    return list(dict.fromkeys(ids))[:MAX_HANDLED_IDS]
 
 
 class Fetcher:
@@ -157,7 +169,8 @@ class Fetcher:
         await self.read_incidents(fetched)
         pipelines = await self.read_pipeline_runs(fetched)
         for pipeline in pipelines:
-            self.add_entity(fetched, pipeline, "pipeline")
+            # incremental runs keep the pipelines' stored edges (the sweep re-reads them in turn)
+            self.add_entity(fetched, pipeline, "pipeline", lineage=fetched.mode == "full")
         self.progress("pipelines and tests", len(pipelines), len(pipelines))
 
     async def read_incidents(self, fetched: Fetched) -> None:
@@ -174,8 +187,9 @@ class Fetcher:
             fetched.pipeline_runs[pipeline.fullyQualifiedName or pipeline.name] = dna.pipeline_summary(pipeline)
         return pipelines
 
-    def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str) -> None:
-        """Record an entity (genes minus lineage) and queue its lineage request."""
+    def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str, *, lineage: bool = True) -> None:
+        """Record an entity (genes minus lineage) and queue its lineage request (unless `lineage` is False: its
+        stored edges are then kept)."""
         fqn = sys.intern(entity.fullyQualifiedName or entity.name)
         genes = dna.build_genes(
             entity,
@@ -196,8 +210,9 @@ class Fetcher:
             om_updated_at=entity.updatedAt,
             partial_genes=marshal.dumps(genes),
         )
-        self._queue.put_nowait((entity_type, fqn))
-        self._queued += 1
+        if lineage:
+            self._queue.put_nowait((entity_type, fqn))
+            self._queued += 1
 
     async def list_all(self, fetched: Fetched) -> None:
         for entity_type in ENTITY_COLLECTIONS:
@@ -317,6 +332,7 @@ class Fetcher:
         known_versions: dict[str, tuple[int | None, float | None]] | None = None,
         *,
         sweep: list[tuple[str, str]] | None = None,
+        handled_ids: Collection[str] = (),
     ) -> Fetched:
         """Read what changed since `cursor_ms`: from the change-events feed, or, when the server refuses the
         feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests.
@@ -326,7 +342,9 @@ class Fetcher:
         version = await self.client.check_version()
         fetched = Fetched(mode="incremental", om_version=version.version)
         try:
-            events = await self.client.events_since(max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES)
+            events = await self.client.events_since(
+                max(0, cursor_ms - EVENTS_OVERLAP_MS), EVENT_TYPES, exclude_ids=handled_ids
+            )
         except OMUnavailable:
             raise  # the server is down: this run fails, the last good data stays
         except OpenMetadataError as exc:  # refused (403, 404, 400…): fall back to updatedAt
@@ -335,6 +353,7 @@ class Fetcher:
         fetched.change_source = "events"
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
+        fetched.handled_ids = handled_event_ids(events, handled_ids, cursor_ms, fetched.events_cursor)
         plan = plan_events(events, known_types)
         lineage_only = dict(plan.lineage)
         lineage_only.update(await self._lineage_changes(fetched, cursor_ms, known_types, sweep or []))
