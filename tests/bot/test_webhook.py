@@ -27,10 +27,17 @@ from storage.models import InboundEvent
 from storage.simulator import run_in_thread
 from storage.sync import SyncResult
 from tests.e2e.replicas import wait_until
+from tests.fakes.omserver import PROFILE_VERSIONS
 
 SECRET = "om-webhook-secret"
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
 ORDERS = "warehouse.shop.analytics.orders"
+
+
+@pytest.fixture(params=PROFILE_VERSIONS)
+def om_version(request: pytest.FixtureRequest) -> str:
+    """Write-backs and webhooks run against every simulated OpenMetadata release line."""
+    return request.param
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

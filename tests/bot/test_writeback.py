@@ -11,10 +11,17 @@ import pytest
 from bot import services, writeback
 from bot.settings import Settings
 from storage.om_client import OpenMetadataClient, failure_reason, incident_status_body
+from tests.fakes.omserver import PROFILE_VERSIONS
 
 STG_CUSTOMERS = "warehouse.shop.staging.stg_customers"
 REVENUE_TEST = "warehouse.shop.analytics.revenue_daily.revenue_usd.revenue_not_null"
 INCIDENT_PATH = "/api/v1/dataQuality/testCases/testCaseIncidentStatus"
+
+
+@pytest.fixture(params=PROFILE_VERSIONS)
+def om_version(request: pytest.FixtureRequest) -> str:
+    """Write-backs and webhooks run against every simulated OpenMetadata release line."""
+    return request.param
 
 
 @pytest.fixture
