@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -78,8 +79,17 @@ def print_sync_result(console: Console, result: Any) -> None:
     table.add_row("snapshots written", str(result.snapshots_written))
     table.add_row("entities added / deleted", f"{result.entities_added} / {result.entities_deleted}")
     table.add_row("lineage edges", f"+{result.edges_added} −{result.edges_removed} ~{result.edges_changed}")
+    sweep = getattr(result, "lineage_sweep", None)
+    if sweep:
+        how = f"{sweep.get('read', 0)} entities re-read ({sweep.get('source')})"
+        if sweep.get("events") is not None:
+            how += f", {sweep['events']} lineage events"
+        table.add_row("lineage edits", how)
     if result.skipped_malformed:
         table.add_row("skipped (malformed)", f"[yellow]{result.skipped_malformed}[/]")
+    for kind, counts in (getattr(result, "unknown", None) or {}).items():
+        names = ", ".join(escape(name) for name in list(counts)[:5]) + (" …" if len(counts) > 5 else "")
+        table.add_row(f"unknown {kind.replace('_', ' ')} (ignored)", f"[yellow]{names}[/]")
     if result.error:
         table.add_row("error", f"[red]{result.error}[/]")
     console.print(Panel(table, title=head, expand=False))

@@ -79,6 +79,7 @@ def test_human_output_reads_well(dnabot, om_demo):
     rename_status(om_demo)
     out = dnabot("sync").stdout
     assert "What changed since the last sync" in out and "column_renamed" in out
+    assert "lineage edits" in out  # 1.x records no lineage events: how they were looked for
     dna = dnabot("dna", "stg_orders").stdout
     assert "trust score" in dna and "ownership" in dna and STG_ORDERS in dna
     blast = dnabot("blast", "stg_orders", "-c", "status").stdout

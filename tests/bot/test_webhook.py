@@ -31,6 +31,7 @@ from tests.fakes.omserver import PROFILE_VERSIONS
 
 SECRET = "om-webhook-secret"
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
+RAW_ORDERS = "warehouse.shop.raw.orders"
 ORDERS = "warehouse.shop.analytics.orders"
 
 
@@ -263,3 +264,33 @@ def test_an_openmetadata_change_reaches_the_store_through_the_webhook(bot_env, d
         handle.stop()
         worker.stop()
         engine.dispose()
+
+
+@pytest.mark.parametrize("om_version", ["2.0.7"])
+def test_on_2_0_a_removed_lineage_edge_reaches_the_store_through_the_webhook(bot_env, db_url, om_demo, om_version):
+    """2.0 sends lineage edits to subscriptions on `all`: both ends are re-read at once, no sweep needed."""
+    settings = bot_env(DATABASE_URL=db_url, OPENMETADATA_WEBHOOK_SECRET=SECRET)
+    assert asyncio.run(services.sync(settings)).ok
+    engine = make_engine(db_url)
+    results: list[SyncResult] = []
+
+    def run(targets: list[tuple[str, str]]) -> bool:
+        results.append(asyncio.run(services.sync(settings, targets=targets)))
+        return results[-1].ok
+
+    worker = TargetedSyncWorker(engine, run).start()
+    handle = serve(settings, worker)
+    try:
+        om_demo.subscribe_webhook(handle.url, SECRET)
+        om_demo.admin("DELETE", "/admin/lineage", {"from": RAW_ORDERS, "to": STG_ORDERS})
+        wait_until(lambda: worker.runs >= 1, timeout=20)
+        result = results[-1]
+        assert result.mode == "targeted" and result.ok, result.error
+        assert result.changes_by_kind.get("lineage_edge_removed", 0) >= 1
+        with session_factory(engine)() as session:
+            edges = store.live_edges(session)
+        assert not any(e.from_fqn == RAW_ORDERS and e.to_fqn == STG_ORDERS for e in edges)
+    finally:
+        om_demo.catalog.subscriptions.close()
+        worker.stop()
+        handle.stop()
