@@ -161,7 +161,7 @@ def writer(settings: Settings) -> Callable[[OutboxRow], None]:
             raise Permanent(why) from None
         if outcome.skipped:  # written nothing on purpose (e.g. an Ack would open a new incident there): say why
             log.info("incident %s not written back (%s): %s", row.incident_id, payload["state"], outcome.skipped)
-            if row.incident_id is not None:
+            if row.incident_id is not None and not outcome.already:
                 _note(settings, row.incident_id, f"OpenMetadata not updated ({payload['state']}): {outcome.skipped}")
             return
         log.info(

@@ -21,6 +21,12 @@ ZIP_TEST = f"{DIM_ADDRESS}.zip.column_values_to_be_between"
 REGEX_TEST = f"{DIM_ADDRESS}.last_name.column_values_to_match_regex"
 
 
+@pytest.fixture
+def om_version() -> str:
+    """These tests pin the 1.13 behaviour; tests/storage/test_simulator_profiles*.py cover every release line."""
+    return "1.13.6"
+
+
 def seg(fqn: str) -> str:
     return fqnlib.url_segment(fqn)
 
