@@ -261,6 +261,65 @@ class OpenMetadataClient:
         by_fqn = {fqn: edges for (_, fqn), edges in zip(items, results, strict=True) if edges is not None}
         return by_fqn, failures
 
+    async def platform_lineage(self) -> dict[str, list[LineageEdge]]:
+        """The whole lineage graph in one read: each search document's upstream edges, by the document's FQN
+        (`GET /v1/lineage/getPlatformLineage?view=all`, search-backed, 1.7+).
+
+        Edges resolve exactly as `lineage` resolves them (FQNs, types, pipeline FQN, merged column pairs). The
+        answer is one search page of at most 10,000 documents with no paging, so an entity absent from it proves
+        nothing; a document with an edge that cannot be resolved is left out too (recorded in `malformed`).
+        Raises as every read does: `OMNotFound` before 1.7, `OMUnavailable` while search is down (a 500).
+        """
+        path = "v1/lineage/getPlatformLineage"
+        body = await self._http.get_json(path, {"view": "all"})
+        nodes = body.get("nodes") if isinstance(body, dict) else None
+        raw_edges = (body.get("upstreamEdges") or {}) if isinstance(body, dict) else None
+        if not isinstance(nodes, dict) or not isinstance(raw_edges, dict):
+            raise OpenMetadataError(f"OpenMetadata answered GET /{path} without `nodes` and `upstreamEdges` maps")
+
+        def ref(raw: Any, entity_type: str = "type", default: str | None = None) -> dict[str, Any] | None:
+            """A search reference as an EntityReference keyed by type and FQN (what `parse_lineage` joins on)."""
+            if not isinstance(raw, dict):
+                return None
+            fqn = raw.get("fullyQualifiedName") or raw.get("fqn")
+            etype = raw.get(entity_type) or raw.get("type") or default
+            if not isinstance(fqn, str) or not isinstance(etype, str) or not fqn or not etype:
+                return None
+            return {"id": f"{etype}:{fqn}", "type": etype, "fullyQualifiedName": fqn, "name": raw.get("name")}
+
+        documents: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for key, node in nodes.items():
+            own = ref(node.get("entity") if isinstance(node, dict) else None, "entityType")
+            if own is not None and own["fullyQualifiedName"] == key:
+                documents[key] = (own, [], [])
+        unproven: set[str] = {key for key in nodes if key not in documents}
+        for doc_id, raw in raw_edges.items():
+            to = ref(raw.get("toEntity")) if isinstance(raw, dict) else None
+            if to is None or to["fullyQualifiedName"] not in documents:
+                continue
+            frm = ref(raw.get("fromEntity"))
+            _, refs, edges = documents[to["fullyQualifiedName"]]
+            if frm is None or (raw.get("columns") is not None and not isinstance(raw.get("columns"), list)):
+                unproven.add(to["fullyQualifiedName"])
+                self._skip(MalformedItem("lineage", to["fullyQualifiedName"], f"search edge {doc_id}: unusable"))
+                continue
+            details: dict[str, Any] = {"columnsLineage": raw.get("columns") or [], "sqlQuery": raw.get("sqlQuery")}
+            details["source"] = raw.get("source")
+            if raw.get("pipeline"):  # the whole pipeline (or stored procedure) document
+                details["pipeline"] = ref(raw["pipeline"], "entityType", raw.get("pipelineEntityType") or "pipeline")
+            refs.append(frm)
+            edges.append({"fromEntity": frm["id"], "toEntity": to["id"], "lineageDetails": details})
+        out: dict[str, list[LineageEdge]] = {}
+        for fqn, (own, refs, edges) in documents.items():
+            if fqn in unproven:
+                continue
+            parsed, problems = parse_lineage({"entity": own, "nodes": refs, "upstreamEdges": edges})
+            if problems:
+                self._skip(MalformedItem("lineage", fqn, f"search edge {problems[0].ref}: {problems[0].error}"))
+                continue
+            out[fqn] = parsed
+        return out
+
     # ---- data quality ---------------------------------------------------------------------------------
     async def iter_test_cases(self, table_fqn: str | None = None) -> AsyncIterator[TestCase]:
         """Every non-deleted test case (or one table's, its columns' included) with its latest result and open
@@ -526,6 +585,14 @@ class IncidentWrite:
     found: TestCaseResolutionStatus | None
     skipped: str | None
 
+    @property
+    def already(self) -> bool:
+        """OpenMetadata already shows what was asked (nothing worth telling anyone)."""
+        return bool(self.skipped) and self.skipped.startswith(ALREADY)
+
+
+ALREADY = "OpenMetadata already shows this"
+
 
 def _skip_reason(current: TestCaseResolutionStatus | None, status: str, assignee: str | None) -> str | None:
     """Why writing `status` over `current` would be wrong (None when it should be written)."""
@@ -534,15 +601,15 @@ def _skip_reason(current: TestCaseResolutionStatus | None, status: str, assignee
     state = current.testCaseResolutionStatusType
     if state == "Resolved":
         if status == "Resolved":
-            return "the incident is already resolved in OpenMetadata"
+            return f"{ALREADY}: resolved"
         return f"the incident is already resolved in OpenMetadata; {status} would open a new incident there"
     if status == state == "Ack":
-        return "the incident is already acknowledged in OpenMetadata"
+        return f"{ALREADY}: acknowledged"
     if status == state == "Assigned":
         details = current.testCaseResolutionStatusDetails or {}
         who = details.get("assignee") if isinstance(details, dict) else None
         if isinstance(who, dict) and assignee and assignee in (who.get("name"), who.get("fullyQualifiedName")):
-            return f"the incident is already assigned to {assignee} in OpenMetadata"
+            return f"{ALREADY}: assigned to {assignee}"
     if status == "Ack" and state == "Assigned":
         return "the incident is already assigned in OpenMetadata (an Ack would move it back)"
     return None

@@ -17,6 +17,7 @@ from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataE
 from storage.om_client import CONTAINER_TYPES, OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
 from storage.sync_events import children_of, plan_events, test_target
+from storage.sync_lineage import LineageSearch, lineage_changes
 
 log = logging.getLogger(__name__)
 
@@ -333,12 +334,15 @@ class Fetcher:
         *,
         sweep: list[tuple[str, str]] | None = None,
         handled_ids: Collection[str] = (),
+        search: LineageSearch | None = None,
     ) -> Fetched:
         """Read what changed since `cursor_ms`: from the change-events feed, or, when the server refuses the
         feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests.
 
-        Lineage edits leave no trace in 1.x's feed: on 2.0 they are read from the audit log, and otherwise the
-        `sweep` slice ((type, FQN) pairs, chosen by the caller) has its lineage re-read."""
+        Lineage edits leave no trace in 1.x's feed: on 2.0 they are read from the audit log; otherwise, with
+        `search` (1.7+), from one whole-graph search read checked against the store, and the `sweep` slice
+        ((type, FQN) pairs, chosen by the caller) has the lineage re-read of what that left uncovered
+        (`storage.sync_lineage`)."""
         version = await self.client.check_version()
         fetched = Fetched(mode="incremental", om_version=version.version)
         try:
@@ -349,14 +353,16 @@ class Fetcher:
             raise  # the server is down: this run fails, the last good data stays
         except OpenMetadataError as exc:  # refused (403, 404, 400…): fall back to updatedAt
             log.warning("change-events feed unavailable (%s): detecting changes by updatedAt", exc)
-            return await self._by_updated_at(fetched, cursor_ms, known_versions or {}, sweep or [])
+            return await self._by_updated_at(fetched, cursor_ms, known_versions or {}, sweep or [], search)
         fetched.change_source = "events"
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
         fetched.handled_ids = handled_event_ids(events, handled_ids, cursor_ms, fetched.events_cursor)
         plan = plan_events(events, known_types)
         lineage_only = dict(plan.lineage)
-        lineage_only.update(await self._lineage_changes(fetched, cursor_ms, known_types, sweep or []))
+        since = max(0, cursor_ms - EVENTS_OVERLAP_MS)
+        swept, fetched.sweep = await lineage_changes(self.client, since, known_types, sweep or [], search)
+        lineage_only.update(swept)
         fetched.gone |= plan.gone
         fetched.test_targets |= plan.test_targets
 
@@ -379,26 +385,6 @@ class Fetcher:
         self.collect_malformed(fetched)
         self.progress("events", len(events), len(events))
         return fetched
-
-    async def _lineage_changes(
-        self, fetched: Fetched, cursor_ms: int, known_types: dict[str, str], sweep: list[tuple[str, str]]
-    ) -> dict[str, str]:
-        """The entities whose lineage to re-read for edits the feed does not show: the ends of the edges 2.0's
-        audit log names since `cursor_ms`, or (1.x, or an audit log refused) the rolling sweep's slice."""
-        profile = await self.client.version_profile()
-        if profile.lineage_events:
-            try:
-                audited = await self.client.lineage_audit_since(max(0, cursor_ms - EVENTS_OVERLAP_MS))
-            except OMUnavailable:
-                raise
-            except OpenMetadataError as exc:  # no permission on the audit log: sweep instead
-                log.warning("lineage audit log unavailable (%s): sweeping lineage instead", exc)
-            else:
-                plan = plan_events(audited, known_types)
-                fetched.sweep = {"source": "audit log", "events": plan.lineage_events, "read": len(plan.lineage)}
-                return plan.lineage
-        fetched.sweep = {"source": "sweep", "read": len(sweep), "cursor": sweep[-1][1] if sweep else None}
-        return {fqn: etype for etype, fqn in sweep}
 
     def queue_lineage(self, items: dict[str, str], *, skip: Any = ()) -> None:
         """Queue lineage-only re-reads (the entity itself is not re-read; its stored genes get the new edges)."""
@@ -473,9 +459,10 @@ class Fetcher:
         cursor_ms: int,
         known: dict[str, tuple[int | None, float | None]],
         sweep: list[tuple[str, str]],
+        search: LineageSearch | None = None,
     ) -> Fetched:
-        """List every entity (cheap, paged); re-read lineage where `updatedAt` or the version moved, and for the
-        sweep's slice (lineage edits move neither)."""
+        """List every entity (cheap, paged); re-read lineage where `updatedAt` or the version moved, and where the
+        sweep's slice or a whole-graph search read says (lineage edits move neither)."""
         fetched.change_source = "updatedAt"
         fetched.events_cursor = cursor_ms
         fetched.fully_listed = True
@@ -492,8 +479,10 @@ class Fetcher:
                         self.add_entity(fetched, entity, entity_type)
                     else:
                         listed.append((entity, entity_type))
-            fetched.sweep = {"source": "sweep", "read": len(sweep), "cursor": sweep[-1][1] if sweep else None}
-            self.queue_lineage({fqn: etype for etype, fqn in sweep}, skip=fetched.entities.keys())
+            kinds = {e.fullyQualifiedName or e.name: t for e, t in listed}
+            kinds |= {fqn: fe.entity_type for fqn, fe in fetched.entities.items()}
+            swept, fetched.sweep = await lineage_changes(self.client, 0, kinds, sweep, search, audit=False)
+            self.queue_lineage(swept, skip=fetched.entities.keys())
 
         await self._with_lineage(fetched, produce)
         # Unchanged entities were seen: they are not deleted.

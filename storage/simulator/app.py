@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from storage.om_versions import profile_for
-from storage.simulator import admin, dq_routes
+from storage.simulator import admin, dq_routes, search_lineage
 from storage.simulator.admin import JSON, error_response
 from storage.simulator.audit import AUDIT_LOG_SINCE
 from storage.simulator.cascade import CONTAINER_COLLECTIONS
@@ -206,6 +206,8 @@ class Simulator:
             ft, fk, tt, tk = (rest[0], rest[2], rest[3], rest[5]) if by_name else tuple(rest)
             cat.delete_lineage(ft, fk, tt, tk, by_id=not by_name)
             return Reply(b"", 200, validate=False)
+        if method == "GET" and rest in (["getPlatformLineage"], ["getLineage"]):  # search-backed, 1.7+
+            return search_lineage.route(self, rest[0], q)
         if method != "GET" or len(rest) not in (2, 3):
             raise SimError(404, "HTTP 404 Not Found")
         etype = rest[0]
