@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from bot.blocks_kit import units
 
 VALUE_VERSION = 1
 MAX_VALUE_CHARS = 2000  # Slack's limit on a button value; private_metadata allows 3000
@@ -14,7 +17,9 @@ _RESERVED = ("v", "k")
 
 
 class ActionId(StrEnum):
-    """Every action_id / callback_id the bot renders; listeners register these exact strings."""
+    """Every action_id / callback_id the bot renders. Slack refuses a message or view in which two elements share
+    an action_id, so a button shown several times (one per suggestion, per row) is rendered as `nth(i)`
+    (`dna_show:0`, `dna_show:1`, …) and listeners match `pattern`; what a button is about rides in its `value`."""
 
     # incident card
     ACK = "incident_ack"
@@ -33,6 +38,15 @@ class ActionId(StrEnum):
     SHOW_DNA = "dna_show"
     HOME_REFRESH = "home_refresh"
     HELP_OPEN_DOCS = "help_open_docs"
+
+    def nth(self, index: int | str) -> str:
+        """This action's id for its `index`-th element in one message or view: `dna_show:3`."""
+        return f"{self.value}:{index}"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """What a listener registers: this id alone or any `nth` of it (`^dna_show(:|$)`)."""
+        return re.compile(rf"^{re.escape(self.value)}(:|$)")
 
 
 SNOOZE_CHOICES: dict[str, str] = {"1h": "1 hour", "1d": "1 day", "1w": "1 week"}
@@ -75,8 +89,8 @@ def encode_value(kind: str, **data: Any) -> str:
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"action value is not JSON-able: {err}") from err
-    if len(text) > MAX_VALUE_CHARS:
-        raise ValueError(f"action value is {len(text)} chars; Slack allows {MAX_VALUE_CHARS}")
+    if units(text) > MAX_VALUE_CHARS:
+        raise ValueError(f"action value is {units(text)} chars; Slack allows {MAX_VALUE_CHARS}")
     return text
 
 

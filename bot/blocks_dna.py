@@ -14,6 +14,7 @@ from bot.blocks_kit import (
     code,
     context,
     esc,
+    fit_text,
     header,
     hops,
     join_capped,
@@ -128,7 +129,7 @@ def render_dna_card(view: SnapshotView) -> list[dict[str, Any]]:
     if view.deleted:
         notes.insert(0, ":warning: deleted in OpenMetadata")
     blocks.append(context(*notes))
-    return cap_blocks(blocks, MESSAGE_BLOCKS)
+    return fit_text(cap_blocks(blocks, MESSAGE_BLOCKS), pointer=code(f"dnabot dna {view.entity_fqn}"))
 
 
 def render_blast(radius: BlastRadius) -> list[dict[str, Any]]:
@@ -172,7 +173,10 @@ def render_blast(radius: BlastRadius) -> list[dict[str, Any]]:
     if radius.pipelines:
         lines = [f"• {code(p)}" for p in radius.pipelines]
         blocks.append(section(f"*Pipelines ({len(lines)})*\n" + join_capped(lines, 2900, max_lines=10)))
-    return cap_blocks(blocks, MESSAGE_BLOCKS)
+    return fit_text(
+        cap_blocks(blocks, MESSAGE_BLOCKS),
+        pointer=code(f"dnabot blast {radius.root}" + (f" -c {radius.column}" if radius.column else "")),
+    )
 
 
 def _since_text(since: datetime | str | None) -> str:
@@ -200,7 +204,7 @@ def render_timeline(fqn: str, changes: Sequence[ChangeView], since: datetime | s
     ordered = sorted(changes, key=lambda c: c.detected_at, reverse=True)
     lines = [_timeline_line(c, fqn) for c in ordered]
     blocks.append(section(f"*{len(lines)} change(s)*\n" + join_capped(lines, 2900, max_lines=TIMELINE_LINES)))
-    return blocks
+    return fit_text(blocks, pointer=code(f"dnabot timeline {fqn}"))
 
 
 def _citation(ref: str) -> str:
@@ -222,4 +226,4 @@ def render_why(answer: WhyAnswer) -> list[dict[str, Any]]:
     blocks.append(context(f"Answered by {how}{fallback}"))
     if answer.degraded:
         blocks.append(context(*(f":warning: {esc(clip(d, 300))}" for d in answer.degraded)))
-    return blocks
+    return fit_text(blocks, pointer=code(f"dnabot why {answer.fqn}"))

@@ -15,6 +15,7 @@ from bot.blocks_kit import (
     SEVERITY_ORDER,
     STATUS_EMOJI,
     VIEW_BLOCKS,
+    actions,
     ago,
     button,
     cap_blocks,
@@ -24,6 +25,7 @@ from bot.blocks_kit import (
     divider,
     elapsed,
     esc,
+    fit_text,
     header,
     join_capped,
     more,
@@ -88,7 +90,8 @@ def _incident_row(i: IncidentView) -> dict[str, Any]:
     status = f"{STATUS_EMOJI.get(i.status, '')} {esc(i.status)}"
     title = f"{severity_emoji(i.severity)} *#{i.id}* {esc(clip(i.title, 400))}"
     text = f"{title}\n{status} · {code(root_label(i))} · opened {when(i.opened_at)}"
-    show = button("Show", ActionId.SHOW_INCIDENT, value=encode_value("incident", id=i.id))
+    # one Show button per row: the incident id keeps each action_id unique in the list (each incident shows once)
+    show = button("Show", ActionId.SHOW_INCIDENT.nth(i.id), value=encode_value("incident", id=i.id))
     return section(text, accessory=show)
 
 
@@ -100,7 +103,7 @@ def render_incidents(items: Sequence[IncidentView]) -> list[dict[str, Any]]:
     blocks.extend(_incident_row(i) for i in items[:LIST_INCIDENTS])
     if len(items) > LIST_INCIDENTS:
         blocks.append(context(more(len(items) - LIST_INCIDENTS)))
-    return cap_blocks(blocks, MESSAGE_BLOCKS)
+    return fit_text(cap_blocks(blocks, MESSAGE_BLOCKS), pointer="`dnabot incidents`")
 
 
 def render_help() -> list[dict[str, Any]]:
@@ -195,13 +198,14 @@ def render_not_found(query: str, suggestions: Sequence[str]) -> list[dict[str, A
         section(f":mag: No dataset matches {code(query)}. Did you mean:\n" + join_capped(lines, 2800, max_lines=5))
     ]
     shown = []
-    for s in suggestions[:5]:
+    for n, s in enumerate(suggestions[:5]):
         try:
-            shown.append(button(s.rsplit(".", 1)[-1] or s, ActionId.SHOW_DNA, value=encode_value("dna", fqn=s)))
+            value = encode_value("dna", fqn=s)
         except ValueError:
             continue  # an FQN too long for a button value still shows in the list above
+        shown.append(button(s.rsplit(".", 1)[-1] or s, ActionId.SHOW_DNA.nth(n), value=value))
     if shown:
-        blocks.append({"type": "actions", "elements": [b.to_dict() for b in shown]})
+        blocks.append(actions(shown))
     return blocks
 
 
@@ -219,10 +223,10 @@ def _home_assets(lowest_trust: Sequence[tuple[str, int, str]]) -> list[dict[str,
     blocks = [header("Lowest trust")]
     if not lowest_trust:
         return [*blocks, section("_No scored assets yet._")]
-    for fqn, score, reason in lowest_trust[:HOME_ASSETS]:
+    for n, (fqn, score, reason) in enumerate(lowest_trust[:HOME_ASSETS]):
         text = f"{trust_emoji(score)} *{score}* {code(fqn)}\n_{esc(clip(reason or '', 300))}_"
         try:
-            accessory = button("Show DNA", ActionId.SHOW_DNA, value=encode_value("dna", fqn=fqn))
+            accessory = button("Show DNA", ActionId.SHOW_DNA.nth(n), value=encode_value("dna", fqn=fqn))
         except ValueError:
             accessory = None
         blocks.append(section(text, accessory=accessory))

@@ -28,14 +28,17 @@ from bot.blocks_kit import (
     capped,
     clip,
     code,
+    content_id,
     context,
     esc,
+    fit_text,
     header,
     join_capped,
     mention,
     section,
     severity_emoji,
     short_name,
+    stamp_block_ids,
     utc,
     when,
 )
@@ -154,7 +157,7 @@ def _card_actions(incident: IncidentView, om_url: str | None) -> dict[str, Any] 
         else []
     )
     if incident.status == "resolved":
-        return actions([button("Reopen", ActionId.REOPEN, value=value), *om], block_id=value)
+        return actions([button("Reopen", ActionId.REOPEN, value=value), *om])
     elements: list[Any] = []
     if incident.status in ("open", "snoozed"):
         elements.append(button("Acknowledge", ActionId.ACK, value=value, style="primary"))
@@ -170,8 +173,14 @@ def _card_actions(incident: IncidentView, om_url: str | None) -> dict[str, Any] 
     elements.append(button("Resolve", ActionId.RESOLVE, value=value))
     if incident.details.get("fixes"):
         elements.append(button("Simulate fix", ActionId.SIMULATE_FIX, value=value))
-    # block_id carries the incident too: a users_select sends no value of its own
-    return actions([*elements, *om], block_id=value)
+    return actions([*elements, *om])
+
+
+def _stamped_actions(block: dict[str, Any], incident: IncidentView) -> dict[str, Any]:
+    """The card's buttons under a block_id that carries the incident (a users_select sends no value of its own)
+    and changes with every card version: a client then forgets a half-made choice in the Assign or Snooze menu
+    even when the menus look the same as before (open and snoozed cards show the same buttons)."""
+    return {**block, "block_id": incident_value(incident, b=content_id(block, f"v{incident.version}"))}
 
 
 def render_incident_card(
@@ -211,13 +220,19 @@ def render_incident_card(
     blocks.append(context(f"Incident #{incident.id} · {esc(incident.kind)}", clip(reasons, 1000) or None, om_note))
     bar = _card_actions(incident, om_url)
     if bar is not None:
-        blocks.append(bar)
-    return cap_blocks(blocks, MESSAGE_BLOCKS, keep_tail=1)
+        blocks.append(_stamped_actions(bar, incident))
+    blocks = fit_text(cap_blocks(blocks, MESSAGE_BLOCKS, keep_tail=1), pointer=incident_pointer(incident.id))
+    return stamp_block_ids(blocks)
+
+
+def incident_pointer(incident_id: int) -> str:
+    """Where the whole incident can be read when a Slack message had to leave some of it out."""
+    return f"`dnabot incident {incident_id}`"
 
 
 def card_fallback_text(incident: IncidentView) -> str:
-    """The notification text sent alongside the card's blocks."""
-    return clip(esc(f"{incident.severity} {incident.status}: {incident.title}"), 300)
+    """The notification text sent alongside the card's blocks, in plain words (`message` escapes it)."""
+    return clip(f"{incident.severity} {incident.status}: {incident.title}", 300)
 
 
 # ------------------------------------------------------------------------------------------ status replies

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -28,6 +30,11 @@ BUTTON_TEXT = 75
 SECTION_FIELDS = 10
 ACTIONS_ELEMENTS = 25
 CONTEXT_ELEMENTS = 10
+# Slack refuses a message whose blocks hold more than about 12k characters of text in all (`msg_blocks_too_long`),
+# even when every block is within its own limit (refusals were reported from 11,341 over 45 blocks: the block
+# containers count too): every message is kept within this many UTF-16 code units of text.
+MESSAGE_TEXT = 10_000
+NOTIFICATION_TEXT = 3000  # the top-level `text`: a notification line, not the message itself
 
 SEVERITY_EMOJI = {"SEV1": ":red_circle:", "SEV2": ":large_orange_circle:", "SEV3": ":large_yellow_circle:"}
 SEVERITY_ORDER = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -51,9 +58,23 @@ def esc(value: Any) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def units(text: str) -> int:
+    """The length Slack counts: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` chars, ending in "…" when cut."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    """`text` cut to at most `limit` UTF-16 code units, ending in "…" when cut (never halfway through an emoji)."""
+    if len(text) <= limit and units(text) <= limit:
+        return text
+    head = text.encode("utf-16-le")[: 2 * max(0, limit - 1)].decode("utf-16-le", errors="ignore")
+    return head.rstrip() + "…"
+
+
+def plain(text: Any, limit: int = NOTIFICATION_TEXT) -> str:
+    """The one way to a message's top-level `text`: escaped like mrkdwn (`<!channel>` from a name or a description
+    must never ping anyone, in a notification or anywhere else) and clipped. Callers pass plain words, never markup."""
+    return clip(esc(text), limit) or "DNA Bot"
 
 
 def more(count: int) -> str:
@@ -75,8 +96,8 @@ def join_capped(
     size = 0
     for i, line in enumerate(lines[:shown]):
         rest = total - i - 1
-        suffix = len(sep) + len(more(rest)) if rest else 0
-        grown = size + (len(sep) if out else 0) + len(line)
+        suffix = units(sep) + units(more(rest)) if rest else 0
+        grown = size + (units(sep) if out else 0) + units(line)
         if grown + suffix <= limit:
             out.append(line)
             size = grown
@@ -229,7 +250,7 @@ def text_sections(text: str, *, max_sections: int = 3) -> list[dict[str, Any]]:
     current = ""
     for line in text.splitlines() or [""]:
         candidate = f"{current}\n{line}" if current else line
-        if len(candidate) <= SECTION_TEXT or not current:
+        if units(candidate) <= SECTION_TEXT or not current:
             current = candidate
         else:
             chunks.append(current)
@@ -262,3 +283,119 @@ def with_note(blocks: list[dict[str, Any]], note: str | None, limit: int = MESSA
     if not note:
         return blocks
     return cap_blocks([*blocks, context(note)], limit, keep_tail=1)
+
+
+# ------------------------------------------------------------------------------------------ block ids
+
+
+def content_id(block: Mapping[str, Any], salt: str = "") -> str:
+    """8 hex digits from a block's content (its block_id aside) and `salt`: a block that changes gets a new id."""
+    body = json.dumps({k: v for k, v in block.items() if k != "block_id"}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha1((body + salt).encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def stamp_block_ids(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every block without a block_id gets one from its place and its content. A message updated in place
+    (`chat.update`) then shows its changed blocks under new ids, and Slack clients drop what they kept for the old
+    ones (a half-picked user, a selected option); unchanged blocks keep theirs."""
+    return [b if b.get("block_id") else {**b, "block_id": f"b{i}.{content_id(b)}"} for i, b in enumerate(blocks)]
+
+
+# ------------------------------------------------------------------------------------------ message budget
+
+
+def text_units(node: Any) -> int:
+    """The text some blocks carry in all, in UTF-16 code units: every text object, field, label and option."""
+    if isinstance(node, Mapping):
+        own = units(node["text"]) if isinstance(node.get("text"), str) else 0
+        return own + sum(text_units(v) for v in node.values() if isinstance(v, (Mapping, list)))
+    if isinstance(node, list):
+        return sum(text_units(v) for v in node)
+    return 0
+
+
+def _texts(node: Any) -> int:
+    if isinstance(node, Mapping):
+        own = 1 if isinstance(node.get("text"), str) else 0
+        return own + sum(_texts(v) for v in node.values() if isinstance(v, (Mapping, list)))
+    return sum(_texts(v) for v in node) if isinstance(node, list) else 0
+
+
+def _clip_texts(node: Any, share: int) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            k: clip(v, share) if k == "text" and isinstance(v, str) else _clip_texts(v, share) for k, v in node.items()
+        }
+    return [_clip_texts(v, share) for v in node] if isinstance(node, list) else node
+
+
+def shrink(block: dict[str, Any], room: int) -> dict[str, Any]:
+    """`block` with each of its texts cut to an equal share of `room` UTF-16 units."""
+    if text_units(block) <= room:
+        return block
+    return _clip_texts(block, max(1, room // max(1, _texts(block))))
+
+
+def _cut_note(left_out: int, pointer: str | None) -> str:
+    where = f"; {pointer} shows it all" if pointer else ""
+    if left_out:
+        return f"{more(left_out)} part(s), left out to fit one Slack message{where}."
+    return f"Cut to fit one Slack message{where}."
+
+
+def fit_text(
+    blocks: list[dict[str, Any]], budget: int = MESSAGE_TEXT, *, pointer: str | None = None
+) -> list[dict[str, Any]]:
+    """`blocks` within Slack's block count and `budget` UTF-16 units of text in all. Over it, the blocks that do
+    not fit are left out and a context says so, and where to read everything (`pointer`, e.g. "`dnabot incident
+    7`"); a closing actions or context block (the buttons, a note) always stays."""
+    keep_tail = 1 if len(blocks) > 1 and blocks[-1].get("type") in ("actions", "context") else 0
+    blocks = cap_blocks(blocks, MESSAGE_BLOCKS, keep_tail=keep_tail)
+    if text_units(blocks) <= budget:
+        return blocks
+    tail = [shrink(b, budget // 4) for b in blocks[len(blocks) - keep_tail :]]
+    head = blocks[: len(blocks) - keep_tail]
+    room = budget - text_units(tail) - units(_cut_note(len(head), pointer))
+    shown: list[dict[str, Any]] = []
+    for block in head:
+        size = text_units(block)
+        if size > room:
+            if not shown:  # never an answer without its first block: cut it instead
+                shown.append(shrink(block, room))
+            break
+        shown.append(block)
+        room -= size
+    return cap_blocks([*shown, context(_cut_note(len(head) - len(shown), pointer)), *tail], keep_tail=len(tail) + 1)
+
+
+def split_text(
+    blocks: Sequence[dict[str, Any]], budget: int = MESSAGE_TEXT, limit: int = MESSAGE_BLOCKS
+) -> list[list[dict[str, Any]]]:
+    """`blocks` as consecutive messages, each within `budget` UTF-16 units of text and `limit` blocks (a block too
+    long for any message on its own is cut to fit one; a divider that would open a message is dropped)."""
+    messages: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for block in blocks:
+        block = shrink(block, budget)
+        n = text_units(block)
+        if current and (size + n > budget or len(current) >= limit):
+            messages.append(current)
+            current, size = [], 0
+        if not current and block.get("type") == "divider":
+            continue  # a reply does not open with a rule
+        current.append(block)
+        size += n
+    return [*messages, current] if current else messages
+
+
+def message(
+    text: Any, blocks: list[dict[str, Any]] | None = None, *, budget: int = MESSAGE_TEXT, pointer: str | None = None
+) -> dict[str, Any]:
+    """The `text` and `blocks` arguments of one message, as Slack takes them: the text escaped and clipped
+    (`plain`), the blocks within the block count and the total-text budget (`fit_text`). Every message the bot
+    sends goes through here: chat.postMessage, chat.update, chat.postEphemeral, respond() and response_url bodies."""
+    out: dict[str, Any] = {"text": plain(text)}
+    if blocks is not None:
+        out["blocks"] = fit_text(blocks, budget, pointer=pointer)
+    return out

@@ -9,18 +9,18 @@ from typing import Any
 from agents.observer_quality import results_of
 from bot.blocks_incident import results_section
 from bot.blocks_kit import (
-    MESSAGE_BLOCKS,
-    cap_blocks,
     clip,
     code,
     code_block,
     context,
     divider,
     esc,
+    fit_text,
     hops,
     join_capped,
     link,
     section,
+    split_text,
 )
 from storage.incident_views import IncidentDetailView, LinkView
 
@@ -183,13 +183,16 @@ def _fixes(details: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_incident_thread(detail: IncidentDetailView) -> list[list[dict[str, Any]]]:
-    """The technical replies under the card, one message each: what changed, likely causes, proposed fixes."""
-    messages = [_what_changed(detail), _why(detail), _fixes(detail.incident.details or {})]
-    return [cap_blocks(m, MESSAGE_BLOCKS) for m in messages if m]
+    """The technical replies under the card: what changed, likely causes, proposed fixes — each part as many
+    consecutive replies as Slack's total-text cap per message needs (a wide incident's fixes carry ~20k
+    characters), so nothing is cut; `dnabot incident N` shows the same in one piece."""
+    parts = [_what_changed(detail), _why(detail), _fixes(detail.incident.details or {})]
+    return [message for part in parts if part for message in split_text(part)]
 
 
-def render_simulation(fixes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The ephemeral answer to "Simulate fix": each fix with what it would resolve, and what would remain."""
+def render_simulation(fixes: Sequence[Mapping[str, Any]], *, pointer: str | None = None) -> list[dict[str, Any]]:
+    """The ephemeral answer to "Simulate fix": each fix with what it would resolve, and what would remain; within
+    one message (`pointer` says where the rest is, when some had to be left out)."""
     if not fixes:
         return [section(":test_tube: No fix to simulate for this incident yet.")]
     blocks = [section(":test_tube: *Fix simulation*")]
@@ -200,4 +203,4 @@ def render_simulation(fixes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     if len(fixes) > FIXES:
         blocks.append(context(f"…and {len(fixes) - FIXES} more fixes"))
     blocks.append(context("A simulation on the stored lineage: nothing was run or changed."))
-    return cap_blocks(blocks, MESSAGE_BLOCKS, keep_tail=1)
+    return fit_text(blocks, pointer=pointer)

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from sqlalchemy.exc import IntegrityError
 
 from bot import metrics, services, writeback
+from bot import slack_lookup as lookup
 from bot.mentions import SlackMentions
 from bot.notifier import Notifier, PublishResult, bare_client
 from bot.routing import Router
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 _notifiers: dict[tuple[int, int], Notifier] = {}
 _lock = threading.Lock()
+# One read-back budget for every drainer of this process (the ticks' and the listeners'): Slack counts
+# `conversations.history` calls per app, not per drainer. Replicas share nothing: each keeps its own.
+HISTORY = lookup.HistoryBudget()
 
 
 def router_for(settings: Settings) -> Router:
@@ -52,6 +56,7 @@ def notifier_for(settings: Settings, client: WebClient) -> Notifier:
         max_attempts=settings.outbox_max_attempts,
         max_backoff_seconds=settings.outbox_max_backoff_seconds,
         on_delivery=metrics.observe_delivery,
+        history=HISTORY,
     )
 
 

@@ -5,7 +5,10 @@ replica drains: `outbox.claim` hands each replica the oldest due row of distinct
 this module performs the Slack call *outside* any transaction, then records the outcome — the row delivered
 with the Slack `ts`, the thread remembered, follow-up rows owed — in one transaction. A failure is retried
 with backoff (Slack's `Retry-After` when it gives one) and parked as dead after DNABOT_OUTBOX_MAX_ATTEMPTS.
-A retried row first looks for the message an interrupted attempt may have posted (`bot.slack_lookup`).
+A row retried after an attempt of unknown outcome first looks for the message that attempt may have posted
+(`bot.slack_lookup`: only then, and at most once per channel per minute). A message Slack refuses for its content
+(`msg_blocks_too_long`, `invalid_blocks`) is never sent again as it was: rendered smaller once, then replaced by a
+short message pointing to `dnabot incident N`.
 
 Kinds: `card` (post the thread's parent, or update it in place), `details` (the technical replies),
 `lineage_png` (the picture), `notice` (a link in subscribed channels), `reply` (one history entry),
@@ -16,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,67 +31,45 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot import slack_lookup as lookup
-from bot.blocks import card_fallback_text, render_incident_card, render_incident_thread, render_status_change
-from bot.lineage_png import incident_png
+from bot.blocks import card_fallback_text, render_incident_card
+from bot.blocks_incident import incident_pointer
+from bot.notifier_thread import (
+    SMALLER_TEXT,
+    NotYet,
+    Permanent,
+    PublishResult,
+    Retryable,
+    Skip,
+    SlackDelivery,
+    bare_client,
+    make_client,
+    release_reads,
+)
 from bot.routing import Router
-from storage import incidents, logctx, outbox, subscriptions, threads
+from storage import incidents, logctx, outbox, threads
 from storage.coordination import replica_id
 from storage.db import session_factory
 from storage.errors import DnaBotError, OMUnavailable
 from storage.incident_views import EventView, IncidentDetailView, IncidentView
 from storage.outbox import OutboxRow
 
+__all__ = [
+    "SMALLER_TEXT",
+    "NotYet",
+    "Notifier",
+    "Permanent",
+    "PublishResult",
+    "Retryable",
+    "Skip",
+    "bare_client",
+    "make_client",
+]
+
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = lookup.EVENT_TYPE
 Mentions = Callable[[list[str]], Mapping[str, str]]
 OMWriter = Callable[[OutboxRow], None]
-
-
-@dataclass
-class PublishResult:
-    """What one drain did: incidents posted (new threads) and updated, replies added, incidents that failed."""
-
-    posted: list[int] = field(default_factory=list)
-    updated: list[int] = field(default_factory=list)
-    replies: int = 0
-    failed: list[int] = field(default_factory=list)
-    delivered: int = 0
-    dead: int = 0
-
-    def __eq__(self, other: object) -> bool:  # the counters of rows are bookkeeping, not what Slack saw
-        if not isinstance(other, PublishResult):
-            return NotImplemented
-        mine = (self.posted, self.updated, self.replies, self.failed)
-        return mine == (other.posted, other.updated, other.replies, other.failed)
-
-
-class Skip(Exception):
-    """Nothing to deliver for this row (e.g. the incident was resolved before its thread was ever posted)."""
-
-
-class Retryable(DnaBotError):
-    """A delivery that may succeed later (e.g. OpenMetadata down or busy): the outbox retries it."""
-
-
-class Permanent(DnaBotError):
-    """A delivery the other side refused for good (e.g. a 4xx from OpenMetadata): retrying cannot help."""
-
-
-class NotYet(Exception):
-    """The row cannot go out yet (its thread is not posted): retry it later."""
-
-
-def make_client(token: str, *, base_url: str | None = None, timeout: int = 10) -> WebClient:
-    """A WebClient without retry handlers: the outbox retries, after looking whether the first try landed."""
-    kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
-    return WebClient(token=token, timeout=timeout, retry_handlers=[], **kwargs)
-
-
-def bare_client(client: WebClient, timeout: int) -> WebClient:
-    """The same client (class, token, API URL) minus its retry handlers: an automatic re-send after a lost
-    answer is exactly the double post the outbox exists to prevent."""
-    return type(client)(token=client.token, base_url=client.base_url, timeout=timeout, retry_handlers=[])
 
 
 def _status_event(events: list[EventView]) -> EventView | None:
@@ -108,12 +89,15 @@ def _card_version(row: OutboxRow) -> int:
         return 1 << 30  # an unknown shape: always update
 
 
-def _release(session: Session) -> None:
-    """End the read transaction before a Slack call: no database snapshot or lock is held while Slack answers."""
-    session.rollback()
+def _dead_may_have_posted(session: Session, row: OutboxRow) -> bool:
+    """Whether one of the dead rows of the same kind before `row` in its lane ended on an attempt that may have
+    reached Slack (its last error says what the next attempt would have had to do)."""
+    dead = [r for r in outbox.rows(session, status=outbox.DEAD, lane=row.lane, limit=20) if r.kind == row.kind]
+    earlier = [r for r in dead if r.id < row.id]
+    return len(dead) == 20 or any(lookup.must_look(r.attempts + 1, r.last_error) for r in earlier)
 
 
-class Notifier:
+class Notifier(SlackDelivery):
     """Drains the outbox into Slack through `client`, in the channels `router` picks."""
 
     def __init__(
@@ -130,6 +114,7 @@ class Notifier:
         max_backoff_seconds: float = 300.0,
         batch: int = 20,
         on_delivery: Callable[[str, str], None] | None = None,
+        history: lookup.HistoryBudget | None = None,
     ) -> None:
         self.timeout = max(1, min(10, int(claim_seconds / 3)))  # a call always ends well inside its claim
         self._client = bare_client(client, self.timeout) if client is not None else None
@@ -143,13 +128,8 @@ class Notifier:
         self.max_backoff_seconds = max_backoff_seconds
         self.batch = batch
         self.on_delivery = on_delivery
-
-    @property
-    def client(self) -> WebClient:
-        """The Slack client (a drainer of write-back lanes alone has none)."""
-        if self._client is None:
-            raise NotYet("this drainer delivers no Slack messages")
-        return self._client
+        self.history = history or lookup.HistoryBudget()
+        self._local = threading.local()  # the attempt under way, per thread (listeners drain beside the ticks)
 
     # ------------------------------------------------------------------------------------------ draining
 
@@ -181,6 +161,7 @@ class Notifier:
         factory = session_factory(engine)
         token = str(row.claimed_by)
         handler = getattr(self, f"_do_{row.kind}", None)
+        self._local.attempt = lookup.Attempt(look=lookup.must_look(row.attempts, row.last_error))
         try:
             if handler is None:
                 raise DnaBotError(f"unknown outbox kind {row.kind!r}")
@@ -206,6 +187,8 @@ class Notifier:
 
     def _failed(self, engine: Engine, row: OutboxRow, exc: Exception, result: PublishResult, now: datetime) -> None:
         reason, delay, permanent, counted = self._classify(exc, row)
+        # what the next attempt must do: read Slack back first only if this one may have posted something
+        reason = lookup.marked(reason, row.attempts + (1 if counted else 0), self._attempt.look_next(exc))
         token = str(row.claimed_by)
         with session_factory(engine).begin() as session:
             if permanent:
@@ -246,6 +229,8 @@ class Notifier:
             return reason, backoff, status < 500 and error in lookup.PERMANENT_SLACK_ERRORS, True
         if isinstance(exc, NotYet):
             return str(exc), waiting, False, False
+        if isinstance(exc, lookup.LookLater):  # no look-up, no post: nothing reached Slack
+            return str(exc), exc.seconds, False, False
         if isinstance(exc, Retryable):
             return str(exc), backoff, False, True
         if isinstance(exc, (SlackClientError, OSError, TimeoutError, OMUnavailable)):
@@ -285,19 +270,6 @@ class Notifier:
             status_event=_status_event(detail.events),
         )
 
-    def _thread(self, session: Session, row: OutboxRow) -> tuple[IncidentDetailView, threads.ThreadView]:
-        """The incident and its thread, for a row that goes into the thread.
-
-        No thread yet means the card has not gone out (it failed, or waits): the row is skipped, not held — a card
-        posted later shows the incident as it is then, and a held row would block the card behind it."""
-        assert row.incident_id is not None
-        detail = incidents.get_incident(session, row.incident_id)
-        thread = threads.thread_of(session, row.incident_id)
-        if thread is None:
-            raise Skip(f"incident #{row.incident_id} has no Slack thread: its card, once posted, tells it")
-        _release(session)
-        return detail, thread
-
     # ------------------------------------------------------------------------------------------ the kinds
 
     def _do_card(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
@@ -306,20 +278,20 @@ class Notifier:
         incident = detail.incident
         thread = threads.thread_of(session, incident.id)
         newer = thread is not None and outbox.newer_pending(session, row)
-        # Slack may already have a card: this row was tried before, or an earlier card row died after trying.
-        look = thread is None and (row.retried or outbox.failed_before(session, row))
-        _release(session)
+        # Slack may already have a card: an earlier try of this row may have posted it, or an earlier card row
+        # died after a try of unknown outcome.
+        if thread is None and outbox.failed_before(session, row) and _dead_may_have_posted(session, row):
+            self._attempt.look = True
+        release_reads(session)
         if thread is None:
-            if incident.status == "resolved" and not look:
+            if incident.status == "resolved" and not self._attempt.look:
                 raise Skip("resolved before its card was posted")
-            return self._open_thread(detail, row, result, look=look)
+            return self._open_thread(detail, row, result)
         if newer:
             raise Skip("a newer version of the card follows")
         if thread.posted_version >= _card_version(row):
             raise Skip("the card already shows this version")
-        self.client.chat_update(
-            channel=thread.channel, ts=thread.ts, text=card_fallback_text(incident), blocks=self._card(detail)
-        )
+        self._update_card(detail, thread.channel, thread.ts)
         if incident.id not in result.updated:
             result.updated.append(incident.id)
 
@@ -330,35 +302,40 @@ class Notifier:
 
         return {"result": {"channel": thread.channel, "ts": thread.ts}, "then": [mark]}
 
-    def _open_thread(
-        self, detail: IncidentDetailView, row: OutboxRow, result: PublishResult, *, look: bool
-    ) -> dict[str, Any]:
+    def _update_card(self, detail: IncidentDetailView, channel: str, ts: str) -> None:
+        incident = detail.incident
+        text, pointer = card_fallback_text(incident), incident_pointer(incident.id)
+        self._send(self.client.chat_update, text, self._card(detail), pointer, posts=False, channel=channel, ts=ts)
+
+    def _open_thread(self, detail: IncidentDetailView, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
         """Post the incident's card — unless Slack already has one. When an earlier attempt may have reached Slack
-        without its answer being recorded (`look`), the channel is read back since the incident opened first; a
-        first attempt posts at once (no history call: the fast path, and `conversations.history` is rate-limited
-        hard for some apps)."""
+        without its answer being recorded, the channel is read back since the incident opened first; any other
+        attempt posts at once (no history call: the fast path, and `conversations.history` is rate-limited hard
+        for some apps)."""
         incident = detail.incident
         channel = self.router.route(incident)
         if not channel:
             raise NotYet("no channel for new incident threads: set DNABOT_CHANNEL or DNABOT_CONFIG")
-        found = None
-        if look:
-            found = lookup.find_in_channel(
+        found = self._look(
+            channel,
+            lambda: lookup.find_in_channel(
                 self.client, channel, incident.opened_at, lambda p: p.get("incident_id") == incident.id
-            )
+            ),
+        )
+        self._attempt.saw(found is not None)
         if found is not None:
             ts = str(found["ts"])
             log.info("incident %s: card found in %s (ts %s) from an interrupted delivery", incident.id, channel, ts)
-            self.client.chat_update(  # it may show an older state (even "open" for an incident resolved since)
-                channel=channel, ts=ts, text=card_fallback_text(incident), blocks=self._card(detail)
-            )
+            self._update_card(detail, channel, ts)  # it may show an older state (even "open" for a resolved one)
         elif incident.status == "resolved":
             raise Skip("resolved before its card was posted")
         else:
-            answer = self.client.chat_postMessage(
+            answer = self._send(
+                self.client.chat_postMessage,
+                card_fallback_text(incident),
+                self._card(detail),
+                incident_pointer(incident.id),
                 channel=channel,
-                text=card_fallback_text(incident),
-                blocks=self._card(detail),
                 metadata=lookup.metadata(row.key, incident.id, incident.fingerprint),
             )
             channel, ts = answer.get("channel") or channel, str(answer["ts"])
@@ -374,116 +351,6 @@ class Notifier:
                 outbox.enqueue(session, f"{kind}:{incident.id}:{ts}", kind, lane=lane, now=now, incident_id=incident.id)
 
         return {"result": {"channel": channel, "ts": ts}, "then": [remember]}
-
-    def _do_details(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        detail, thread = self._thread(session, row)
-        present = (
-            lookup.keys_in_thread(lookup.thread_messages(self.client, thread.channel, thread.ts))
-            if row.retried
-            else set()
-        )
-        for n, blocks in enumerate(render_incident_thread(detail)):
-            key = f"{row.key}#{n}"
-            if key in present:
-                continue
-            self.client.chat_postMessage(
-                channel=thread.channel,
-                thread_ts=thread.ts,
-                text=f"Incident #{detail.incident.id}: the details",
-                blocks=blocks,
-                metadata=lookup.metadata(key, detail.incident.id),
-            )
-            result.replies += 1
-        return {"result": {"channel": thread.channel, "thread_ts": thread.ts}}
-
-    def _do_lineage_png(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        detail, thread = self._thread(session, row)
-        incident = detail.incident
-        filename = f"incident-{incident.id}-lineage.png"
-        if row.retried and lookup.file_in_thread(
-            lookup.thread_messages(self.client, thread.channel, thread.ts), filename
-        ):
-            return {"result": {"channel": thread.channel, "adopted": True}}
-        self.client.files_upload_v2(
-            channel=thread.channel,
-            thread_ts=thread.ts,
-            content=incident_png(incident),
-            filename=filename,
-            title=f"Lineage of incident #{incident.id}: cause → broken columns → dashboards",
-        )
-        return {"result": {"channel": thread.channel, "thread_ts": thread.ts}}
-
-    def _do_notice(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        """A short notice linking to the new thread in every subscribed channel but the routed one."""
-        detail, thread = self._thread(session, row)
-        incident = detail.incident
-        others = sorted(subscriptions.channels_for(session, incident) - {thread.channel})
-        _release(session)
-        if not others:
-            raise Skip("no subscribed channel")
-        link = self.client.chat_getPermalink(channel=thread.channel, message_ts=thread.ts).get("permalink")
-        text = f":rotating_light: {card_fallback_text(incident)} — <{link}|open the thread>"
-        for other in others:
-            key = f"{row.key}@{other}"
-            if row.retried and lookup.find_in_channel(
-                self.client, other, row.created_at, lambda p, k=key: p.get("key") == k
-            ):
-                continue
-            try:
-                self.client.chat_postMessage(
-                    channel=other, text=text, unfurl_links=False, metadata=lookup.metadata(key, incident.id)
-                )
-            except SlackApiError as exc:
-                # One refusing channel (bot not invited, archived) must not hold back the others, nor the thread.
-                log.warning("could not tell %s about incident %s: %s", other, incident.id, exc.response.get("error"))
-        return {"result": {"channels": others}}
-
-    def _do_reply(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        detail, thread = self._thread(session, row)
-        event_id = int(row.key.partition(":")[2])
-        event = next((e for e in detail.events if e.id == event_id), None)
-        if event is None:
-            raise Skip("the history entry is gone")
-        if thread.last_event_id is not None and event_id <= thread.last_event_id:
-            raise Skip("the thread already tells it")
-        if not (
-            row.retried
-            and row.key in lookup.keys_in_thread(lookup.thread_messages(self.client, thread.channel, thread.ts))
-        ):
-            self.client.chat_postMessage(
-                channel=thread.channel,
-                thread_ts=thread.ts,
-                text=card_fallback_text(detail.incident),
-                blocks=render_status_change(event, detail.incident),
-                metadata=lookup.metadata(row.key, detail.incident.id),
-            )
-            result.replies += 1
-
-        def mark(session: Session, now: datetime) -> None:
-            current = threads.thread_of(session, detail.incident.id)
-            if current is not None:
-                last = max(event_id, current.last_event_id or 0)
-                threads.mark_posted(
-                    session, detail.incident.id, version=current.posted_version, last_event_id=last, now=now
-                )
-
-        return {"result": {"channel": thread.channel, "thread_ts": thread.ts}, "then": [mark]}
-
-    def _do_digest(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
-        channel = str(row.payload["channel"])
-        if row.retried and lookup.find_in_channel(
-            self.client, channel, row.created_at, lambda p: p.get("key") == row.key
-        ):
-            return {"result": {"channel": channel, "adopted": True}}
-        answer = self.client.chat_postMessage(
-            channel=channel,
-            text=row.payload.get("text") or "Daily incident digest",
-            blocks=row.payload.get("blocks"),
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata=lookup.metadata(row.key),
-        )
-        return {"result": {"channel": channel, "ts": answer.get("ts")}}
 
     def _do_om_status(self, session: Session, row: OutboxRow, result: PublishResult) -> dict[str, Any]:
         if self.om_writer is None:

@@ -1,21 +1,35 @@
-"""Slack facts the outbox drainer relies on; above all, look before re-posting.
+"""Slack facts the outbox drainer relies on; above all, look before re-posting — but only when it must.
 
 Find the message an earlier, interrupted delivery may already have posted.
 
 Every message the outbox drainer posts carries Slack message metadata (`event_type` = `dnabot_incident`, the
-incident id and the outbox key). When a delivery is retried — its replica died between Slack's answer and the
-database commit, or the answer never arrived — the drainer first reads the channel or the thread back with
-`include_all_metadata` and adopts the message it finds instead of posting a second one.
+incident id and the outbox key). When a delivery is retried after an attempt whose outcome is unknown — its
+replica died between Slack's answer and the database commit, or the answer never arrived (a timeout, a connection
+reset after sending, a 5xx without a body) — the drainer first reads the channel or the thread back with
+`include_all_metadata` and adopts the message it finds instead of posting a second one. A 429 or an `ok: false`
+answer proves nothing was posted: the retry after it posts without reading anything.
+
+Reading back is expensive: `conversations.history` / `.replies` allow non-Marketplace apps about one call a
+minute. `HistoryBudget` keeps this process to one read-back per channel per minute (and honours Slack's
+`Retry-After` on them); a delivery that would need another waits for it rather than post blind. Replicas share
+no budget: N replicas read a channel at most N times a minute.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+from urllib.error import URLError
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+T = TypeVar("T")
 
 EVENT_TYPE = "dnabot_incident"
 LOOKBACK = timedelta(minutes=10)  # how far before the outbox row's creation a channel is read back
@@ -106,6 +120,7 @@ PERMANENT_SLACK_ERRORS = frozenset(
         "invalid_metadata_schema",
         "metadata_too_large",
         "message_not_found",
+        "msg_blocks_too_long",
         "cant_update_message",
         "edit_window_closed",
         "is_archived",
@@ -121,3 +136,103 @@ def retry_after(exc: SlackApiError) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+# Slack's final word on one payload: the same blocks will always be refused; render them smaller instead.
+REFUSED_PAYLOAD = frozenset({"msg_blocks_too_long", "invalid_blocks", "invalid_blocks_format", "msg_too_long"})
+_NOT_JSON = "Received a response in a non-JSON format"  # slack_sdk's error for a body it could not read
+
+
+def refused_payload(exc: BaseException) -> bool:
+    """Slack refused this message's content (too long, invalid blocks): retrying the same payload cannot help."""
+    return isinstance(exc, SlackApiError) and str(exc.response.get("error") or "") in REFUSED_PAYLOAD
+
+
+def unsure(exc: BaseException) -> bool:
+    """The failed call may still have done its work in Slack: a timeout, a connection lost after sending, a 5xx
+    without a readable body. A 429 and every `ok: false` answer with an error code are a definite "not done"."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error") or "")
+        return status >= 500 and (not error or error.startswith(_NOT_JSON))
+    if isinstance(exc, URLError) and isinstance(exc.reason, ConnectionRefusedError):
+        return False  # nothing was sent
+    return isinstance(exc, (SlackClientError, OSError, TimeoutError)) and not isinstance(exc, ConnectionRefusedError)
+
+
+# ------------------------------------------------------------------------------------------ when to look
+
+
+@dataclass
+class Attempt:
+    """One delivery attempt's knowledge of Slack: must it read back before posting (`look`), are all its
+    read-backs done (`looked`) and did they find any of its messages (`found`), did it post anything (`sent`)."""
+
+    look: bool
+    looked: bool = False
+    found: bool = False
+    sent: bool = False
+
+    def saw(self, found: bool) -> None:
+        """Every read-back this delivery needs is done (or none was needed); `found`: one of its messages is there."""
+        self.looked = True
+        self.found = self.found or found
+
+    def look_next(self, exc: BaseException) -> bool:
+        """Whether the attempt after this failed one must read back first."""
+        unresolved = self.look and not self.looked
+        return unresolved or self.found or self.sent or unsure(exc)
+
+
+_MARK = re.compile(r" \[attempt (\d+) (looks|posts)\]$")
+
+
+def marked(reason: str, next_attempt: int, look: bool) -> str:
+    """`reason` with what the next attempt (by its number) must do, for the row's `last_error`."""
+    return f"{reason[:1900]} [attempt {next_attempt} {'looks' if look else 'posts'}]"
+
+
+def must_look(attempts: int, last_error: str | None) -> bool:
+    """Must the attempt numbered `attempts` read Slack back before posting? Yes after an attempt of unknown
+    outcome, and whenever an attempt left no word (its replica died mid-delivery: the numbers do not follow)."""
+    mark = _MARK.search(last_error or "")
+    if mark is not None and int(mark[1]) == attempts:
+        return mark[2] == "looks"
+    return attempts > 1
+
+
+class LookLater(Exception):
+    """A read-back this delivery needs is not allowed yet (the channel's budget is spent, or Slack said 429)."""
+
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(why)
+        self.seconds = seconds
+
+
+class HistoryBudget:
+    """At most one read-back (`conversations.history` or `.replies`) per channel per `every` seconds in this
+    process, and none while Slack's `Retry-After` for one runs."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def read(self, channel: str, call: Callable[[], T]) -> T:
+        """`call()` if the channel's budget allows one now; else LookLater, with the seconds to wait."""
+        with self._lock:
+            now = self.clock()
+            wait = self._next.get(channel, 0.0) - now
+            if wait > 0:
+                raise LookLater(wait, f"reading {channel} back waits {wait:.0f}s (one read-back a minute)")
+            self._next[channel] = now + self.every
+        try:
+            return call()
+        except SlackApiError as exc:
+            if getattr(exc.response, "status_code", 200) != 429:
+                raise
+            wait = max(retry_after(exc) or self.every, 1.0)
+            with self._lock:
+                self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + wait)
+            raise LookLater(wait, f"Slack rate-limits reading {channel} back: waiting {wait:.0f}s") from exc

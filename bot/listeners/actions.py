@@ -20,7 +20,8 @@ from bot.blocks import (
     render_resolve_modal,
     render_simulation,
 )
-from bot.blocks_kit import with_note
+from bot.blocks_incident import incident_pointer
+from bot.blocks_kit import message, with_note
 from bot.listeners.errors import NotAllowed, UsageError, reported
 from bot.settings import Settings
 from bot.timeparse import parse_span
@@ -148,19 +149,19 @@ def register(app: App, settings: Settings) -> None:
         require_admin_or_owner(settings, body["user"], incident, what)
         return target
 
-    @app.action(ActionId.ACK)
+    @app.action(ActionId.ACK.pattern)
     @reported
     def acknowledge(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         change(body, client, "acknowledged")
 
-    @app.action(ActionId.REOPEN)
+    @app.action(ActionId.REOPEN.pattern)
     @reported
     def reopen(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         change(body, client, "open")
 
-    @app.action(ActionId.ASSIGN)
+    @app.action(ActionId.ASSIGN.pattern)
     @reported
     def assign(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
@@ -170,7 +171,7 @@ def register(app: App, settings: Settings) -> None:
         services.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
         refresh_card(settings, client, target.id)
 
-    @app.action(ActionId.SNOOZE)
+    @app.action(ActionId.SNOOZE.pattern)
     @reported
     def snooze(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
@@ -181,7 +182,7 @@ def register(app: App, settings: Settings) -> None:
         until = datetime.now(UTC) + parse_span(span)
         change(body, client, "snoozed", snoozed_until=until)
 
-    @app.action(ActionId.RESOLVE)
+    @app.action(ActionId.RESOLVE.pattern)
     @reported
     def resolve(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
@@ -209,36 +210,34 @@ def register(app: App, settings: Settings) -> None:
         )
         refresh_card(settings, client, target.id)
 
-    @app.action(ActionId.SIMULATE_FIX)
+    @app.action(ActionId.SIMULATE_FIX.pattern)
     @reported
     def simulate(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         detail = services.incident_detail(settings, _target(body).id)
-        blocks = render_simulation((detail.incident.details or {}).get("fixes") or [])
-        respond(text="Fix simulation", blocks=blocks, response_type="ephemeral", replace_original=False)
+        fixes = (detail.incident.details or {}).get("fixes") or []
+        blocks = render_simulation(fixes, pointer=incident_pointer(detail.incident.id))
+        respond(**message("Fix simulation", blocks), response_type="ephemeral", replace_original=False)
 
-    @app.action(ActionId.SHOW_INCIDENT)
+    @app.action(ActionId.SHOW_INCIDENT.pattern)
     @reported
     def show_incident(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         incident = services.incident_detail(settings, _target(body).id).incident
         blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url)
-        respond(text=card_fallback_text(incident), blocks=blocks, response_type="ephemeral", replace_original=False)
+        reply = message(card_fallback_text(incident), blocks)
+        respond(**reply, response_type="ephemeral", replace_original=False)
 
-    @app.action(ActionId.SHOW_DNA)
+    @app.action(ActionId.SHOW_DNA.pattern)
     @reported
     def show_dna(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         fqn = decode_value(body["actions"][0].get("value")).get("fqn")
         view = services.dna(settings, str(fqn), None)
-        respond(
-            text=f"DNA of {view.entity_fqn}",
-            blocks=with_note(render_dna_card(view), freshness.answer_note(settings)),
-            response_type="ephemeral",
-            replace_original=False,
-        )
+        blocks = with_note(render_dna_card(view), freshness.answer_note(settings))
+        respond(**message(f"DNA of {view.entity_fqn}", blocks), response_type="ephemeral", replace_original=False)
 
-    @app.action(ActionId.OPEN_IN_OM)
+    @app.action(ActionId.OPEN_IN_OM.pattern)
     @reported
     def open_in_om(ack: Any) -> None:
         ack()  # a link button: Slack opens the URL, the bot only has to acknowledge the click

@@ -20,7 +20,7 @@ from bot.blocks import (
     render_timeline,
     render_why,
 )
-from bot.blocks_kit import section, with_note
+from bot.blocks_kit import clip, code, esc, message, section, with_note
 from bot.listeners.actions import admins, require_admin
 from bot.listeners.errors import UsageError, reported
 from bot.settings import Settings
@@ -35,7 +35,8 @@ Blocks = list[dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What a subcommand answers: blocks, fallback text, and whether the whole channel sees it."""
+    """What a subcommand answers: blocks, the notification text in plain words (escaped on sending, like every
+    `text` the bot sends), and whether the whole channel sees it."""
 
     blocks: Blocks
     text: str
@@ -71,7 +72,7 @@ def _blast(settings: Settings, args: list[str], user: str) -> Reply:
 def _why(settings: Settings, args: list[str], user: str) -> Reply:
     name = _need(args, "/dna why <dataset> [question]")
     answer = asyncio.run(services.why(settings, name, " ".join(args[1:]) or None))
-    return Reply(render_why(answer), answer.answer[:300] or "Why")
+    return Reply(render_why(answer), clip(answer.answer, 300) or "Why")
 
 
 def _incidents(settings: Settings, args: list[str], user: str) -> Reply:
@@ -112,11 +113,12 @@ def _subscribe(settings: Settings, args: list[str], user: str, channel: str) -> 
     engine = services.engine_for(settings)
     with session_factory(engine).begin() as session:
         sub = subscriptions.subscribe(session, channel, target, user=user or None, now=datetime.now(UTC))
+    undo = f"/dna unsubscribe {sub.target if sub.kind != 'domain' else 'domain:' + sub.target}"
     text = (
-        f":bell: <#{channel}> now hears about incidents touching {sub.kind} `{sub.target}`. "
-        f"Undo with `/dna unsubscribe {sub.target if sub.kind != 'domain' else 'domain:' + sub.target}`."
+        f":bell: <#{channel}> now hears about incidents touching {esc(sub.kind)} {code(sub.target)}. "
+        f"Undo with {code(undo)}."
     )
-    return Reply([section(text)], text)
+    return Reply([section(text)], f"This channel now hears about incidents touching {sub.kind} {sub.target}.")
 
 
 def _unsubscribe(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
@@ -126,11 +128,16 @@ def _unsubscribe(settings: Settings, args: list[str], user: str, channel: str) -
     engine = services.engine_for(settings)
     with session_factory(engine).begin() as session:
         removed = subscriptions.unsubscribe(session, channel, target)
+    shown = clip(target, 200)
     if removed:
-        text = f":no_bell: <#{channel}> no longer hears about `{target[:200]}`."
+        text, plain = (
+            f":no_bell: <#{channel}> no longer hears about {code(shown)}.",
+            f"This channel no longer hears about {shown}.",
+        )
     else:
-        text = f":information_source: <#{channel}> was not subscribed to `{target[:200]}`; nothing changed."
-    return Reply([section(text)], text)
+        text = f":information_source: <#{channel}> was not subscribed to {code(shown)}; nothing changed."
+        plain = f"This channel was not subscribed to {shown}; nothing changed."
+    return Reply([section(text)], plain)
 
 
 def _subscriptions(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
@@ -140,7 +147,7 @@ def _subscriptions(settings: Settings, args: list[str], user: str, channel: str)
     if not subs:
         text = f":information_source: <#{channel}> has no subscriptions. Try `/dna subscribe <dataset>`."
     else:
-        lines = [f"• {s.kind} `{s.target}`" for s in subs[:40]]
+        lines = [f"• {esc(s.kind)} {code(s.target)}" for s in subs[:40]]
         more = f"\n…and {len(subs) - 40} more" if len(subs) > 40 else ""
         text = f"*<#{channel}> follows:*\n" + "\n".join(lines) + more
     return Reply([section(text)], f"{len(subs)} subscription(s)")
@@ -149,7 +156,8 @@ def _subscriptions(settings: Settings, args: list[str], user: str, channel: str)
 def sync_summary(result: Any) -> str:
     """One short mrkdwn paragraph about a finished sync."""
     if result.status != "succeeded":
-        return f":x: Sync #{result.run_id} {result.status}: {getattr(result, 'error', None) or 'see `/dna status`'}"
+        error = esc(getattr(result, "error", None) or "") or "see `/dna status`"
+        return f":x: Sync #{result.run_id} {esc(result.status)}: {error}"
     changes = ", ".join(f"{k}: {v}" for k, v in sorted(result.changes_by_kind.items())) or "no changes"
     opened = len((result.incidents or {}).get("opened") or []) if getattr(result, "incidents", None) else 0
     return (
@@ -197,7 +205,7 @@ def answer(settings: Settings, text: str, user: str, channel: str = "") -> Reply
     name = words[0].lower()
     handler = SUBCOMMANDS.get(name)
     if handler is None:
-        hint = section(f":information_source: I don't know `{words[0][:40]}`. Here is what I can do:")
+        hint = section(f":information_source: I don't know {code(clip(words[0], 40))}. Here is what I can do:")
         return Reply([hint, *render_help()], "Unknown /dna subcommand")
     reply = handler(settings, words[1:], user)
     if name in READS_STORE:
@@ -214,7 +222,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
         text = (command.get("text") or "").strip()
         if text.split()[:1] == ["sync"] and command.get("user_id") in admins(settings):
-            respond(text=":hourglass_flowing_sand: Syncing with OpenMetadata…", response_type="ephemeral")
+            respond(**message(":hourglass_flowing_sand: Syncing with OpenMetadata…"), response_type="ephemeral")
         reply = answer(settings, text, command.get("user_id", ""), command.get("channel_id", ""))
         kind = "in_channel" if reply.public else "ephemeral"
-        respond(text=reply.text, blocks=reply.blocks, response_type=kind)
+        respond(**message(reply.text, reply.blocks), response_type=kind)

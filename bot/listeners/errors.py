@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import redact
 from bot.blocks import render_error, render_not_found
-from bot.blocks_kit import section
+from bot.blocks_kit import esc, message, section
 from bot.timeparse import TimeArgError
 from storage.errors import (
     ColumnNotFound,
@@ -54,7 +54,10 @@ def _outage(error: BaseException) -> str | None:
 
 
 def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
-    """The (fallback text, blocks) that tell a user what went wrong; unknown errors are logged with a reference id."""
+    """The (fallback text, blocks) that tell a user what went wrong; unknown errors are logged with a reference id.
+
+    The text is plain words (names, queries and OpenMetadata's messages in it are data): the blocks show it
+    escaped, and `message` escapes it as the notification text."""
     if isinstance(error, DatasetNotFound):
         return scrub(str(error)), render_not_found(error.query, error.suggestions)
     if isinstance(error, NotAllowed):
@@ -75,31 +78,32 @@ def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
         reference = uuid.uuid4().hex[:10]
         log.warning("outage %s: %s", reference, scrub(repr(error)))  # no stack: the cause is outside the bot
         text = f"{outage} (reference {reference})"
-        return text, [section(text)]
+        return text, [section(esc(text))]
     else:
         reference = uuid.uuid4().hex[:10]
         log.error("unexpected error %s: %s", reference, scrub(repr(error)), exc_info=error)
         return f"Something went wrong (reference {reference})", render_error(reference)
     text = scrub(text)
-    return text, [section(text)]
+    return text, [section(esc(text))]
 
 
 def _send(body: dict[str, Any], respond: Any, client: Any, text: str, blocks: list[dict[str, Any]]) -> None:
+    reply = message(text, blocks)
     if body.get("response_url") and respond is not None:  # commands and message buttons: ephemeral, response_url
-        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        respond(**reply, response_type="ephemeral", replace_original=False)
         return
     user = body.get("user_id") or (body.get("user") or {}).get("id") or (body.get("event") or {}).get("user")
     event = body.get("event") or {}
     if event.get("type") == "app_mention" and event.get("channel"):  # a mention is answered in its thread
         thread = event.get("thread_ts") or event.get("ts")
-        client.chat_postMessage(channel=event["channel"], thread_ts=thread, text=text, blocks=blocks)
+        client.chat_postMessage(channel=event["channel"], thread_ts=thread, **reply)
     elif event.get("type") == "app_home_opened":  # the Home tab has no place for a message; the log has it
         log.warning("App Home for %s was not published: %s", user, text)
     elif event.get("channel") and user:
         thread = event.get("thread_ts") or event.get("ts")
-        client.chat_postEphemeral(channel=event["channel"], user=user, text=text, blocks=blocks, thread_ts=thread)
+        client.chat_postEphemeral(channel=event["channel"], user=user, thread_ts=thread, **reply)
     elif user:  # a modal submission has no channel of its own: tell the user in a DM
-        client.chat_postMessage(channel=user, text=text, blocks=blocks)
+        client.chat_postMessage(channel=user, **reply)
 
 
 def handle_listener_error(error: Exception, body: dict[str, Any], respond: Any, client: Any) -> None:

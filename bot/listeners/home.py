@@ -97,7 +97,7 @@ def register(app: App, settings: Settings) -> None:
         if event.get("tab", "home") == "home":
             publish_home(settings, client, event["user"])
 
-    @app.action(ActionId.HOME_REFRESH)
+    @app.action(ActionId.HOME_REFRESH.pattern)
     @reported
     def on_refresh(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import freshness, services
 from bot.blocks import render_why
-from bot.blocks_kit import clip, with_note
+from bot.blocks_kit import clip, message, with_note
 from bot.listeners.errors import UsageError, reply_for, reported
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings
@@ -118,13 +118,14 @@ def answer_question(settings: Settings, question: str, earlier_fqn: str | None) 
 
 def _finish(client: Any, channel: str, placeholder: str, thread_ts: str, text: str, blocks: Blocks) -> None:
     """Turn the placeholder into the answer; when it cannot be edited (deleted), answer in a new reply."""
+    reply = message(text, blocks)
     try:
-        client.chat_update(channel=channel, ts=placeholder, text=text, blocks=blocks)
+        client.chat_update(channel=channel, ts=placeholder, **reply)
     except SlackApiError as exc:
         log.warning(
             "cannot edit the placeholder %s in %s (%s); replying anew", placeholder, channel, exc.response.get("error")
         )
-        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, **reply)
 
 
 def register(app: App, settings: Settings, memory: ThreadMemory | None = None) -> ThreadMemory:
@@ -136,7 +137,7 @@ def register(app: App, settings: Settings, memory: ThreadMemory | None = None) -
     def on_mention(event: dict[str, Any], body: dict[str, Any], client: Any) -> None:
         channel = event["channel"]
         thread_ts = event.get("thread_ts") or event["ts"]
-        placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=PLACEHOLDER)["ts"]
+        placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message(PLACEHOLDER))["ts"]
         try:
             earlier = memory.get(channel, thread_ts)
             answer = answer_question(settings, question_of(event.get("text", "")), earlier)

@@ -19,7 +19,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.webhook import WebhookClient
 
-from tests.fakes.slack import SlackAPI
+from tests.fakes.slack import SlackAPI, refusal_report
 from tests.fakes.slack_signing import (
     app_home_opened,
     app_mention_event,
@@ -242,3 +242,187 @@ def test_a_thread_started_by_a_person_answers_replies(slack_api: SlackAPI, clien
         ("UBOT", "because of a rename"),
     ]
     assert thread[0]["reply_count"] == 1
+
+
+# ---- the fake refuses what Slack refuses ------------------------------------------------------------------------
+
+
+def _button(action_id: str, text: str = "Show", **more: Any) -> dict[str, Any]:
+    return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": text}, **more}
+
+
+def _section(text: str, **more: Any) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **more}
+
+
+def _refused(client: WebClient, method: str = "chat_postMessage", **kwargs: Any) -> Any:
+    with pytest.raises(SlackApiError) as refused:
+        getattr(client, method)(**kwargs)
+    return refused.value.response
+
+
+@pytest.mark.slack_refusals("invalid_blocks")
+def test_a_did_you_mean_with_one_action_id_per_button_is_refused_as_slack_does(
+    slack_api: SlackAPI, client: WebClient
+) -> None:
+    blocks = [_section("Did you mean"), {"type": "actions", "elements": [_button("dna_show"), _button("dna_show")]}]
+    answer = _refused(client, channel="C1", text="Did you mean", blocks=blocks)
+
+    pointer = '`action_id` "dna_show" already exists [json-pointer:/blocks/1/elements/1/action_id]'
+    assert answer["error"] == "invalid_blocks" and answer["errors"] == [pointer]
+    assert answer["response_metadata"]["messages"] == [f"[ERROR] {pointer}"]
+    assert slack_api.messages("C1") == []  # nothing reaches the channel
+    [refused] = slack_api.refusals()
+    assert (refused.method, refused.kind) == ("chat.postMessage in C1", "refused")
+    assert '"action_id": "dna_show"' in refused.describe()  # the report shows the offending block
+
+
+LONG = "🧬" * 1501  # 1,501 characters to Python, 3,002 UTF-16 code units to Slack
+BAD_BLOCKS = {
+    "mrkdwn header": ([{"type": "header", "text": {"type": "mrkdwn", "text": "x"}}], "/blocks/0/text/type"),
+    "long header": ([{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}], "/blocks/0/text/text"),
+    "section over 3000": ([_section("s" * 3001)], "/blocks/0/text/text"),
+    "emoji counted in UTF-16": ([_section(LONG)], "/blocks/0/text/text"),
+    "empty section text": ([_section("")], "/blocks/0/text/text"),
+    "section without text": ([{"type": "section"}], "/blocks/0"),
+    "emoji flag on mrkdwn": ([{"type": "section", "text": {"type": "mrkdwn", "text": "x", "emoji": True}}],
+                             "/blocks/0/text/emoji"),
+    "verbatim on plain_text": ([{"type": "context", "elements": [
+        {"type": "plain_text", "text": "x", "verbatim": True}]}], "/blocks/0/elements/0/verbatim"),
+    "11 context elements": ([{"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}] * 11}],
+                            "/blocks/0/elements"),
+    "26 buttons": ([{"type": "actions", "elements": [_button(f"b{i}") for i in range(26)]}], "/blocks/0/elements"),
+    "11 fields": ([{"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}], "/blocks/0/fields"),
+    "long field": ([{"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]}],
+                   "/blocks/0/fields/0/text"),
+    "mrkdwn button": ([{"type": "actions", "elements": [{"type": "button", "action_id": "a",
+                                                         "text": {"type": "mrkdwn", "text": "*b*"}}]}],
+                      "/blocks/0/elements/0/text/type"),
+    "long button text": ([{"type": "actions", "elements": [_button("a", "b" * 76)]}], "/blocks/0/elements/0/text/text"),
+    "long button value": ([{"type": "actions", "elements": [_button("a", value="v" * 2001)]}],
+                          "/blocks/0/elements/0/value"),
+    "long url": ([{"type": "actions", "elements": [_button("a", url="https://x/" + "u" * 3000)]}],
+                 "/blocks/0/elements/0/url"),
+    "long action_id": ([{"type": "actions", "elements": [_button("a" * 256)]}], "/blocks/0/elements/0/action_id"),
+    "long block_id": ([_section("x", block_id="b" * 256)], "/blocks/0/block_id"),
+    "duplicate block_id": ([_section("x", block_id="b"), _section("y", block_id="b")], "/blocks/1/block_id"),
+    "51 blocks": ([{"type": "divider"}] * 51, "/blocks"),
+    "unknown block": ([{"type": "frobnicate"}], "/blocks/0/type"),
+    "unknown key": ([{"type": "divider", "colour": "red"}], "/blocks/0/colour"),
+    "long option value": ([{"type": "actions", "elements": [{"type": "static_select", "action_id": "s", "options": [
+        {"text": {"type": "plain_text", "text": "o"}, "value": "v" * 151}]}]}], "/blocks/0/elements/0/options/0/value"),
+    "101 options": ([{"type": "actions", "elements": [{"type": "static_select", "action_id": "s", "options": [
+        {"text": {"type": "plain_text", "text": "o"}, "value": f"v{i}"} for i in range(101)]}]}],
+        "/blocks/0/elements/0/options"),
+    "long alt_text": ([{"type": "image", "image_url": "https://x/i.png", "alt_text": "a" * 2001}],
+                      "/blocks/0/alt_text"),
+}  # fmt: skip
+
+
+@pytest.mark.slack_refusals("invalid_blocks")
+@pytest.mark.parametrize(("blocks", "pointer"), list(BAD_BLOCKS.values()), ids=list(BAD_BLOCKS))
+def test_each_block_kit_rule_is_refused_with_a_pointer_to_the_field(
+    slack_api: SlackAPI, client: WebClient, blocks: list[dict[str, Any]], pointer: str
+) -> None:
+    answer = _refused(client, channel="C1", text="x", blocks=blocks)
+    assert answer["error"] == "invalid_blocks"
+    assert any(m.endswith(f"[json-pointer:{pointer}]") for m in answer["response_metadata"]["messages"]), answer
+
+
+def test_a_message_just_within_every_limit_is_posted(slack_api: SlackAPI, client: WebClient) -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "h" * 150, "emoji": True}},
+        _section("🧬" * 1500, block_id="b" * 255),  # 3,000 UTF-16 units
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 200, "verbatim": True}] * 10},
+        {"type": "actions", "elements": [_button(f"a{i}", "b" * 75, value="v" * 80) for i in range(25)]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}] * 10},
+        *[{"type": "divider"}] * 45,
+    ]
+    assert len(blocks) == 50
+    client.chat_postMessage(channel="C1", text="everything at its limit", blocks=blocks)
+    assert slack_api.messages("C1")[0]["blocks"] == blocks and slack_api.refusals() == []
+
+
+@pytest.mark.slack_refusals("msg_blocks_too_long")
+def test_a_reply_over_12k_characters_in_total_is_refused_although_each_block_fits(
+    slack_api: SlackAPI, client: WebClient
+) -> None:
+    client.chat_postMessage(channel="C1", text="fixes", blocks=[_section("f" * 3000)] * 4)  # 12,000: taken
+    answer = _refused(client, channel="C1", text="fixes", blocks=[_section("f" * 2900)] * 5)  # 14,500
+    assert answer.data == {"ok": False, "error": "msg_blocks_too_long"}  # Slack says no more than that
+    [refused] = slack_api.refusals()
+    assert "14,500 characters of text across 5 blocks" in refused.describe()
+    assert len(slack_api.messages("C1")) == 1
+
+
+@pytest.mark.slack_refusals("no_text", "msg_too_long", "text_truncated", "missing_text")
+def test_text_is_required_and_capped_at_40k(slack_api: SlackAPI, client: WebClient) -> None:
+    with pytest.warns(UserWarning, match="top-level `text` argument is missing"):  # slack_sdk warns, Slack refuses
+        assert _refused(client, channel="C1", text=" ")["error"] == "no_text"
+    card = client.chat_postMessage(channel="C1", text="x" * 40_001)  # chat.postMessage truncates…
+    assert _refused(client, "chat_update", channel="C1", ts=card["ts"], text="y" * 40_001)["error"] == "msg_too_long"
+    with pytest.warns(UserWarning, match="top-level `text` argument is missing"):
+        client.chat_postMessage(channel="C1", blocks=[_section("no notification text")])  # taken, but…
+    assert [(r.error, r.kind) for r in slack_api.refusals()] == [
+        ("no_text", "refused"), ("text_truncated", "policy"), ("msg_too_long", "refused"), ("missing_text", "policy")
+    ]  # fmt: skip
+
+
+@pytest.mark.slack_refusals("invalid_arguments")
+def test_views_are_judged_as_slack_judges_them(slack_api: SlackAPI, client: WebClient) -> None:
+    title = {"type": "plain_text", "text": "Resolve incident #12345678"}  # 26 characters
+    why = {"type": "input", "label": {"type": "plain_text", "text": "Why"}}
+    modal = {
+        "type": "modal",
+        "title": title,
+        "blocks": [why | {"element": {"type": "plain_text_input", "action_id": "w"}}],
+    }
+    answer = _refused(client, "views_open", trigger_id="t1", view=modal)
+    assert answer["error"] == "invalid_arguments" and "errors" not in answer
+    assert answer["response_metadata"]["messages"] == [
+        "[ERROR] must be less than 25 characters [json-pointer:/view/title/text]",
+        "[ERROR] must provide `submit` when the view has input blocks [json-pointer:/view/submit]",
+    ]
+    home = {"type": "home", "blocks": [{"type": "divider"}] * 101}
+    assert _refused(client, "views_publish", user_id="U1", view=home)["error"] == "invalid_arguments"
+    assert _refused(client, "views_publish", user_id="U1", view=modal | {"title": title | {"text": "ok"}})
+    assert slack_api.views() == {}
+
+
+@pytest.mark.slack_refusals("invalid_blocks")
+def test_a_response_url_refuses_with_http_400_and_shows_nothing(slack_api: SlackAPI) -> None:
+    blocks = [{"type": "actions", "elements": [_button("dna_show"), _button("dna_show")]}]
+    answer = WebhookClient(slack_api.response_url("nf")).send(text="Did you mean", blocks=blocks)
+    assert (answer.status_code, answer.body) == (400, "invalid_blocks")  # Bolt's respond() does not raise on this
+    assert slack_api.responses("nf") == []
+    assert WebhookClient(slack_api.response_url("nf")).send(delete_original=True).status_code == 200
+
+
+@pytest.mark.slack_refusals("action_id_reused", "block_id_reused", "broadcast_in_text")
+def test_what_slack_takes_but_the_bot_must_not_send_is_recorded_as_policy(
+    slack_api: SlackAPI, client: WebClient
+) -> None:
+    rows = [_section(f"row {i}", accessory=_button("incident_show")) for i in range(2)]
+    picker = {"type": "actions", "block_id": "inc-2", "elements": [_button("incident_ack", "Acknowledge")]}
+    card = client.chat_postMessage(channel="C1", text="<!channel> orders broke", blocks=[*rows, picker])
+    changed = picker | {"elements": [_button("incident_reopen", "Reopen")]}
+    client.chat_update(channel="C1", ts=card["ts"], text="resolved", blocks=[changed])
+    assert len(slack_api.messages("C1")) == 1  # Slack took both
+    assert {(r.error, r.kind) for r in slack_api.refusals()} == {
+        ("action_id_reused", "policy"), ("broadcast_in_text", "policy"), ("block_id_reused", "policy")
+    }  # fmt: skip
+
+
+def test_an_undeclared_refusal_fails_the_test_with_slack_reasons(slack_api: SlackAPI, client: WebClient) -> None:
+    _refused(client, channel="C1", text="x", blocks=[{"type": "header", "text": {"type": "mrkdwn", "text": "*x*"}}])
+    report = refusal_report(slack_api.unexpected_refusals())
+    assert "1 payload(s) real Slack refuses" in report and "chat.postMessage in C1 → invalid_blocks" in report
+    assert "must be plain_text [json-pointer:/blocks/0/text/type]" in report
+    slack_api.expect_refusals("invalid_blocks")  # else this test itself would fail at teardown
+    assert slack_api.unexpected_refusals() == []
+
+
+def test_strict_can_be_switched_off_for_one_test(slack_api: SlackAPI, client: WebClient) -> None:
+    slack_api.strict = False
+    client.chat_postMessage(channel="C1", text="x", blocks=[{"type": "frobnicate"}])
+    assert slack_api.messages("C1")[0]["blocks"] == [{"type": "frobnicate"}] and slack_api.refusals() == []

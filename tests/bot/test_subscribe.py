@@ -30,7 +30,8 @@ def stored(bot, channel: str) -> list[tuple[str, str]]:  # noqa: F811
 def test_subscribe_and_unsubscribe_answer_ephemerally_in_the_channel(bot):  # noqa: F811
     reply = ask(bot, f"subscribe {ANALYTICS_GLOB}", "sub")
     assert reply["response_type"] == "ephemeral"
-    assert ANALYTICS_GLOB in texts(reply["blocks"]) and "<#C2>" in reply["text"]
+    assert ANALYTICS_GLOB in texts(reply["blocks"]) and "<#C2>" in texts(reply["blocks"])
+    assert "This channel now hears" in reply["text"] and "<" not in reply["text"]  # the notification is plain text
     assert stored(bot, "C2") == [("fqn", ANALYTICS_GLOB)]
     assert stored(bot, "C1") == []
 

@@ -1,4 +1,8 @@
-"""Fixtures for the loopback Slack: `slack_api` (Web API + response_url recorder) and `slack_socket` (Socket Mode)."""
+"""Fixtures for the loopback Slack: `slack_api` (Web API + response_url recorder) and `slack_socket` (Socket Mode).
+
+The Web API is strict: it refuses what Slack refuses (tests/fakes/slack_blocks.py), and a test during which the bot
+sent anything refused, or against the bot's own Slack rules, fails at teardown with the list. A test that means to
+provoke one says so: `slack_api.expect_refusals("invalid_blocks")` or `@pytest.mark.slack_refusals("no_text")`."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import pytest
 from storage.simulator import ServerHandle, run_in_thread
 from tests.fakes.slack_api import create_app
 from tests.fakes.slack_socket import SocketModeServer
-from tests.fakes.slack_state import BOT, Call, Fault, SlackState, Stub
+from tests.fakes.slack_state import BOT, Call, Fault, Refused, SlackState, Stub
 
 T = TypeVar("T")
 
@@ -111,6 +115,31 @@ class SlackAPI:
         with self.state.cond:
             return copy.deepcopy(self.state.responses.get(rid, []))
 
+    def refusals(self, error: str | None = None) -> list[Refused]:
+        """What Slack would have refused (`kind="refused"`) or the bot's rules forbid (`kind="policy"`), in order."""
+        with self.state.cond:
+            return [r for r in self.state.refused if error is None or r.error == error]
+
+    def expect_refusals(self, *errors: str) -> None:
+        """Declare that this test provokes these Slack errors / policy codes (else teardown fails the test)."""
+        with self.state.cond:
+            self.state.expected.update(errors)
+
+    @property
+    def strict(self) -> bool:
+        """Whether payloads are judged as Slack would (the default in every test); False accepts anything."""
+        return self.state.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        with self.state.cond:
+            self.state.strict = value
+
+    def unexpected_refusals(self) -> list[Refused]:
+        """The refusals and policy findings this test did not declare."""
+        with self.state.cond:
+            return [r for r in self.state.refused if r.error not in self.state.expected]
+
     # ---- configuration and faults ---------------------------------------------------------------------------
 
     def users(self, directory: dict[str, str]) -> None:
@@ -177,7 +206,8 @@ class SlackAPI:
                 self.state.cond.wait(min(remaining, 0.05))
 
     def _summary(self) -> list[str]:
-        return [c.method for c in self.state.calls]
+        refused = [f"{r.method} refused: {r.error}" for r in self.state.refused if r.kind == "refused"]
+        return [c.method for c in self.state.calls] + refused
 
     def reset(self) -> None:
         """Forget everything recorded and configured."""
@@ -195,14 +225,40 @@ def _slack_server() -> Iterator[SlackAPI]:
         handle.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slack_refusals(*errors): Slack errors / policy codes this test means the loopback Slack to record"
+    )
+
+
+def refusal_report(refused: list[Refused]) -> str:
+    """The teardown message: every unexpected refusal, with Slack's reasons and the blocks concerned."""
+    slack = sum(1 for r in refused if r.kind == "refused")
+    head = (
+        f"The loopback Slack saw {slack} payload(s) real Slack refuses and {len(refused) - slack} against the bot's "
+        "Slack rules (declare expected ones with slack_api.expect_refusals(...) or @pytest.mark.slack_refusals):"
+    )
+    return "\n".join([head, *(f"  #{i} {r.describe()}" for i, r in enumerate(refused, 1))])
+
+
 @pytest.fixture
-def slack_api(_slack_server: SlackAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackAPI]:
-    """The loopback Slack Web API, empty at the start of each test (one server per session)."""
+def slack_api(
+    _slack_server: SlackAPI, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[SlackAPI]:
+    """The loopback Slack Web API, empty and strict at the start of each test (one server per session); the test
+    fails at teardown if the bot sent anything Slack refuses that the test did not declare."""
     for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
         monkeypatch.delenv(var, raising=False)
     _slack_server.reset()
+    for marker in request.node.iter_markers("slack_refusals"):
+        _slack_server.expect_refusals(*marker.args)
     yield _slack_server
-    _slack_server.reset()
+    try:
+        unexpected = _slack_server.unexpected_refusals()
+    finally:
+        _slack_server.reset()
+    if unexpected:
+        pytest.fail(refusal_report(unexpected), pytrace=False)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A loopback Slack Web API (Starlette): answers `/api/<method>`, file uploads and `response_url` posts."""
+"""A loopback Slack Web API (Starlette): answers `/api/<method>`, file uploads and `response_url` posts, and refuses
+(with Slack's own errors) the messages and views real Slack would refuse."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.slack_state import BOT, Call, Handler, SlackError, SlackState, decode_args, truthy
+from tests.fakes.slack_blocks import Verdict, check_message, check_view, offending
+from tests.fakes.slack_state import BOT, Call, Handler, Refused, SlackError, SlackState, decode_args, truthy
+
+MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral", "chat.scheduleMessage")
+VIEW_METHODS = ("views.publish", "views.open", "views.update", "views.push")
 
 # ---- chat.* -------------------------------------------------------------------------------------------------
 
@@ -279,9 +284,15 @@ def create_app(state: SlackState) -> Starlette:
     async def respond(request: Request) -> Response:
         body = await request.body()
         payload = json.loads(body) if body.strip() else {}
+        rid = request.path_params["rid"]
         with state.cond:
-            state.responses.setdefault(request.path_params["rid"], []).append(payload)
+            verdict = check_message(payload, method="response_url") if state.strict else Verdict()
+            _record(state, f"response_url {rid}", verdict, payload)
+            if verdict.refusal is None:
+                state.responses.setdefault(rid, []).append(payload)
             state.cond.notify_all()
+        if verdict.refusal is not None:  # a plain-text error and HTTP 400, as Slack answers a response_url
+            return PlainTextResponse(verdict.refusal.error, status_code=400)
         return PlainTextResponse("ok")
 
     routes = [
@@ -302,6 +313,9 @@ def _answer(state: SlackState, method: str, args: dict[str, Any], headers: dict[
     wanted = state.app_token if method == "apps.connections.open" else state.token
     if bearer != wanted:
         return JSONResponse({"ok": False, "error": "invalid_auth"})
+    refusal = _judge(state, method, args)
+    if refusal is not None:
+        return refusal
     stub = state.stubs.get(method)
     if stub is not None:
         return JSONResponse(stub(args) if callable(stub) else {"ok": True} | stub)
@@ -312,3 +326,50 @@ def _answer(state: SlackState, method: str, args: dict[str, Any], headers: dict[
         return JSONResponse({"ok": True} | handler(state, args))
     except SlackError as exc:
         return JSONResponse({"ok": False, "error": exc.code})
+
+
+# ---- what Slack refuses -------------------------------------------------------------------------------------
+
+
+def _judge(state: SlackState, method: str, args: dict[str, Any]) -> Response | None:
+    """Slack's answer to a message or view it refuses (recorded in `state.refused`), else None to carry on."""
+    if not state.strict or method not in (*MESSAGE_METHODS, *VIEW_METHODS):
+        return None
+    if method in VIEW_METHODS:
+        verdict = check_view(args.get("view"), method=method)
+    else:
+        verdict = check_message(args, method=method, previous=_previous_blocks(state, args, method))
+    where = f"{method} in {args.get('channel') or args.get('user_id') or '?'}"
+    _record(state, where + (f" thread {args['thread_ts']}" if args.get("thread_ts") else ""), verdict, args)
+    refusal = verdict.refusal
+    if refusal is None:
+        return None
+    body: dict[str, Any] = {"ok": False, "error": refusal.error}
+    if refusal.messages:  # chat.* also lists them bare in `errors`; views.* only in response_metadata
+        if refusal.error == "invalid_blocks":
+            body["errors"] = [m.removeprefix("[ERROR] ") for m in refusal.messages]
+        body["response_metadata"] = {"messages": list(refusal.messages)}
+    return JSONResponse(body)
+
+
+def _previous_blocks(state: SlackState, args: dict[str, Any], method: str) -> list[Any] | None:
+    if method != "chat.update":
+        return None
+    try:
+        return state.find(str(args.get("channel")), str(args.get("ts"))).get("blocks")
+    except SlackError:
+        return None
+
+
+def _record(state: SlackState, where: str, verdict: Verdict, payload: dict[str, Any]) -> None:
+    refusal = verdict.refusal
+    if refusal is not None:
+        sized = refusal.error == "msg_blocks_too_long"  # no pointer: the biggest blocks are the ones to cut
+        excerpt = tuple(offending(payload, refusal.messages)) if refusal.messages or sized else ()
+        state.refused.append(Refused(where, refusal.error, "refused", refusal.messages, refusal.detail, excerpt))
+    by_code: dict[str, list[str]] = {}
+    for finding in verdict.findings:  # one record per rule broken, however many times this payload breaks it
+        by_code.setdefault(finding.code, []).append(finding.message)
+    for code, messages in by_code.items():
+        excerpt = tuple(offending(payload, tuple(messages))[:3])
+        state.refused.append(Refused(where, code, "policy", tuple(messages), excerpt=excerpt))

@@ -1,4 +1,4 @@
-"""What the loopback Slack Web API records and knows: calls, messages, files, views, responses and faults."""
+"""What the loopback Slack Web API records and knows: calls, messages, files, views, responses, faults, refusals."""
 
 from __future__ import annotations
 
@@ -40,6 +40,29 @@ class Fault:
     times: int = 1
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A payload real Slack would refuse (`kind="refused"`: answered with Slack's error, nothing stored) or one it
+    takes against the bot's own rules (`kind="policy"`: answered ok); any a test did not expect fail it."""
+
+    method: str
+    error: str
+    kind: str
+    messages: tuple[str, ...] = ()
+    detail: str = ""
+    excerpt: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Several lines for a test report: what, why, and the blocks concerned."""
+        policy = " (Slack accepts it; the bot's own rule)" if self.kind == "policy" else ""
+        head = f"{self.method} → {self.error}{policy}"
+        lines = [head, *(f"    {m}" for m in self.messages[:8])]
+        if len(self.messages) > 8:
+            lines.append(f"    …and {len(self.messages) - 8} more")
+        lines += [f"    {self.detail}"] if self.detail else []
+        return "\n".join([*lines, *(f"    {e}" for e in self.excerpt)])
+
+
 class SlackError(Exception):
     """Raised by a method handler to answer `{"ok": false, "error": code}`."""
 
@@ -70,19 +93,24 @@ class SlackState:
     stalls: dict[str, list[float]] = field(default_factory=dict)  # method → seconds to hold the answer back
     stubs: dict[str, Stub] = field(default_factory=dict)
     socket_url: str | None = None
+    strict: bool = True  # refuse what Slack refuses (and record it); False answers ok as the old fake did
+    refused: list[Refused] = field(default_factory=list)
+    expected: set[str] = field(default_factory=set)  # error / policy codes the running test declared
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
     epoch: int = field(default_factory=lambda: int(time.time()))
 
     def reset(self) -> None:
         """Forget all recorded traffic and configuration (tokens and the server URL stay)."""
         with self.cond:
-            for box in (self.calls, self.ephemerals, self.files):
+            for box in (self.calls, self.ephemerals, self.files, self.refused):
                 box.clear()
             for table in (self.messages, self.pending_uploads, self.views, self.published, self.responses):
                 table.clear()
             for config in (self.directory, self.usergroups, self.faults, self.stubs, self.stalls):
                 config.clear()
             self.socket_url = None
+            self.expected.clear()
+            self.strict = True
 
     def next_ts(self) -> str:
         """A Slack-style timestamp, unique and increasing across all channels."""
