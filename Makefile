@@ -17,7 +17,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dnabot demo
 
-test: $(STAMP)
+test: $(STAMP) slack-types mcp  # Python deps, Slack's TypeScript types and the real MCP servers (npm, pinned)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
@@ -41,4 +41,26 @@ bench-webhook: $(STAMP)  # ARGS="--postgres --rounds 10"
 	$(BIN)/python bench/webhook_bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache dnabot.db
+	rm -rf $(VENV) .pytest_cache dnabot.db demo-out tests/slack_types/node_modules agents/mcp_servers/node_modules
+
+# Slack's own TypeScript types for tests/bot/test_slack_types.py, pinned in tests/slack_types/package-lock.json
+# (needs Node >= 20 and npm); reinstalled only when the lock changes (`make -B slack-types` forces it).
+.PHONY: slack-types
+SLACK_TYPES := tests/slack_types
+slack-types: $(SLACK_TYPES)/node_modules/.package-lock.json
+
+$(SLACK_TYPES)/node_modules/.package-lock.json: $(SLACK_TYPES)/package.json $(SLACK_TYPES)/package-lock.json
+	npm ci --prefix $(SLACK_TYPES) --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# The MCP servers the bot launches with `node` (tavily-mcp, @brightdata/mcp), pinned by agents/mcp_servers'
+# package-lock.json. Needs Node 20+ and npm; reinstalls only when the lockfile changes.
+MCP_DIR := agents/mcp_servers
+MCP_STAMP := $(MCP_DIR)/node_modules/.package-lock.json
+
+.PHONY: mcp
+mcp: $(MCP_STAMP)
+
+$(MCP_STAMP): $(MCP_DIR)/package.json $(MCP_DIR)/package-lock.json
+	npm ci --prefix $(MCP_DIR) --ignore-scripts --no-audit --no-fund
+	touch $(MCP_STAMP)

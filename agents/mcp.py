@@ -3,80 +3,66 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx2
 import mcp.types as types
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client, MCPError
 
 from agents import metrics
 from agents.config import AgentConfig
-from agents.mcp_config import MCPConfigError, ServerSpec, load_servers
+from agents.mcp_config import MCPConfigError, MCPOptions, ServerSpec, load_servers
 from agents.mcp_results import ToolResult, WebResult, cap, content_text, extract_urls, parse_web_results
+from agents.mcp_session import STARTING, UP, ServerSession, describe
 
-__all__ = ["MCPConfigError", "MCPToolbox", "ServerSpec", "ToolResult", "WebResult", "load_servers"]
+__all__ = ["MCPConfigError", "MCPOptions", "MCPToolbox", "ServerSpec", "ToolResult", "WebResult", "load_servers"]
 
 log = logging.getLogger(__name__)
 
-# Codes after which the session is not trusted any more (the transport is gone or a reply never came).
-_BROKEN_CODES = frozenset({types.CONNECTION_CLOSED, types.REQUEST_TIMEOUT, types.INTERNAL_ERROR})
+# A closed transport is dead for sure; a timeout or an internal error is checked with a ping first.
+_DEAD_CODES = frozenset({types.CONNECTION_CLOSED})
+_PROBE_CODES = frozenset({types.REQUEST_TIMEOUT, types.INTERNAL_ERROR})
 # Preferred first: the hyphenated spelling is what tavily-mcp used up to 0.2.12.
 _SEARCH_TOOLS = ("tavily_search", "tavily-search", "search_engine")
-_CLOSE_TIMEOUT = 10.0
 
 
 def _canonical(name: str) -> str:
     return name.replace("-", "_")
 
 
-def _describe(exc: BaseException, spec: ServerSpec | None = None) -> str:
-    """A short reason for `exc` (the first cause inside groups), without the secrets a quoted URL could carry."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, MCPError):
-        text = f"MCP error {exc.code}: {exc.message}"
-    else:
-        detail = str(exc).strip()
-        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return spec.redact(text) if spec is not None else text
-
-
-@dataclass(eq=False)
-class _Connection:
-    """One server's live session, held open by a background task that owns its transport."""
-
-    spec: ServerSpec
-    client: Client | None = None
-    tools: dict[str, types.Tool] = field(default_factory=dict)
-    state: str = "new"  # new | ok | broken | unavailable
-    reason: str | None = None
-    reconnect_pending: bool = False  # a reconnect happened and no call has succeeded since
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    stop: asyncio.Event | None = None
+def proxy_secrets(env: Mapping[str, str]) -> list[str]:
+    """The passwords inside proxy URLs (`http://user:secret@proxy:3128`): masked wherever server text is logged."""
+    found = []
+    for key, value in env.items():
+        if "proxy" in key.lower():
+            try:
+                password = urlsplit(value).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
+    return found
 
 
 class MCPToolbox:
     """Created once and reused: `async with MCPToolbox(servers, allowed_tools=…) as tb: await tb.call(…)`.
 
-    Every server connects at enter (concurrently, each within `connect_timeout`); one that fails is marked
-    unavailable with its reason and the others keep working. Sessions stay open and are reused for every call.
-    A call that times out or whose transport dies marks the session broken; the next call reconnects once, and a
-    server that breaks again before any call has succeeded is marked unavailable for good.
+    Each server has one long-lived session (`agents.mcp_session.ServerSession`), started within
+    `connect_timeout` (the start-up timeout, separate from the per-call `call_timeout`), restarted with backoff
+    when it dies, and reported by `health()` as up / starting / down with its last error. One that fails only
+    fails its own calls: the others keep working. Stdio servers get `extra_env` (proxy, CA bundle) under their
+    own `env`, and their stderr goes to our logging with secrets masked.
 
-    Tool names are routed to the first server, in configuration order, that lists them and is not unavailable;
-    a later server exposing the same name is shadowed (logged) rather than renamed, so names stay the ones the
-    tool authors documented. Only allow-listed tools are ever listed or called (`tavily-search` and
-    `tavily_search` count as the same name). Tool output is returned as data only: nothing in it is parsed for
-    instructions, and the toolbox never calls a tool that its caller did not ask for.
+    Tool names are routed to the first server, in configuration order, that lists them and is up (else the first
+    that listed them); a later server exposing the same name is shadowed (logged) rather than renamed. Only
+    allow-listed tools are ever listed or called (`tavily-search` and `tavily_search` count as the same name).
+    Tool output is returned as data only: nothing in it is parsed for instructions, and the toolbox never calls
+    a tool that its caller did not ask for.
     """
 
     def __init__(
@@ -86,28 +72,40 @@ class MCPToolbox:
         allowed_tools: Iterable[str],
         call_timeout: float = 15.0,
         max_chars: int = 4_000,
-        connect_timeout: float = 20.0,
+        connect_timeout: float = 30.0,
+        extra_env: Mapping[str, str] | None = None,
+        **session_options: Any,
     ) -> None:
-        self._connections = [_Connection(spec) for spec in servers]
-        names = [c.spec.name for c in self._connections]
+        env = dict(extra_env or {})
+        secrets = proxy_secrets(env)
+        self._sessions = [
+            ServerSession(spec, start_timeout=connect_timeout, extra_env=env, secrets=secrets, **session_options)
+            for spec in servers
+        ]
+        names = [s.name for s in self._sessions]
         if len(set(names)) != len(names):
             raise ValueError(f"MCP server names must be unique: {names}")
         self._allowed = frozenset(_canonical(name) for name in allowed_tools)
         self._call_timeout = call_timeout
         self._max_chars = max_chars
-        self._connect_timeout = connect_timeout
-        self._holders: set[asyncio.Task[None]] = set()
-        self._stack: AsyncExitStack | None = None
-        self._startup: asyncio.Future[list[None]] | None = None
+        self._probes: set[asyncio.Task[None]] = set()
         self._closed = False
         self._shadowed: set[tuple[str, str]] = set()
         self.last_degraded: str | None = None
+        for session in self._sessions:
+            if session.spec.problem:
+                log.error("MCP server %s cannot start: %s", session.name, session.spec.problem)
 
     @classmethod
-    def from_config(cls, config: AgentConfig, env: Mapping[str, str], **kwargs: Any) -> MCPToolbox:
-        """A toolbox for the servers `config` names (see `load_servers`), with its allow-list, timeout and cap."""
+    def from_config(
+        cls, config: AgentConfig, env: Mapping[str, str], options: MCPOptions | None = None, **kwargs: Any
+    ) -> MCPToolbox:
+        """A toolbox for the servers `config` names (see `load_servers`), with its allow-list, timeouts and cap."""
+        options = options or MCPOptions()
+        kwargs.setdefault("connect_timeout", options.start_timeout_seconds)
+        kwargs.setdefault("extra_env", options.env)
         return cls(
-            load_servers(config, env),
+            load_servers(config, env, options),
             allowed_tools=config.mcp_allowed_tools,
             call_timeout=config.mcp_call_timeout_seconds,
             max_chars=config.web_text_max_chars,
@@ -123,53 +121,43 @@ class MCPToolbox:
     ) -> None:
         await self.aclose()
 
-    async def start(self) -> None:
-        """Connect every server (idempotent, safe to call concurrently); failures only mark that server unavailable."""
+    async def start(self, *, wait: bool = True) -> None:
+        """Start every server (idempotent, safe to call concurrently); with `wait`, until each is up or failed once."""
         if self._closed:
             return
-        if self._startup is None:
-            self._stack = AsyncExitStack()
-            self._stack.push_async_callback(self._stop_holders)
-            self._startup = asyncio.ensure_future(asyncio.gather(*(self._connect(c) for c in self._connections)))
-        # asyncio.wait, not await: a caller that is cancelled while waiting must not abort everyone's connects.
-        await asyncio.wait([self._startup])
+        for session in self._sessions:
+            session.start()
+        if wait:
+            await asyncio.gather(*(s.wait_settled() for s in self._sessions))
 
     async def aclose(self) -> None:
-        """Close every session and wait (bounded) for the server processes to exit."""
+        """Stop every server and wait (bounded) for the processes to exit; nothing restarts after this."""
         self._closed = True
-        if self._startup is not None and not self._startup.done():
-            self._startup.cancel()
-            await asyncio.wait([self._startup])
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
+        probes = list(self._probes)
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, *(s.aclose() for s in self._sessions), return_exceptions=True)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each server's health: `{state: up|starting|down, error, since, restarts, tools, retry_in_seconds}`."""
+        return {s.name: s.health() for s in self._sessions}
 
     def status(self) -> dict[str, str]:
-        """Each server's health: "ok" or "unavailable: <reason>"."""
-        report: dict[str, str] = {}
-        for conn in self._connections:
-            if conn.state == "ok":
-                report[conn.spec.name] = "ok"
-            elif conn.state == "broken":
-                report[conn.spec.name] = f"unavailable: {conn.reason} (reconnects on the next call)"
-            elif conn.state == "new":
-                report[conn.spec.name] = "unavailable: not connected yet"
-            else:
-                report[conn.spec.name] = f"unavailable: {conn.reason}"
-        return report
+        """Each server's health in a few words: "up", "starting" or "down: <last error>"."""
+        return {s.name: s.state if s.state != "down" else f"down: {s.error}" for s in self._sessions}
 
     async def list_tools(self) -> list[dict[str, Any]]:
         """The allow-listed tools: `{name, description, input_schema, server}` each."""
-        await self.start()
+        await self._first_start()
         listed = []
-        for name, conn in self._routes().items():
-            tool = conn.tools[name]
+        for name, session in self._routes().items():
+            tool = session.tools[name]
             listed.append(
                 {
                     "name": name,
                     "description": tool.description or "",
                     "input_schema": copy.deepcopy(tool.input_schema),
-                    "server": conn.spec.name,
+                    "server": session.name,
                 }
             )
         return listed
@@ -181,13 +169,16 @@ class MCPToolbox:
 
     async def search(self, query: str, *, max_results: int = 5) -> list[WebResult]:
         """Web search with `tavily_search`, else `search_engine`; [] with `last_degraded` set when neither works."""
-        self.last_degraded = None
-        await self.start()
+        hits, self.last_degraded = await self.search_with_reason(query, max_results=max_results)
+        return hits
+
+    async def search_with_reason(self, query: str, *, max_results: int = 5) -> tuple[list[WebResult], str | None]:
+        """`search`, returning what degraded instead of setting `last_degraded` (for callers that share a toolbox)."""
+        await self._first_start()
         routes = self._routes()
         candidates = [tool for tool in _SEARCH_TOOLS if tool in routes]
         if not candidates:
-            self.last_degraded = f"no web search tool available ({self._status_line()})"
-            return []
+            return [], f"no web search tool available ({self._status_line()})"
         failures: list[str] = []
         for tool in candidates:
             args: dict[str, Any] = {"query": query}
@@ -198,29 +189,32 @@ class MCPToolbox:
                 failures.append(f"{tool} failed: {result.error}")
                 continue
             hits = parse_web_results(full_text, tool, snippet_chars=min(500, self._max_chars))
-            if failures:
-                self.last_degraded = "; ".join(failures) + f"; used {tool}"
-            return hits[:max_results]
-        self.last_degraded = "; ".join(failures)
-        return []
+            return hits[:max_results], ("; ".join(failures) + f"; used {tool}") if failures else None
+        return [], "; ".join(failures)
 
     # -- internals ------------------------------------------------------------------------------------------------
 
-    def _routes(self) -> dict[str, _Connection]:
-        """Allowed tool name → the server that answers it (first in configuration order wins)."""
-        routes: dict[str, _Connection] = {}
-        for conn in self._connections:
-            if conn.state not in ("ok", "broken"):
-                continue
-            for name in conn.tools:
+    async def _first_start(self) -> None:
+        """Start the servers, and wait for those still on their first start (a server that keeps failing to start
+        is never waited for again: it must not hold up the others)."""
+        await self.start(wait=False)
+        first = [s.wait_settled() for s in self._sessions if s.state == STARTING and not s.tried]
+        if first:
+            await asyncio.gather(*first)
+
+    def _routes(self) -> dict[str, ServerSession]:
+        """Allowed tool name → the server that answers it (up first, then configuration order)."""
+        routes: dict[str, ServerSession] = {}
+        for session in sorted(self._sessions, key=lambda s: s.state != UP):
+            for name in session.tools:
                 if _canonical(name) not in self._allowed:
                     continue
                 if name in routes:
-                    if (name, conn.spec.name) not in self._shadowed:
-                        self._shadowed.add((name, conn.spec.name))
-                        log.warning("MCP tool %s of %s is shadowed by %s", name, conn.spec.name, routes[name].spec.name)
+                    if (name, session.name) not in self._shadowed:
+                        self._shadowed.add((name, session.name))
+                        log.warning("MCP tool %s of %s is shadowed by %s", name, session.name, routes[name].name)
                     continue
-                routes[name] = conn
+                routes[name] = session
         return routes
 
     def _status_line(self) -> str:
@@ -231,16 +225,20 @@ class MCPToolbox:
             return ToolResult.failure("tool not allowed"), ""
         if args is not None and not isinstance(args, Mapping):
             return ToolResult.failure("arguments must be an object"), ""
-        await self.start()
-        conn = self._routes().get(name)
-        if conn is None:
+        await self._first_start()
+        session = self._routes().get(name)
+        if session is None:
             metrics.mcp_failed(name, "unavailable")
             return ToolResult.failure(f"no available server provides {name!r} ({self._status_line()})"), ""
-        client = await self._usable_client(conn)
-        server = conn.spec.name
+        server = session.name
+        try:
+            async with asyncio.timeout(self._call_timeout):  # a restarting server is waited for, within bounds
+                client = await session.client()
+        except TimeoutError:
+            client = None
         if client is None:
             metrics.mcp_failed(name, "unavailable")
-            return ToolResult.failure(f"server {server} unavailable: {conn.reason}", server=server), ""
+            return ToolResult.failure(f"server {server} {session.state}: {session.error}", server=server), ""
         started, failure = time.monotonic(), "cancelled"  # stays "cancelled" when a caller's deadline cuts in
         try:
             async with asyncio.timeout(self._call_timeout):
@@ -248,146 +246,35 @@ class MCPToolbox:
             failure = "tool_error" if raw.is_error else ""
         except TimeoutError:
             failure = "timeout"
-            reason = f"timed out after {self._call_timeout:g}s"
-            self._mark_broken(conn, client, reason)
-            return ToolResult.failure(reason, server=server), ""
+            self._probe(session, client)
+            return ToolResult.failure(f"timed out after {self._call_timeout:g}s", server=server), ""
         except MCPError as exc:
             failure = "mcp_error"
-            if exc.code in _BROKEN_CODES:
-                self._mark_broken(conn, client, _describe(exc, conn.spec))
-            return ToolResult.failure(_describe(exc, conn.spec), server=server), ""
+            if exc.code in _DEAD_CODES:
+                session.broken(client, describe(exc, session.redact))
+            elif exc.code in _PROBE_CODES:
+                self._probe(session, client)
+            return ToolResult.failure(describe(exc, session.redact), server=server), ""
         except Exception as exc:  # a dead transport surfaces as many exception types; none may escape
             failure = "transport"
-            self._mark_broken(conn, client, _describe(exc, conn.spec))
-            return ToolResult.failure(_describe(exc, conn.spec), server=server), ""
+            session.broken(client, describe(exc, session.redact))
+            return ToolResult.failure(describe(exc, session.redact), server=server), ""
         finally:
             metrics.MCP_CALL_SECONDS.labels(tool=name).observe(time.monotonic() - started)
             if failure:
                 metrics.mcp_failed(name, failure)
-        conn.reconnect_pending = False
         full_text, links = content_text(raw)
         text = cap(full_text, self._max_chars)
         urls = extract_urls(full_text, links)
         if raw.is_error:
-            return ToolResult(
-                ok=False, text=text, urls=urls, error=cap(full_text, 500) or "tool error", server=server
-            ), ""
+            error = session.redact(cap(full_text, 500)) or "tool error"
+            return ToolResult(ok=False, text=text, urls=urls, error=error, server=server), ""
         return ToolResult(ok=True, text=text, urls=urls, server=server), full_text
 
-    async def _usable_client(self, conn: _Connection) -> Client | None:
-        """The live client, reconnecting a broken session once; None when the server is unavailable."""
-        async with conn.lock:
-            if conn.state == "ok":
-                return conn.client
-            if conn.state == "broken":
-                if conn.reconnect_pending:
-                    conn.state = "unavailable"
-                    conn.reason = f"failed again after a reconnect: {conn.reason}"
-                else:
-                    log.info("MCP server %s: reconnecting after: %s", conn.spec.name, conn.reason)
-                    await self._connect(conn)
-                    conn.reconnect_pending = conn.state == "ok"
-            return conn.client if conn.state == "ok" else None
-
-    def _mark_broken(self, conn: _Connection, client: Client, reason: str) -> None:
-        if conn.client is not client:
-            return  # a concurrent call already replaced this session
-        log.warning("MCP server %s: session broken: %s", conn.spec.name, reason)
-        if conn.stop is not None:
-            conn.stop.set()  # its holder task closes the transport (and the process) in the background
-        conn.client, conn.stop = None, None
-        if conn.state == "ok":
-            conn.state, conn.reason = "broken", reason
-
-    async def _connect(self, conn: _Connection) -> None:
-        """Open `conn` in a holder task within `connect_timeout`; on failure mark it unavailable."""
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[tuple[Client, dict[str, types.Tool]]] = loop.create_future()
-        stop = asyncio.Event()
-        holder = asyncio.create_task(self._hold(conn.spec, ready, stop), name=f"mcp-server:{conn.spec.name}")
-        self._holders.add(holder)
-        holder.add_done_callback(self._holders.discard)
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                client, tools = await asyncio.shield(ready)
-        except BaseException as exc:
-            stop.set()
-            ready.cancel()  # so the holder's late outcome is dropped, not logged as "never retrieved"
-            holder.cancel()
-            if isinstance(exc, TimeoutError):
-                conn.reason = f"no connection within {self._connect_timeout:g}s"
-            elif isinstance(exc, asyncio.CancelledError):
-                conn.reason = "connect cancelled"
-            else:
-                conn.reason = _describe(exc, conn.spec)
-            conn.state = "unavailable"
-            log.warning("MCP server %s unavailable: %s", conn.spec.name, conn.reason)
-            if not isinstance(exc, Exception):
-                raise
+    def _probe(self, session: ServerSession, client: Client) -> None:
+        """Ping in the background after a timeout: a server that answers keeps its session."""
+        if self._closed:
             return
-        conn.client, conn.tools, conn.stop = client, tools, stop
-        conn.state, conn.reason = "ok", None
-
-    async def _hold(
-        self,
-        spec: ServerSpec,
-        ready: asyncio.Future[tuple[Client, dict[str, types.Tool]]],
-        stop: asyncio.Event,
-    ) -> None:
-        """Own one session for its whole life, so its transport's task groups enter and exit in this one task."""
-        try:
-            async with AsyncExitStack() as stack:
-                client = await stack.enter_async_context(Client(await _transport(spec, stack)))
-                tools = await _list_all_tools(client)
-                if not ready.done():
-                    ready.set_result((client, tools))
-                await stop.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError(_describe(exc)))
-            elif not isinstance(exc, asyncio.CancelledError):
-                log.info("MCP server %s closed: %s", spec.name, _describe(exc, spec))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-
-    async def _stop_holders(self) -> None:
-        for conn in self._connections:
-            if conn.stop is not None:
-                conn.stop.set()
-            conn.client, conn.stop = None, None
-            if conn.state in ("ok", "broken"):
-                conn.state, conn.reason = "unavailable", "closed"
-        holders = set(self._holders)
-        if not holders:
-            return
-        _, pending = await asyncio.wait(holders, timeout=_CLOSE_TIMEOUT)
-        for holder in pending:
-            holder.cancel()
-        if pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT)
-
-
-async def _transport(spec: ServerSpec, stack: AsyncExitStack) -> Any:
-    """What `mcp.Client` connects to for `spec`: stdio parameters, or a streamable HTTP transport with headers."""
-    if spec.transport == "stdio":
-        assert spec.command is not None
-        return StdioServerParameters(command=spec.command, args=list(spec.args), env=dict(spec.env), cwd=spec.cwd)
-    assert spec.url is not None
-    http = await stack.enter_async_context(
-        httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30, read=300))
-    )
-    return streamable_http_client(spec.url, http_client=http)
-
-
-async def _list_all_tools(client: Client) -> dict[str, types.Tool]:
-    tools: dict[str, types.Tool] = {}
-    cursor: str | None = None
-    for _ in range(100):  # list_tools() does not paginate by itself; bound a misbehaving server's cursor loop
-        page = await client.list_tools(cursor=cursor)
-        for tool in page.tools:
-            tools.setdefault(tool.name, tool)
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return tools
+        task = asyncio.create_task(session.probe(client), name=f"mcp-probe:{session.name}")
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)

@@ -1,9 +1,10 @@
-"""MCP server configuration: the `mcpServers` JSON file with `${VAR}` expansion, or Tavily/BrightData defaults."""
+"""MCP server configuration: the `mcpServers` JSON file with `${VAR}` expansion, or the installed Tavily/BrightData."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from agents.config import AgentConfig
 
-# Pinned, as the research notes advise: `npx -y` of an unpinned package runs whatever the registry serves today.
+# Pinned in agents/mcp_servers/package.json (+ package-lock.json) and installed ahead of time with `make mcp`:
+# `npx -y` at run time downloads on the first start (longer than a start-up timeout) and needs the registry.
 TAVILY_PACKAGE = "tavily-mcp@0.2.22"
 BRIGHTDATA_PACKAGE = "@brightdata/mcp@2.11.3"
+SERVERS_DIR = Path(__file__).resolve().parent / "mcp_servers"
+INSTALL_HINT = "run make mcp (npm ci --prefix agents/mcp_servers), or set DNABOT_MCP_SERVERS_DIR to where they are"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STDIO_KEYS = frozenset({"command", "args", "env", "cwd", "type", "transport", "disabled", "description"})
@@ -28,8 +32,22 @@ class MCPConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class MCPOptions:
+    """How the MCP servers are run (from the bot's settings): where they are installed, their start-up timeout,
+    the outside-context budgets, and the environment passed to every stdio server (proxy, CA bundle, …)."""
+
+    servers_dir: str | None = None
+    start_timeout_seconds: float = 30.0
+    sync_budget_seconds: float = 60.0
+    question_budget_seconds: float = 4.0
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class ServerSpec:
-    """One MCP server to connect to: a stdio command or a streamable HTTP URL (secrets are kept out of repr)."""
+    """One MCP server to connect to: a stdio command or a streamable HTTP URL (secrets are kept out of repr).
+
+    `problem` says why it cannot start at all (e.g. not installed): it is then never launched, only reported."""
 
     name: str
     transport: Literal["stdio", "http"]
@@ -39,6 +57,7 @@ class ServerSpec:
     cwd: str | None = None
     url: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    problem: str | None = None
 
     def redact(self, text: str) -> str:
         """`text` with this server's secrets (env and header values, URL query values) replaced by `***`."""
@@ -51,37 +70,56 @@ class ServerSpec:
         return text
 
 
-def load_servers(config: AgentConfig, env: Mapping[str, str]) -> list[ServerSpec]:
+def load_servers(config: AgentConfig, env: Mapping[str, str], options: MCPOptions | None = None) -> list[ServerSpec]:
     """The servers to use: from `config.mcp_config_path` when set, else the defaults for the keys that are set."""
     if config.mcp_config_path:
         return parse_config_file(Path(config.mcp_config_path), env)
-    return default_servers(config)
+    return default_servers(config, options)
 
 
-def default_servers(config: AgentConfig) -> list[ServerSpec]:
-    """Tavily when `tavily_api_key` is set and BrightData when `brightdata_api_token` is set; none without keys."""
+def default_servers(config: AgentConfig, options: MCPOptions | None = None) -> list[ServerSpec]:
+    """Tavily when `tavily_api_key` is set and BrightData when `brightdata_api_token` is set; none without keys.
+
+    Both run with `node` from the installed packages (never `npx`), in the install folder (tavily-mcp loads a
+    `.env` from its working directory: not the bot's). A package that is not installed gives a spec whose
+    `problem` says to run `make mcp`."""
+    root = Path(options.servers_dir) if options and options.servers_dir else SERVERS_DIR
     servers: list[ServerSpec] = []
     if config.tavily_api_key:
-        servers.append(
-            ServerSpec(
-                name="tavily",
-                transport="stdio",
-                command="npx",
-                args=("-y", TAVILY_PACKAGE),
-                env={"TAVILY_API_KEY": config.tavily_api_key},
-            )
-        )
+        servers.append(_installed("tavily", root, "tavily-mcp", {"TAVILY_API_KEY": config.tavily_api_key}))
     if config.brightdata_api_token:
-        servers.append(
-            ServerSpec(
-                name="brightdata",
-                transport="stdio",
-                command="npx",
-                args=("-y", BRIGHTDATA_PACKAGE),
-                env={"API_TOKEN": config.brightdata_api_token},
-            )
-        )
+        # BASE_TIMEOUT (seconds) bounds each of its API requests; axios has none by default.
+        timeout = str(max(1, round(config.mcp_call_timeout_seconds)))
+        env = {"API_TOKEN": config.brightdata_api_token, "BASE_TIMEOUT": timeout}
+        servers.append(_installed("brightdata", root, "@brightdata/mcp", env))
     return servers
+
+
+def installed_bin(root: Path, package: str) -> Path:
+    """The entry script of an installed npm `package` under `root/node_modules` (from its package.json `bin`);
+    raises `MCPConfigError` saying how to install it when it is missing."""
+    manifest = root / "node_modules" / package / "package.json"
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MCPConfigError(f"MCP server {package} is not installed in {root}: {INSTALL_HINT}") from exc
+    entry = document.get("bin")
+    if isinstance(entry, dict):
+        entry = entry.get(package) or next(iter(entry.values()), None)
+    script = (manifest.parent / entry).resolve() if isinstance(entry, str) else None
+    if script is None or not script.is_file():
+        raise MCPConfigError(f"MCP server {package} in {root} has no entry script: {INSTALL_HINT}")
+    return script
+
+
+def _installed(name: str, root: Path, package: str, env: dict[str, str]) -> ServerSpec:
+    try:
+        script = installed_bin(root, package)
+        if shutil.which("node") is None:
+            raise MCPConfigError(f"node is not on PATH: install Node 20+ for MCP server {package}, then {INSTALL_HINT}")
+    except MCPConfigError as exc:
+        return ServerSpec(name=name, transport="stdio", command="node", env=env, problem=str(exc))
+    return ServerSpec(name=name, transport="stdio", command="node", args=(str(script),), env=env, cwd=str(root))
 
 
 def parse_config_file(path: Path, env: Mapping[str, str]) -> list[ServerSpec]:

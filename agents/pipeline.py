@@ -9,6 +9,7 @@ Phase 3 (short transaction): store what phase 2 produced. A slow or failing LLM/
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ class PipelineResult:
     unsnoozed: list[int] = field(default_factory=list)
     mirrored: list[int] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)
+    pipeline_seconds: float = 0.0  # this pass, all phases
+    outside_context_seconds: float = 0.0  # of which waiting on MCP (bounded by the toolbox's budget per sync)
 
     @property
     def touched(self) -> list[int]:
@@ -60,6 +63,8 @@ class PipelineResult:
             "unsnoozed": self.unsnoozed,
             "mirrored": self.mirrored,
             "degraded": self.degraded,
+            "pipeline_seconds": self.pipeline_seconds,
+            "outside_context_seconds": self.outside_context_seconds,
         }
 
 
@@ -148,8 +153,12 @@ async def process_run(
     now: datetime | None = None,
 ) -> PipelineResult:
     """Turn one sync run's changes into incidents; safe to run twice on the same run (fingerprints)."""
+    began = time.perf_counter()
     with logctx.bind(sync_id=run_id):
-        return await _process_run(engine, run_id, config, llm=llm, toolbox=toolbox, now=now)
+        result = await _process_run(engine, run_id, config, llm=llm, toolbox=toolbox, now=now)
+    result.pipeline_seconds = round(time.perf_counter() - began, 3)
+    result.outside_context_seconds = round(result.outside_context_seconds, 3)
+    return result
 
 
 async def _process_run(
@@ -362,7 +371,10 @@ async def _phase_words(
         web: list[Evidence] = []
         if toolbox is not None:
             for query in item.queries[:2]:
-                for hit in await toolbox.search(query):
+                asked = time.perf_counter()
+                hits = await toolbox.search(query)
+                result.outside_context_seconds += time.perf_counter() - asked
+                for hit in hits:
                     web.append(
                         Evidence(
                             "web",

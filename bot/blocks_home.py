@@ -156,6 +156,20 @@ def _leader(lease: LeaseView | None, now: datetime) -> str:
     return f"{code(lease.holder)}\n(renewed {ago(elapsed(now, lease.renewed_at))} ago)"
 
 
+def _mcp(servers: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per MCP server: up (with its tool count), starting, or down with why."""
+    lines = []
+    for name, state in sorted(servers.items())[:8]:
+        what = str(state.get("state") or "unknown")
+        if what == "up" and state.get("tools") is not None:
+            tools = state["tools"]
+            what += f" ({len(tools) if isinstance(tools, list | tuple) else tools} tools)"
+        elif what == "down" and state.get("error"):
+            what += f": {clip(str(state['error']), 120)}"
+        lines.append(f"{code(name)} {esc(what)}")
+    return join_capped(lines, 1900, max_lines=8)
+
+
 def render_status(
     freshness: FreshnessView | None,
     *,
@@ -163,9 +177,11 @@ def render_status(
     stale_after: float,
     outbox: OutboxStats | None = None,
     leader: LeaseView | None = None,
+    mcp: Mapping[str, Mapping[str, Any]] | None = None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Sync health: freshness, the last good sync and its lag, failures since, open incidents, outbox, leader."""
+    """Sync health: freshness, the last good sync and its lag, failures since, open incidents, outbox, leader, and
+    the outside-context (MCP) servers."""
     blocks = [header(":satellite_antenna: DNA Bot status"), section(summary(freshness, stale_after))]
     fields = [f"*Last good sync*\n{_last_good(freshness)}", f"*Open incidents*\n{_open_counts(open_by_severity)}"]
     if freshness is not None and freshness.last_run is not None:
@@ -174,6 +190,8 @@ def render_status(
     if outbox is not None:
         fields.append(f"*Outbox*\n{_outbox(outbox)}")
     fields.append(f"*Scheduler leader*\n{_leader(leader, now)}")
+    if mcp:
+        fields.append(f"*Outside context (MCP)*\n{_mcp(mcp)}")
     blocks.append(section(fields=fields))
     failures = freshness.recent_failures if freshness is not None else ()
     if failures:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -37,6 +38,7 @@ class StatusView:
     open_by_severity: dict[str, int]
     outbox: OutboxStats
     leader: LeaseView | None
+    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)  # outside-context servers: state, last error
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -88,7 +90,21 @@ def status(settings: Settings, now: datetime | None = None) -> StatusView | None
         counts = Counter(i.severity for i in incidents.open_incidents(session))
         depth = outbox.stats(session, now)
         leader = coordination.lease_of(session, coordination.SCHEDULER_LEASE)
-    return StatusView(_clean(view, secrets_of(settings)), dict(counts), depth, leader)
+    return StatusView(_clean(view, secrets_of(settings)), dict(counts), depth, leader, mcp_health(settings))
+
+
+def mcp_health(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each MCP server's state in this process, its error texts scrubbed of every secret."""
+    from agents import mcp_runtime  # late: the agents are not needed to read the store
+
+    secrets = secrets_of(settings)
+    out = {}
+    for name, state in mcp_runtime.health().items():
+        state = dict(state)
+        if state.get("error"):
+            state["error"] = clip(scrub(str(state["error"]), secrets), 200)
+        out[name] = state
+    return out
 
 
 def answer_note(settings: Settings) -> str | None:

@@ -20,12 +20,11 @@ from agents import pipeline
 from agents import why as why_agent
 from agents.config import AgentConfig
 from agents.llm import LLMClient
-from agents.mcp_config import load_servers
 from agents.pipeline import PipelineResult
 from agents.why import WhyAnswer
 from agents.why_tools import StoreWhyTools
 from bot import metrics
-from bot.settings import Settings, agent_config, process_env
+from bot.settings import Settings, agent_config, mcp_options, process_env
 from storage import db, graph, incidents, store
 from storage.errors import DnaBotError, OMConfigError
 from storage.incident_views import IncidentDetailView, IncidentView
@@ -95,14 +94,19 @@ async def sync(
         lineage_sweep_seconds=settings.lineage_sweep_seconds,
         sync_interval_seconds=settings.sync_interval_seconds,
         lineage_sweep_min=settings.lineage_sweep_min,
+        lineage_search_cost=settings.lineage_search_cost,
     )
     async with client_for(settings) as client:
         result = await run_sync(engine, client, options, progress=progress)
     metrics.observe_sync(result)
     if result.ok and incidents:
+        began = time.perf_counter()
         async with _pipeline_turn(engine):
             await _catch_up(settings, engine, result.run_id)
             result.incidents = (await process_incidents(settings, engine, result.run_id)).to_dict()
+        # the reported duration is the whole run: the sync, then the pipeline (outside_context_seconds of it on MCP)
+        result.incidents["pipeline_seconds"] = round(time.perf_counter() - began, 3)
+        result.duration_seconds = round(result.duration_seconds + result.incidents["pipeline_seconds"], 3)
     return result
 
 
@@ -142,11 +146,8 @@ async def process_incidents(settings: Settings, engine: Engine, run_id: int) -> 
     """Observer → analyst → fixer → explainer on one run, with the LLM and MCP tools when configured."""
     config = agent_config(settings)
     llm = LLMClient.from_config(config.llm)
-    servers = load_servers(config, process_env())
-    if not servers:
-        return await pipeline.process_run(engine, run_id, config, llm=llm)
-    async with _toolbox(config, servers) as toolbox:
-        return await pipeline.process_run(engine, run_id, config, llm=llm, toolbox=toolbox)
+    toolbox = _toolbox(settings, config, "sync")
+    return await pipeline.process_run(engine, run_id, config, llm=llm, toolbox=toolbox)
 
 
 async def why(settings: Settings, text: str, question: str | None) -> WhyAnswer:
@@ -161,23 +162,18 @@ async def why(settings: Settings, text: str, question: str | None) -> WhyAnswer:
         fqn = tools.resolve(text)
         question = question or f"Why did {fqn} break?"
     llm = LLMClient.from_config(config.llm)
-    servers = load_servers(config, process_env())
-    if llm is None or not servers:
-        return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, config=config)
-    async with _toolbox(config, servers) as toolbox:
-        return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, mcp=toolbox, config=config)
+    toolbox = _toolbox(settings, config, "question") if llm is not None else None
+    return await why_agent.answer(question, fqn=fqn, tools=tools, llm=llm, mcp=toolbox, config=config)
 
 
-def _toolbox(config: AgentConfig, servers: list[Any]) -> Any:
-    from agents.mcp import MCPToolbox  # the MCP SDK is loaded only when servers are configured
+def _toolbox(settings: Settings, config: AgentConfig, per: str) -> Any:
+    """A handle on the process's long-lived MCP sessions (None without servers), within the sync's or the
+    question's outside-context budget."""
+    from agents import mcp_runtime  # the MCP SDK itself is loaded only when servers are configured
 
-    return MCPToolbox(
-        servers,
-        allowed_tools=config.mcp_allowed_tools,
-        call_timeout=config.mcp_call_timeout_seconds,
-        connect_timeout=config.mcp_call_timeout_seconds,
-        max_chars=config.web_text_max_chars,
-    )
+    options = mcp_options(settings)
+    budget = options.sync_budget_seconds if per == "sync" else options.question_budget_seconds
+    return mcp_runtime.toolbox_for(config, process_env(), options, budget_seconds=budget, per=per)
 
 
 def incidents_list(settings: Settings, which: str) -> list[IncidentView]:

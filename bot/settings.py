@@ -6,10 +6,11 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.config import AgentConfig, LLMConfig
+from agents.mcp_config import MCPOptions
 
 
 class Settings(BaseSettings):
@@ -28,6 +29,8 @@ class Settings(BaseSettings):
     # 1.x records no event for a lineage edit: each sync re-reads a slice, so all lineage is re-read in this window
     lineage_sweep_seconds: float = Field(default=3600, ge=0, validation_alias="DNABOT_LINEAGE_SWEEP_SECONDS")
     lineage_sweep_min: int = Field(default=200, ge=0, validation_alias="DNABOT_LINEAGE_SWEEP_MIN")
+    # 1.7+: one search document costs this many per-entity lineage reads (0: always search; negative: never)
+    lineage_search_cost: float = Field(default=0.6, validation_alias="DNABOT_LINEAGE_SEARCH_COST")
     trust_drop_threshold: int = Field(default=15, ge=1, le=100, validation_alias="DNABOT_TRUST_DROP_THRESHOLD")
     incident_window_days: int = Field(default=30, ge=1, le=365, validation_alias="DNABOT_INCIDENT_WINDOW_DAYS")
     group_window_hours: float = Field(default=24.0, gt=0, le=24 * 30, validation_alias="DNABOT_GROUP_WINDOW_HOURS")
@@ -42,6 +45,26 @@ class Settings(BaseSettings):
     tavily_api_key: SecretStr | None = Field(default=None, validation_alias="TAVILY_API_KEY")
     brightdata_api_token: SecretStr | None = Field(default=None, validation_alias="BRIGHTDATA_API_TOKEN")
     mcp_timeout_seconds: float = Field(default=15.0, gt=0, le=120, validation_alias="DNABOT_MCP_TIMEOUT_SECONDS")
+    # The MCP servers are installed ahead of time (`make mcp`) and started once per process (agents.mcp_runtime).
+    mcp_servers_dir: str | None = Field(default=None, validation_alias="DNABOT_MCP_SERVERS_DIR")
+    mcp_start_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, validation_alias="DNABOT_MCP_START_TIMEOUT_SECONDS"
+    )
+    # The most time one sync (its incident pipeline) or one question waits on outside context, all calls together
+    mcp_sync_budget_seconds: float = Field(
+        default=60.0, ge=0, le=3600, validation_alias="DNABOT_MCP_SYNC_BUDGET_SECONDS"
+    )
+    mcp_question_budget_seconds: float = Field(
+        default=4.0, ge=0, le=600, validation_alias="DNABOT_MCP_QUESTION_BUDGET_SECONDS"
+    )
+    # Passed on to every stdio MCP server (the MCP client passes only HOME, PATH, … by itself), with any further
+    # variables named in DNABOT_MCP_PASS_ENV (commas).
+    https_proxy: str | None = Field(default=None, validation_alias=AliasChoices("HTTPS_PROXY", "https_proxy"))
+    http_proxy: str | None = Field(default=None, validation_alias=AliasChoices("HTTP_PROXY", "http_proxy"))
+    no_proxy: str | None = Field(default=None, validation_alias=AliasChoices("NO_PROXY", "no_proxy"))
+    node_extra_ca_certs: str | None = Field(default=None, validation_alias="NODE_EXTRA_CA_CERTS")
+    ssl_cert_file: str | None = Field(default=None, validation_alias="SSL_CERT_FILE")
+    mcp_pass_env: str = Field(default="", validation_alias="DNABOT_MCP_PASS_ENV")
 
     # Slack: SLACK_BOT_TOKEN plus SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode).
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
@@ -100,6 +123,28 @@ def agent_config(settings: Settings) -> AgentConfig:
         tavily_api_key=_secret(settings.tavily_api_key),
         brightdata_api_token=_secret(settings.brightdata_api_token),
         mcp_call_timeout_seconds=settings.mcp_timeout_seconds,
+    )
+
+
+def mcp_options(settings: Settings, env: dict[str, str] | None = None) -> MCPOptions:
+    """How the MCP servers run: install folder, start-up timeout, budgets, and the environment passed on to them
+    (proxy and CA variables, then those named in DNABOT_MCP_PASS_ENV, read from `env` or the process)."""
+    passed = {
+        "HTTPS_PROXY": settings.https_proxy,
+        "HTTP_PROXY": settings.http_proxy,
+        "NO_PROXY": settings.no_proxy,
+        "NODE_EXTRA_CA_CERTS": settings.node_extra_ca_certs,
+        "SSL_CERT_FILE": settings.ssl_cert_file,
+    }
+    source = process_env() if env is None else env
+    for name in filter(None, (n.strip() for n in settings.mcp_pass_env.split(","))):
+        passed[name] = source.get(name)
+    return MCPOptions(
+        servers_dir=settings.mcp_servers_dir,
+        start_timeout_seconds=settings.mcp_start_timeout_seconds,
+        sync_budget_seconds=settings.mcp_sync_budget_seconds,
+        question_budget_seconds=settings.mcp_question_budget_seconds,
+        env={name: value for name, value in passed.items() if value},
     )
 
 

@@ -95,6 +95,7 @@ def _status(settings: Settings, args: list[str], user: str) -> Reply:
             stale_after=settings.stale_after,
             outbox=health.outbox,
             leader=health.leader,
+            mcp=health.mcp,
             now=now,
         )
     return Reply(blocks, "DNA Bot status")

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from agents.config import AgentConfig
-from agents.mcp import MCPConfigError, MCPToolbox, ServerSpec, load_servers
+from agents.mcp import MCPConfigError, MCPOptions, MCPToolbox, ServerSpec, load_servers
+from agents.mcp_config import BRIGHTDATA_PACKAGE, SERVERS_DIR, TAVILY_PACKAGE
 from agents.mcp_results import extract_urls, parse_web_results
 from tests.fakes.mcp_servers import INJECTION, PAGES, read_events, stdio_spec
 from tests.fakes.mcp_servers import mcp_http_server as mcp_http_server  # a fixture
@@ -36,12 +37,16 @@ def toolbox(*servers: ServerSpec, call_timeout: float = 5.0, **kwargs: Any) -> M
 
 @pytest.fixture(autouse=True)
 def no_server_left_behind() -> Iterator[None]:
-    """Every test must leave no fake server process running once its toolbox is closed."""
+    """Every test must leave no server process it started running once its toolbox is closed (processes of the
+    shared, process-wide sessions that an earlier test in this worker left are not this test's)."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
     deadline = time.monotonic() + 5
-    while (children := psutil.Process().children(recursive=True)) and time.monotonic() < deadline:
+    while (left := [p for p in psutil.Process().children(recursive=True) if p.pid not in before]) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.02)
-    assert children == [], f"MCP server processes left behind: {children}"
+    assert left == [], f"MCP server processes left behind: {left}"
 
 
 @pytest.fixture
@@ -94,16 +99,43 @@ def test_config_file_expands_variables_from_the_env_it_is_given(tmp_path: Path, 
         load_servers(write_config(tmp_path, {"mcpServers": {"x": {"command": "${FROM_OS_ONLY}"}}}), {})
 
 
-def test_without_a_file_the_keys_that_are_set_choose_tavily_and_brightdata() -> None:
+def test_without_a_file_the_keys_that_are_set_choose_the_installed_tavily_and_brightdata() -> None:
     both = load_servers(AgentConfig(tavily_api_key="tvly-1", brightdata_api_token="bd-2"), {})
-    assert [(s.name, s.command, s.env) for s in both] == [
-        ("tavily", "npx", {"TAVILY_API_KEY": "tvly-1"}),
-        ("brightdata", "npx", {"API_TOKEN": "bd-2"}),
-    ]
-    assert both[0].args[0] == "-y" and both[0].args[1].startswith("tavily-mcp")
-    assert both[1].args[1].startswith("@brightdata/mcp")
+    assert [(s.name, s.command, s.env, s.problem) for s in both] == [
+        ("tavily", "node", {"TAVILY_API_KEY": "tvly-1"}, None),
+        ("brightdata", "node", {"API_TOKEN": "bd-2", "BASE_TIMEOUT": "15"}, None),
+    ]  # never npx: nothing is downloaded at run time
+    installed = SERVERS_DIR / "node_modules"
+    assert both[0].args == (str(installed / "tavily-mcp" / "build" / "index.js"),)
+    assert both[1].args == (str(installed / "@brightdata" / "mcp" / "server.js"),)
+    assert both[0].cwd == str(SERVERS_DIR)  # tavily-mcp loads a .env from its cwd: not the bot's
     assert [s.name for s in load_servers(AgentConfig(brightdata_api_token="bd-2"), {})] == ["brightdata"]
     assert load_servers(AgentConfig(), {"TAVILY_API_KEY": "ignored: keys come from the config"}) == []
+
+
+def test_the_lockfile_pins_exactly_the_versions_the_bot_was_checked_against() -> None:
+    manifest = json.loads((SERVERS_DIR / "package.json").read_text())
+    lock = json.loads((SERVERS_DIR / "package-lock.json").read_text())
+    pins = {name: f"{name}@{version}" for name, version in manifest["dependencies"].items()}
+    assert pins == {"tavily-mcp": TAVILY_PACKAGE, "@brightdata/mcp": BRIGHTDATA_PACKAGE}  # exact, no ^ or ~
+    for name, pinned in pins.items():
+        assert f"{name}@{lock['packages'][f'node_modules/{name}']['version']}" == pinned
+    assert (SERVERS_DIR / ".gitignore").read_text().split() == ["node_modules/"]
+
+
+def test_servers_that_are_not_installed_say_to_run_make_mcp_and_are_never_launched(tmp_path: Path) -> None:
+    options = MCPOptions(servers_dir=str(tmp_path))
+    [tavily] = load_servers(AgentConfig(tavily_api_key="tvly-1"), {}, options)
+    assert tavily.problem is not None and "tavily-mcp is not installed" in tavily.problem
+    assert "make mcp" in tavily.problem and str(tmp_path) in tavily.problem
+
+    async def scenario() -> tuple[Any, ...]:
+        async with toolbox(tavily) as tb:
+            return await tb.call("tavily_search", {"query": "x"}), tb.health()["tavily"]
+
+    call, health = run(scenario())
+    assert not call.ok and "make mcp" in (call.error or "")
+    assert health["state"] == "down" and "make mcp" in health["error"] and health["restarts"] == 0
 
 
 @pytest.mark.parametrize(
@@ -162,7 +194,7 @@ def test_stdio_tavily_search_returns_results_with_urls(record: Path) -> None:
     assert "renamed column STATUS to ORDER_STATUS" in hits[0].snippet
     assert hits[0].source_tool == "tavily_search" and degraded is None
     assert extract.ok and extract.server == "tavily" and extract.urls == (RELEASE_NOTES,)
-    assert status == {"tavily": "ok"}
+    assert status == {"tavily": "up"}
 
 
 def test_streamable_http_brightdata_search_and_scrape(mcp_http_server: HttpServer) -> None:
@@ -216,39 +248,65 @@ def test_first_calls_may_race_and_connect_lazily_without_a_with_block(record: Pa
     assert len(read_events(record, "start")) == 1
 
 
-def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(record: Path) -> None:
+def test_a_server_that_never_answers_is_down_after_the_start_up_timeout(record: Path) -> None:
     mute = ServerSpec("mute", "stdio", command=sys.executable, args=("-c", "import sys; sys.stdin.read()"))
 
     async def scenario() -> tuple[Any, ...]:
         async with toolbox(mute, stdio_spec("tavily", "tavily", record), connect_timeout=1.5) as tb:
-            return tb.status(), await tb.call("tavily_search", {"query": "status"})
+            return tb.status(), tb.health()["mute"], await tb.call("tavily_search", {"query": "status"})
 
-    status, searched = run(scenario())
-    assert status == {"mute": "unavailable: no connection within 1.5s", "tavily": "ok"}
+    status, mute_health, searched = run(scenario())
+    assert status == {"mute": "down: did not start within 1.5s", "tavily": "up"}
+    assert mute_health["retry_in_seconds"] is not None  # it is tried again, after a backoff
     assert searched.ok
 
 
-def test_a_crashing_server_fails_its_calls_and_the_other_server_still_works(record: Path) -> None:
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `check` on the loop until it holds (no sleeps to wait for things: a deadline)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_crashing_server_is_restarted_with_backoff_and_the_other_server_still_works(record: Path) -> None:
     async def scenario() -> tuple[Any, ...]:
         servers = stdio_spec("crashy", "crash", record), stdio_spec("brightdata", "brightdata")
-        async with toolbox(*servers) as tb:
+        async with toolbox(*servers, backoff_seconds=0.3) as tb:
             first = await tb.call("tavily_search", {"query": "status"})
-            status_after_crash = tb.status()["crashy"]
+            after_crash = tb.health()["crashy"]
             other = await tb.call("search_engine", {"query": "status"})
-            again = await tb.call("tavily_search", {"query": "status"})  # reconnects once, crashes again
+            again = await tb.call("tavily_search", {"query": "status"})  # down, backing off: fails at once
             hits = await tb.search("status")  # falls back to search_engine
-            return first, status_after_crash, other, again, hits, tb.last_degraded, tb.status()
+            degraded = tb.last_degraded
+            await until(lambda: tb.health()["crashy"]["state"] == "up")  # restarted after the backoff
+            return first, after_crash, other, again, hits, degraded, tb.health()
 
-    first, status_after_crash, other, again, hits, degraded, status = run(scenario())
+    first, after_crash, other, again, hits, degraded, health = run(scenario())
     assert not first.ok and first.server == "crashy" and "Connection closed" in (first.error or "")
-    assert status_after_crash.startswith("unavailable: ") and "reconnects on the next call" in status_after_crash
+    assert after_crash["state"] in ("down", "starting") and after_crash["error"]
     assert other.ok and other.server == "brightdata"
-    assert not again.ok
+    assert not again.ok and "server crashy down" in (again.error or "")
     assert [h.source_tool for h in hits] == ["search_engine", "search_engine"]
     assert degraded is not None and "tavily_search failed" in degraded and "used search_engine" in degraded
-    assert status["brightdata"] == "ok"
-    assert status["crashy"].startswith("unavailable: failed again after a reconnect")
+    assert health["brightdata"]["state"] == "up" and health["brightdata"]["restarts"] == 0
+    assert health["crashy"]["state"] == "up" and health["crashy"]["restarts"] == 1
     assert len(read_events(record, "start")) == 2
+
+
+def test_a_server_that_keeps_dying_backs_off_longer_each_time(record: Path) -> None:
+    dying = ServerSpec("dying", "stdio", command=sys.executable, args=("-c", "raise SystemExit(3)"))
+
+    async def scenario() -> list[float]:
+        async with toolbox(dying, backoff_seconds=0.2, backoff_max_seconds=0.8) as tb:
+            waits: list[float] = []
+            while len(waits) < 4:
+                await until(lambda: tb.health()["dying"]["restarts"] > len(waits))
+                waits.append(tb.health()["dying"]["retry_in_seconds"] or 0.0)
+            return waits
+
+    waits = run(scenario())
+    assert waits == sorted(waits) and waits[-1] <= 0.8 and waits[0] <= 0.2
 
 
 def test_a_hanging_tool_times_out_and_the_toolbox_stays_usable(record: Path) -> None:
@@ -264,8 +322,8 @@ def test_a_hanging_tool_times_out_and_the_toolbox_stays_usable(record: Path) -> 
     assert not hung.ok and hung.error == "timed out after 1s"
     assert 0.9 <= waited < 3.0
     assert recovered.ok and recovered.urls == (FORUM,)
-    assert status == {"slow": "ok"}
-    assert len(read_events(record, "start")) == 2
+    assert status == {"slow": "up"}
+    assert len(read_events(record, "start")) == 1  # it still answered a ping: the same session and process
 
 
 def test_injected_instructions_are_only_data(mcp_http_server: HttpServer, record: Path) -> None:
@@ -311,8 +369,8 @@ def test_search_degrades_to_nothing_when_every_server_is_down(tmp_path: Path) ->
     assert hits == [] and tools == []
     assert degraded is not None and degraded.startswith("no web search tool available")
     assert not call.ok and "no available server provides 'tavily_search'" in (call.error or "")
-    assert status["missing"].startswith("unavailable: FileNotFoundError")
-    assert status["gone"].startswith("unavailable: ")
+    assert status["missing"].startswith("down: FileNotFoundError")
+    assert status["gone"].startswith("down: ")
 
 
 def test_no_servers_means_no_search_and_says_why() -> None:
