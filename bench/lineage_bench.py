@@ -60,23 +60,7 @@ SEARCH_ALWAYS = {"lineage_search_cost": 0}
 
 def start_simulator(size: int) -> tuple[subprocess.Popen[bytes], str]:
     """`dnabot simulator --catalog synthetic:N` as OpenMetadata `VERSION` in a child process, once it answers."""
-    port = benchlib.free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = ["--catalog", f"synthetic:{size}", "--port", str(port), "--token", TOKEN, "--om-version", VERSION]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "simulator", *args], cwd=ROOT, stderr=err)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/api/v1/system/version", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        proc.kill()
-        proc.wait()
-        err.seek(0)
-        raise SystemExit(f"simulator did not start: {err.read().decode()[-1500:]}")
+    return benchlib.start_simulator(size, TOKEN, VERSION, root=ROOT)
 
 
 def client(url: str) -> OpenMetadataClient:

@@ -70,25 +70,7 @@ def simulator_has_versions() -> bool:
 
 
 def start_simulator(size: int, version: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = benchlib.free_port()
-    args = ["--catalog", f"synthetic:{size}", "--port", str(port), "--token", TOKEN]
-    args += ["--om-version", version] if version else []
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as err:  # read only when it fails to start
-        cmd = [sys.executable, "-m", "bot.cli", "simulator", *args]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{url}/api/v1/system/version", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        proc.kill()
-        proc.wait()
-        err.seek(0)
-        raise SystemExit(f"simulator did not start: {err.read().decode()[-1500:]}")
+    return benchlib.start_simulator(size, TOKEN, version, root=ROOT, timeout=120)
 
 
 async def floor(url: str) -> tuple[float, int]:

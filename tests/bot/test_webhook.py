@@ -231,18 +231,23 @@ def test_a_lock_busy_for_too_long_leaves_the_requests_for_later(hook):
     assert len(hook.calls) >= 2 and hook.pending() == [("table", STG_ORDERS)]
 
 
-def test_an_openmetadata_change_reaches_the_store_through_the_webhook(bot_env, db_url, om_demo):
-    settings = bot_env(DATABASE_URL=db_url, OPENMETADATA_WEBHOOK_SECRET=SECRET)
-    first = asyncio.run(services.sync(settings))
-    assert first.ok and first.mode == "full"
-    engine = make_engine(db_url)
+def syncing_worker(settings, engine: sa.Engine) -> tuple[TargetedSyncWorker, list[SyncResult]]:
+    """A started worker whose runs are real targeted syncs, and the results they gave."""
     results: list[SyncResult] = []
 
     def run(targets: list[tuple[str, str]]) -> bool:
         results.append(asyncio.run(services.sync(settings, targets=targets)))
         return results[-1].ok
 
-    worker = TargetedSyncWorker(engine, run).start()
+    return TargetedSyncWorker(engine, run).start(), results
+
+
+def test_an_openmetadata_change_reaches_the_store_through_the_webhook(bot_env, db_url, om_demo):
+    settings = bot_env(DATABASE_URL=db_url, OPENMETADATA_WEBHOOK_SECRET=SECRET)
+    first = asyncio.run(services.sync(settings))
+    assert first.ok and first.mode == "full"
+    engine = make_engine(db_url)
+    worker, results = syncing_worker(settings, engine)
     handle = serve(settings, worker)
     try:
         om_demo.subscribe_webhook(handle.url, SECRET)
@@ -272,13 +277,7 @@ def test_on_2_0_a_removed_lineage_edge_reaches_the_store_through_the_webhook(bot
     settings = bot_env(DATABASE_URL=db_url, OPENMETADATA_WEBHOOK_SECRET=SECRET)
     assert asyncio.run(services.sync(settings)).ok
     engine = make_engine(db_url)
-    results: list[SyncResult] = []
-
-    def run(targets: list[tuple[str, str]]) -> bool:
-        results.append(asyncio.run(services.sync(settings, targets=targets)))
-        return results[-1].ok
-
-    worker = TargetedSyncWorker(engine, run).start()
+    worker, results = syncing_worker(settings, engine)
     handle = serve(settings, worker)
     try:
         om_demo.subscribe_webhook(handle.url, SECRET)
