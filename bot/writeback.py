@@ -27,7 +27,7 @@ from bot.settings import Settings
 from storage import db, incidents, outbox
 from storage.errors import DnaBotError, OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.incident_views import IncidentView
-from storage.om_client import IncidentWrite
+from storage.om_quality import IncidentWrite
 from storage.outbox import OutboxRow
 from storage.people import user_for_email
 

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 from storage import om_versions
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.fqn import url_segment
-from storage.om_http import ClientStats, OMHttp, QueryParams, Sleep
-from storage.om_lineage import LineageEdge, parse_lineage
+from storage.om_http import ClientStats, OMHttp, QueryParams, Sleep, split_page
+from storage.om_lineage import LineageEdge, parse_lineage, parse_search_lineage
 from storage.om_models import (
     ENTITY_COLLECTIONS,
     ChangeEvent,
@@ -30,12 +30,10 @@ from storage.om_models import (
     OMTeam,
     OMUser,
     ServerVersion,
-    TestCase,
-    TestCaseResolutionStatus,
-    TestCaseResult,
 )
+from storage.om_quality import QualityMixin
 
-__all__ = ["IncidentWrite", "LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
+__all__ = ["LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ class LineageFailure:
     error: str
 
 
-class OpenMetadataClient:
+class OpenMetadataClient(QualityMixin):
     """One keep-alive session to an OpenMetadata server: `async with OpenMetadataClient(url, tok) as om:`."""
 
     def __init__(
@@ -271,181 +269,10 @@ class OpenMetadataClient:
         Raises as every read does: `OMNotFound` before 1.7, `OMUnavailable` while search is down (a 500).
         """
         path = "v1/lineage/getPlatformLineage"
-        body = await self._http.get_json(path, {"view": "all"})
-        nodes = body.get("nodes") if isinstance(body, dict) else None
-        raw_edges = (body.get("upstreamEdges") or {}) if isinstance(body, dict) else None
-        if not isinstance(nodes, dict) or not isinstance(raw_edges, dict):
-            raise OpenMetadataError(f"OpenMetadata answered GET /{path} without `nodes` and `upstreamEdges` maps")
-
-        def ref(raw: Any, entity_type: str = "type", default: str | None = None) -> dict[str, Any] | None:
-            """A search reference as an EntityReference keyed by type and FQN (what `parse_lineage` joins on)."""
-            if not isinstance(raw, dict):
-                return None
-            fqn = raw.get("fullyQualifiedName") or raw.get("fqn")
-            etype = raw.get(entity_type) or raw.get("type") or default
-            if not isinstance(fqn, str) or not isinstance(etype, str) or not fqn or not etype:
-                return None
-            return {"id": f"{etype}:{fqn}", "type": etype, "fullyQualifiedName": fqn, "name": raw.get("name")}
-
-        documents: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for key, node in nodes.items():
-            own = ref(node.get("entity") if isinstance(node, dict) else None, "entityType")
-            if own is not None and own["fullyQualifiedName"] == key:
-                documents[key] = (own, [], [])
-        unproven: set[str] = {key for key in nodes if key not in documents}
-        for doc_id, raw in raw_edges.items():
-            to = ref(raw.get("toEntity")) if isinstance(raw, dict) else None
-            if to is None or to["fullyQualifiedName"] not in documents:
-                continue
-            frm = ref(raw.get("fromEntity"))
-            _, refs, edges = documents[to["fullyQualifiedName"]]
-            if frm is None or (raw.get("columns") is not None and not isinstance(raw.get("columns"), list)):
-                unproven.add(to["fullyQualifiedName"])
-                self._skip(MalformedItem("lineage", to["fullyQualifiedName"], f"search edge {doc_id}: unusable"))
-                continue
-            details: dict[str, Any] = {"columnsLineage": raw.get("columns") or [], "sqlQuery": raw.get("sqlQuery")}
-            details["source"] = raw.get("source")
-            if raw.get("pipeline"):  # the whole pipeline (or stored procedure) document
-                details["pipeline"] = ref(raw["pipeline"], "entityType", raw.get("pipelineEntityType") or "pipeline")
-            refs.append(frm)
-            edges.append({"fromEntity": frm["id"], "toEntity": to["id"], "lineageDetails": details})
-        out: dict[str, list[LineageEdge]] = {}
-        for fqn, (own, refs, edges) in documents.items():
-            if fqn in unproven:
-                continue
-            parsed, problems = parse_lineage({"entity": own, "nodes": refs, "upstreamEdges": edges})
-            if problems:
-                self._skip(MalformedItem("lineage", fqn, f"search edge {problems[0].ref}: {problems[0].error}"))
-                continue
-            out[fqn] = parsed
-        return out
-
-    # ---- data quality ---------------------------------------------------------------------------------
-    async def iter_test_cases(self, table_fqn: str | None = None) -> AsyncIterator[TestCase]:
-        """Every non-deleted test case (or one table's, its columns' included) with its latest result and open
-        incident id; malformed ones skipped."""
-        fields = (await self.version_profile()).fields("testCase")
-        params: dict[str, Any] = {"fields": fields, "include": INCLUDE, "limit": self.page_size}
-        if table_fqn is not None:
-            params |= {"entityLink": f"<#E::table::{table_fqn}>", "includeAllTests": "true"}
-        async for case in self._iter_cursor("v1/dataQuality/testCases", params, TestCase, "testCase"):
-            yield case
-
-    async def test_case_results(self, fqn: str, start_ts: int, end_ts: int) -> list[TestCaseResult]:
-        """The results of one test case between two epoch-ms timestamps."""
-        path = f"v1/dataQuality/testCases/testCaseResults/{url_segment(fqn)}"
-        params = {"startTs": start_ts, "endTs": end_ts}
-        return [r async for r in self._iter_cursor(path, params, TestCaseResult, "testCaseResult")]
-
-    async def incident_statuses(
-        self, start_ts: int, end_ts: int, latest: bool = True, *, test_fqn: str | None = None
-    ) -> list[TestCaseResolutionStatus]:
-        """Incident (test case resolution) statuses in a window; `latest` keeps one row per `stateId`.
-
-        The list pages with an opaque cursor: the first page sends no `offset`, and each answer's `paging.after`
-        goes back unchanged as the next `offset` (a plain number is a 400 on a real server).
-        """
-        path = "v1/dataQuality/testCases/testCaseIncidentStatus"
-        params: dict[str, Any] = {"startTs": start_ts, "endTs": end_ts, "latest": latest, "limit": self.page_size}
-        if test_fqn is not None:
-            params["testCaseFQN"] = test_fqn
-        out: list[TestCaseResolutionStatus] = []
-        seen_cursors: set[str] = set()
-        while True:
-            data, paging = _page(await self._http.get_json(path, params), path)
-            out.extend(s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw)))
-            after = paging.get("after")
-            if not data or not isinstance(after, str) or not after:
-                return out
-            if after in seen_cursors:
-                raise OpenMetadataError(f"OpenMetadata repeated a paging cursor on GET /{path}")
-            seen_cursors.add(after)
-            params["offset"] = after
-
-    async def incident_history(self, state_id: str) -> list[TestCaseResolutionStatus]:
-        """Every status of one incident (`stateId`), oldest first."""
-        path = f"v1/dataQuality/testCases/testCaseIncidentStatus/stateId/{url_segment(state_id)}"
-        data, _ = _page(await self._http.get_json(path), path)
-        rows = [s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw))]
-        return sorted(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0))
-
-    async def current_incident(self, test_fqn: str) -> TestCaseResolutionStatus | None:
-        """The newest status of the test case's latest incident, or None when it never had one."""
-        path = f"v1/dataQuality/testCases/name/{url_segment(test_fqn)}"
-        body = await self._http.get_json(path, {"fields": "incidentId", "include": INCLUDE})
-        state_id = body.get("incidentId") if isinstance(body, dict) else None
-        if isinstance(state_id, str) and state_id:
-            history = await self.incident_history(state_id)
-            if history:
-                return history[-1]
-        # resolved incidents may no longer be linked from the test case: look for its newest status
-        now_ms = _now_ms()
-        rows = await self.incident_statuses(now_ms - 90 * 86_400_000, now_ms + 86_400_000, test_fqn=test_fqn)
-        return max(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0), default=None)
-
-    async def user_ref(self, name: str) -> dict[str, Any] | None:
-        """The full EntityReference of the OpenMetadata user `name` (`GET /v1/users/name/{name}`), None if unknown.
-
-        Released servers resolve an assignee or `resolvedBy` by its `id`; a name alone is refused."""
-        try:
-            body = await self._http.get_json(f"v1/users/name/{url_segment(name)}")
-        except OMNotFound:
-            return None
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-            raise OpenMetadataError(f"OpenMetadata answered GET /v1/users/name/{name} without a user id")
-        ref = {"id": body["id"], "type": "user", "name": body.get("name") or name}
-        ref["fullyQualifiedName"] = body.get("fullyQualifiedName") or ref["name"]
-        return ref
-
-    async def post_incident_status(
-        self,
-        test_fqn: str,
-        status: str,
-        *,
-        assignee: str | None = None,
-        reason: str | None = None,
-        comment: str | None = None,
-        severity: str | None = None,
-        resolved_by: str | None = None,
-    ) -> IncidentWrite:
-        """Add an Ack / Assigned / Resolved status to the open incident of test case `test_fqn`, when it makes sense.
-
-        The current state is read first: on OpenMetadata an Ack or Assigned after Resolved opens a NEW incident,
-        so nothing is written when the incident is already resolved there (or already in that state). People are
-        sent as full user references (looked up by name). `reason` is ours (fixed, false_positive, duplicate,
-        other) or already an OM failure reason.
-        """
-        if status not in INCIDENT_WRITE_STATES:
-            raise ValueError(f"incident status must be one of {', '.join(INCIDENT_WRITE_STATES)}, not {status!r}")
-        current = await self.current_incident(test_fqn)
-        skip = _skip_reason(current, status, assignee)
-        if skip is not None:
-            return IncidentWrite(None, current, skip)
-        assignee_ref = resolver_ref = None
-        if status == "Assigned":
-            assignee_ref = await self.user_ref(assignee or "")
-            if assignee_ref is None:
-                raise OMNotFound(f"OpenMetadata has no user {assignee!r} to assign the incident to", status=404)
-        if status == "Resolved" and resolved_by:
-            resolver_ref = await self.user_ref(resolved_by)  # unknown: OpenMetadata records the bot
-        body = incident_status_body(
-            test_fqn,
-            status,
-            assignee=assignee_ref,
-            reason=reason,
-            comment=comment,
-            severity=severity,
-            resolved_by=resolver_ref,
-        )
-        path = "v1/dataQuality/testCases/testCaseIncidentStatus"
-        answer = await self._http.post_json(path, body)
-        try:
-            written = TestCaseResolutionStatus.model_validate(answer)
-        except ValidationError:
-            raise OpenMetadataError(
-                f"OpenMetadata answered POST /{path} without an incident status", url=self.base_url + path
-            ) from None
-        return IncidentWrite(written, current, None)
+        by_document, problems = parse_search_lineage(await self._http.get_json(path, {"view": "all"}), path)
+        for fqn, error in problems:
+            self._skip(MalformedItem("lineage", fqn, error))
+        return by_document
 
     # ---- people ---------------------------------------------------------------------------------------
     async def iter_users(self) -> AsyncIterator[OMUser]:
@@ -480,7 +307,7 @@ class OpenMetadataClient:
         # a container's deletion takes its children with it (one event for the root): ask for those too
         params["entityDeleted"] = ",".join(dict.fromkeys([*entity_types, *CONTAINER_TYPES]))
         params["timestamp"] = timestamp_ms
-        data, _ = _page(await self._http.get_json("v1/events", params), "v1/events")
+        data, _ = split_page(await self._http.get_json("v1/events", params), "v1/events")
         seen = set(exclude_ids)
         events: list[ChangeEvent] = []
         for raw in data:
@@ -513,7 +340,7 @@ class OpenMetadataClient:
         out: list[ChangeEvent] = []
         seen_cursors: set[str] = set()
         while True:
-            data, paging = _page(await self._http.get_json(path, params), path)
+            data, paging = split_page(await self._http.get_json(path, params), path)
             for raw in data:
                 event = self._parse(ChangeEvent, "auditLog", audit_change_event(raw))
                 if event is not None:
@@ -535,7 +362,7 @@ class OpenMetadataClient:
         seen_cursors: set[str] = set()
         while True:
             query = dict(params) if after is None else {**params, "after": after}
-            data, paging = _page(await self._http.get_json(path, query), path)
+            data, paging = split_page(await self._http.get_json(path, query), path)
             for raw in data:
                 item = self._parse(model, kind, raw)
                 if item is not None:
@@ -563,87 +390,6 @@ class OpenMetadataClient:
     def _skip(self, item: MalformedItem) -> None:
         self.malformed.append(item)
         log.warning("skipped a malformed %s from OpenMetadata (%s): %s", item.entity_type, item.fqn_or_id, item.error)
-
-
-INCIDENT_WRITE_STATES = ("Ack", "Assigned", "Resolved")
-FAILURE_REASONS = ("FalsePositive", "MissingData", "Duplicates", "OutOfBounds", "Other")
-REASON_TO_OM = {"fixed": "Other", "false_positive": "FalsePositive", "duplicate": "Duplicates", "other": "Other"}
-
-
-def failure_reason(reason: str | None) -> str:
-    """Our resolve reason as an OpenMetadata `testCaseFailureReason` (unknown or absent → `Other`)."""
-    if reason in FAILURE_REASONS:
-        return reason
-    return REASON_TO_OM.get((reason or "").strip().lower(), "Other")
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentWrite:
-    """What a write-back did: the status written, or why nothing was (`skipped`), and the state it found."""
-
-    written: TestCaseResolutionStatus | None
-    found: TestCaseResolutionStatus | None
-    skipped: str | None
-
-    @property
-    def already(self) -> bool:
-        """OpenMetadata already shows what was asked (nothing worth telling anyone)."""
-        return bool(self.skipped) and self.skipped.startswith(ALREADY)
-
-
-ALREADY = "OpenMetadata already shows this"
-
-
-def _skip_reason(current: TestCaseResolutionStatus | None, status: str, assignee: str | None) -> str | None:
-    """Why writing `status` over `current` would be wrong (None when it should be written)."""
-    if current is None:
-        return "OpenMetadata has no incident for this test case"
-    state = current.testCaseResolutionStatusType
-    if state == "Resolved":
-        if status == "Resolved":
-            return f"{ALREADY}: resolved"
-        return f"the incident is already resolved in OpenMetadata; {status} would open a new incident there"
-    if status == state == "Ack":
-        return f"{ALREADY}: acknowledged"
-    if status == state == "Assigned":
-        details = current.testCaseResolutionStatusDetails or {}
-        who = details.get("assignee") if isinstance(details, dict) else None
-        if isinstance(who, dict) and assignee and assignee in (who.get("name"), who.get("fullyQualifiedName")):
-            return f"{ALREADY}: assigned to {assignee}"
-    if status == "Ack" and state == "Assigned":
-        return "the incident is already assigned in OpenMetadata (an Ack would move it back)"
-    return None
-
-
-def incident_status_body(
-    test_fqn: str,
-    status: str,
-    *,
-    assignee: dict[str, Any] | None = None,
-    reason: str | None = None,
-    comment: str | None = None,
-    severity: str | None = None,
-    resolved_by: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The `CreateTestCaseResolutionStatus` body of one Ack / Assigned / Resolved status (people as full refs)."""
-    if status not in INCIDENT_WRITE_STATES:
-        raise ValueError(f"incident status must be one of {', '.join(INCIDENT_WRITE_STATES)}, not {status!r}")
-    body: dict[str, Any] = {"testCaseResolutionStatusType": status, "testCaseReference": test_fqn}
-    if status == "Assigned":
-        if not assignee or not assignee.get("id"):
-            raise ValueError("an Assigned status needs the assignee's user reference (with its id)")
-        body["testCaseResolutionStatusDetails"] = {"assignee": assignee}
-    elif status == "Resolved":
-        details: dict[str, Any] = {
-            "testCaseFailureReason": failure_reason(reason),
-            "testCaseFailureComment": comment or "",
-        }
-        if resolved_by:
-            details["resolvedBy"] = resolved_by
-        body["testCaseResolutionStatusDetails"] = details
-    if severity:
-        body["severity"] = severity
-    return body
 
 
 def event_entity(event: ChangeEvent | dict[str, Any]) -> dict[str, Any] | None:
@@ -704,14 +450,6 @@ def _collection(entity_type: str) -> tuple[str, type[EntityBase]]:
 
 def _depth(value: int) -> int:
     return max(0, min(MAX_LINEAGE_DEPTH, int(value)))
-
-
-def _page(body: Any, path: str) -> tuple[list[Any], dict[str, Any]]:
-    """Split a list answer into its `data` and `paging`; anything else is a protocol error."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise OpenMetadataError(f"OpenMetadata answered GET /{path} without a `data` list")
-    paging = body.get("paging")
-    return body["data"], paging if isinstance(paging, dict) else {}
 
 
 def _ref_of(raw: Any) -> str | None:

@@ -260,3 +260,11 @@ class OMHttp:
             body = None
         text = str(body["message"]) if isinstance(body, dict) and body.get("message") else response.text.strip()
         return self.redact(text[:300]) if text else None
+
+
+def split_page(body: Any, path: str) -> tuple[list[Any], dict[str, Any]]:
+    """Split a list answer into its `data` and `paging`; anything else is a protocol error."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise OpenMetadataError(f"OpenMetadata answered GET /{path} without a `data` list")
+    paging = body.get("paging")
+    return body["data"], paging if isinstance(paging, dict) else {}

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from storage.errors import OpenMetadataError
 from storage.om_models import Edge, EntityRef
 
 ColumnPair = tuple[tuple[str, ...], str]  # (fromColumns FQNs, toColumn FQN)
@@ -124,3 +125,57 @@ def _with_columns(edge: LineageEdge, columns: dict[str, set[str]]) -> LineageEdg
         for to_col, from_cols in sorted(columns.items())
     )
     return replace(edge, columns=pairs)
+
+
+def parse_search_lineage(body: Any, path: str) -> tuple[dict[str, list[LineageEdge]], list[tuple[str, str]]]:
+    """A search-backed whole-graph answer (`getPlatformLineage`: `nodes` by FQN, `upstreamEdges` by doc id) as each
+    covered document's upstream edges, resolved exactly as `parse_lineage` resolves a per-entity read; plus the
+    (FQN, problem) of each document left out because one of its edges could not be resolved."""
+    problems: list[tuple[str, str]] = []
+    nodes = body.get("nodes") if isinstance(body, dict) else None
+    raw_edges = (body.get("upstreamEdges") or {}) if isinstance(body, dict) else None
+    if not isinstance(nodes, dict) or not isinstance(raw_edges, dict):
+        raise OpenMetadataError(f"OpenMetadata answered GET /{path} without `nodes` and `upstreamEdges` maps")
+
+    def ref(raw: Any, entity_type: str = "type", default: str | None = None) -> dict[str, Any] | None:
+        """A search reference as an EntityReference keyed by type and FQN (what `parse_lineage` joins on)."""
+        if not isinstance(raw, dict):
+            return None
+        fqn = raw.get("fullyQualifiedName") or raw.get("fqn")
+        etype = raw.get(entity_type) or raw.get("type") or default
+        if not isinstance(fqn, str) or not isinstance(etype, str) or not fqn or not etype:
+            return None
+        return {"id": f"{etype}:{fqn}", "type": etype, "fullyQualifiedName": fqn, "name": raw.get("name")}
+
+    documents: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for key, node in nodes.items():
+        own = ref(node.get("entity") if isinstance(node, dict) else None, "entityType")
+        if own is not None and own["fullyQualifiedName"] == key:
+            documents[key] = (own, [], [])
+    unproven: set[str] = {key for key in nodes if key not in documents}
+    for doc_id, raw in raw_edges.items():
+        to = ref(raw.get("toEntity")) if isinstance(raw, dict) else None
+        if to is None or to["fullyQualifiedName"] not in documents:
+            continue
+        frm = ref(raw.get("fromEntity"))
+        _, refs, edges = documents[to["fullyQualifiedName"]]
+        if frm is None or (raw.get("columns") is not None and not isinstance(raw.get("columns"), list)):
+            unproven.add(to["fullyQualifiedName"])
+            problems.append((to["fullyQualifiedName"], f"search edge {doc_id}: unusable"))
+            continue
+        details: dict[str, Any] = {"columnsLineage": raw.get("columns") or [], "sqlQuery": raw.get("sqlQuery")}
+        details["source"] = raw.get("source")
+        if raw.get("pipeline"):  # the whole pipeline (or stored procedure) document
+            details["pipeline"] = ref(raw["pipeline"], "entityType", raw.get("pipelineEntityType") or "pipeline")
+        refs.append(frm)
+        edges.append({"fromEntity": frm["id"], "toEntity": to["id"], "lineageDetails": details})
+    out: dict[str, list[LineageEdge]] = {}
+    for fqn, (own, refs, edges) in documents.items():
+        if fqn in unproven:
+            continue
+        parsed, found = parse_lineage({"entity": own, "nodes": refs, "upstreamEdges": edges})
+        if found:
+            problems.append((fqn, f"search edge {found[0].ref}: {found[0].error}"))
+            continue
+        out[fqn] = parsed
+    return out, problems

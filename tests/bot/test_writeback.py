@@ -10,7 +10,8 @@ import pytest
 
 from bot import services, writeback
 from bot.settings import Settings
-from storage.om_client import OpenMetadataClient, failure_reason, incident_status_body
+from storage.om_client import OpenMetadataClient
+from storage.om_quality import failure_reason, incident_status_body
 from tests.fakes.omserver import PROFILE_VERSIONS
 
 STG_CUSTOMERS = "warehouse.shop.staging.stg_customers"
