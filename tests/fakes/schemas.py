@@ -23,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from storage.om_versions import Profile, profile_for
+from storage.simulator.cascade import CONTAINER_COLLECTIONS
 from storage.simulator.fields import view_for
 from tests.conftest import SCHEMA_DIR
 
@@ -67,12 +68,7 @@ COLLECTION_KINDS = {
     "topics": "topic",
     "users": "user",
     "teams": "team",
-    "databases": "database",
-    "databaseSchemas": "databaseSchema",
-    "services/databaseServices": "databaseService",
-    "services/dashboardServices": "dashboardService",
-    "services/pipelineServices": "pipelineService",
-    "services/messagingServices": "messagingService",
+    **CONTAINER_COLLECTIONS,  # databases, schemas and services: the simulator's own table
 }
 
 
