@@ -5,7 +5,8 @@ never doubles lines). Every record that reaches the handler gets the ids bound w
 (sync_id, incident_id, replica, request_id) and has each configured secret replaced by "***": in its message
 and arguments as the record is made (a log record factory, so other handlers such as uvicorn's or a test's
 never see them either), again in a handler filter, then once more in the finished line, which also covers
-tracebacks.
+tracebacks. No line is longer than 2 kB (`LINE_BYTES`): messages are cut as the record is made, and the finished
+line (or each line of a traceback) once more. Bolt's and slack_sdk's loggers write WARNING and up only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from storage.errors import DnaBotError
 MASK = "***"
 MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words all over the logs
 NOISY = ("httpx", "httpx2", "httpcore")  # a line per HTTP request at INFO: kept for DEBUG only
+# Bolt logs a refused request's whole body at INFO (an unauthenticated way to fill the disk): WARNING and up only
+BOLT = ("slack_bolt", "slack_sdk", "dnabot.slack.bolt")
+LINE_BYTES = 2048  # no line written is longer, whatever a request or an error carried
+MESSAGE_BYTES = 1536  # a record's message, leaving room on its line for the time, level, logger and ids
+TRUNCATED = " …[truncated]"
 _MARK = "_dnabot_handler"
 
 
@@ -82,8 +88,29 @@ def redact_record(record: logging.LogRecord, redact: Redactor) -> None:
         record.msg, record.args = clean, None
 
 
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, ending with a marker when it was cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: max(limit - len(TRUNCATED.encode()), 0)].decode("utf-8", "ignore") + TRUNCATED
+
+
+def cap_record(record: logging.LogRecord, limit: int = MESSAGE_BYTES) -> None:
+    """Cut the record's message to `limit` bytes (it then carries the finished text, no args)."""
+    if isinstance(record.msg, str) and not record.args and len(record.msg) * 4 <= limit:
+        return  # short enough whatever its characters: no need to encode it
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: let the handler report it as logging always does
+        return
+    short = truncate(message, limit)
+    if short != message:
+        record.msg, record.args = short, None
+
+
 class RedactFilter(logging.Filter):
-    """Masks the secrets in a record's message and arguments."""
+    """Masks the secrets in a record's message and arguments, and caps its length."""
 
     def __init__(self, redact: Redactor) -> None:
         super().__init__()
@@ -91,11 +118,13 @@ class RedactFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         redact_record(record, self.redact)
+        cap_record(record)
         return True
 
 
 class _RedactingFactory:
-    """A log record factory that masks secrets as each record is made, before any handler sees it."""
+    """A log record factory that masks secrets and caps the message as each record is made, before any handler
+    sees it."""
 
     def __init__(self, base: Callable[..., logging.LogRecord], redact: Redactor) -> None:
         self.base = base
@@ -104,6 +133,7 @@ class _RedactingFactory:
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.base(*args, **kwargs)
         redact_record(record, self.redact)
+        cap_record(record)
         return record
 
 
@@ -150,7 +180,7 @@ class TextFormatter(logging.Formatter):
         if ids:
             head, sep, tail = line.partition("\n")  # the ids go on the message line, before any traceback
             line = f"{head} [{ids}]{sep}{tail}"
-        return self.redact(line)
+        return "\n".join(truncate(part, LINE_BYTES) for part in self.redact(line).split("\n"))
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -170,6 +200,18 @@ class JsonLineFormatter(JsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))
+
+    def serialize_log_record(self, log_data: dict[str, Any]) -> str:
+        """The JSON line, its longest text fields (message, traceback, an extra) cut until it fits LINE_BYTES."""
+        line = super().serialize_log_record(log_data)
+        while len(line.encode()) > LINE_BYTES:
+            texts = [(len(v), k) for k, v in log_data.items() if isinstance(v, str) and len(v) > len(TRUNCATED)]
+            if not texts:
+                return truncate(line, LINE_BYTES)  # no text left to cut (a huge non-text extra): not JSON, but short
+            size, key = max(texts)
+            log_data[key] = log_data[key][: max(size // 2 - len(TRUNCATED), 0)] + TRUNCATED
+            line = super().serialize_log_record(log_data)
+        return line
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
@@ -193,6 +235,6 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
-    for name in NOISY:
+    for name in (*NOISY, *BOLT):
         logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else max(level, logging.WARNING))
     return handler

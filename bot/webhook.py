@@ -31,14 +31,17 @@ from bot import metrics
 from bot.settings import Settings
 from storage import coordination
 from storage.db import SyncAlreadyRunning, session_factory
+from storage.models import FQN_LENGTH
 from storage.om_models import ChangeEvent
 from storage.sync_events import event_targets
 
 log = logging.getLogger(__name__)
 
 PATH = "/openmetadata/webhook"
-MAX_BODY_BYTES = 1_000_000
+MAX_BODY_BYTES = 1_048_576  # 1 MiB, on every route (bot/http.py BodyLimit)
 SIGNATURE_HEADER = "x-om-signature"
+MAX_EVENT_ID = 200
+MAX_TYPE_CHARS = 64  # sync_requests.entity_type
 SOURCE = "openmetadata"
 
 Targets = list[tuple[str, str]]
@@ -85,6 +88,16 @@ class Accepted:
         }
 
 
+def _targets(event: ChangeEvent) -> Targets:
+    """What the event asks to re-sync, leaving out what no column can hold; nothing for an entity that fails to
+    parse (a signed event may still carry junk: it is counted as ignored, never a 500)."""
+    try:
+        targets = event_targets(event)
+    except (ValueError, TypeError, RecursionError):
+        return []
+    return [(kind, fqn) for kind, fqn in targets if len(kind) <= MAX_TYPE_CHARS and len(fqn) <= FQN_LENGTH]
+
+
 def record_events(engine: Engine, items: Iterable[Any], *, ttl_seconds: float, now: datetime | None = None) -> Accepted:
     """Dedup each event by id and store a sync request for what it names, in one transaction."""
     now = now or datetime.now(UTC)
@@ -93,7 +106,10 @@ def record_events(engine: Engine, items: Iterable[Any], *, ttl_seconds: float, n
         for item in items:
             try:
                 event = ChangeEvent.model_validate(item)
-            except ValidationError:
+            except (ValidationError, RecursionError):
+                ignored += 1
+                continue
+            if len(event.id) > MAX_EVENT_ID:  # no real event id is that long (the dedup key has 255 characters)
                 ignored += 1
                 continue
             if not coordination.first_delivery(
@@ -102,7 +118,7 @@ def record_events(engine: Engine, items: Iterable[Any], *, ttl_seconds: float, n
                 duplicates += 1
                 continue
             events += 1
-            targets = event_targets(event)
+            targets = _targets(event)
             if not targets:
                 ignored += 1
                 continue
@@ -153,7 +169,7 @@ def webhook_endpoint(
             return _refuse("bad_signature", 401, "missing or bad X-OM-Signature")
         try:
             items = events_of(json.loads(body))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
             items = None
         if items is None:
             return _refuse("bad_request", 400, "expected a ChangeEvent JSON object or a list of them")

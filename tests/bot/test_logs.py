@@ -174,3 +174,50 @@ def test_bound_ids_follow_tasks_started_inside_and_end_with_the_block() -> None:
 def test_an_unknown_log_level_is_refused_with_its_name(logs) -> None:
     with pytest.raises(Exception, match="DNABOT_LOG_LEVEL='chatty'"):
         logs(DNABOT_LOG_LEVEL="chatty")
+
+
+@pytest.fixture
+def bolt_levels() -> Iterator[None]:
+    names = ("slack_bolt", "slack_sdk", "dnabot.slack.bolt", "slack_bolt.RequestVerification")
+    saved = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_bolt_and_slack_sdk_write_warnings_only_even_at_info(logs, bolt_levels) -> None:
+    """Bolt logs a refused request's whole body at INFO: anyone could fill the disk with unsigned POSTs."""
+    out = logs(DNABOT_LOG_FORMAT="text", DNABOT_LOG_LEVEL="info")
+
+    logging.getLogger("slack_bolt.RequestVerification").info("Invalid request signature detected (body: junk)")
+    logging.getLogger("dnabot.slack.bolt").info("bolt app chatter")
+    logging.getLogger("slack_sdk.web.base_client").info("sdk chatter")
+    logging.getLogger("dnabot.slack.bolt").warning("Unhandled request")
+    log.info("ours")
+
+    written = out.getvalue()
+    assert "Unhandled request" in written and "ours" in written
+    assert "junk" not in written and "chatter" not in written
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_line_is_over_2_kb_whatever_a_message_argument_extra_or_traceback_carries(logs, fmt) -> None:
+    out = logs(DNABOT_LOG_FORMAT=fmt)
+
+    log.warning("body: %s", "é" * 5000)
+    log.warning("x" * 100_000, extra={"request": "r" * 10_000})
+    try:
+        raise ValueError("\u2603" * 3000)
+    except ValueError:
+        log.exception("refused %s", "q" * 3000)
+
+    lines = out.getvalue().splitlines()
+    assert lines and all(len(line.encode()) <= 2048 for line in lines), [len(line.encode()) for line in lines]
+    assert "[truncated]" in out.getvalue()
+    if fmt == "json":
+        records = [json.loads(line) for line in lines]
+        assert len(records) == 3 and records[0]["message"].startswith("body: éé")
+        assert "ValueError" in records[2]["exc_info"]
+    else:
+        assert lines[0].endswith("…[truncated]") and "body: éé" in lines[0]
+        assert any(line.startswith("ValueError: ☃☃") for line in lines)

@@ -179,6 +179,30 @@ def test_malformed_and_oversized_bodies(hook):
     assert hook.pending() == [] and hook.inbound() == 0
 
 
+def test_signed_json_nested_200k_deep_is_a_400_not_a_500(hook):
+    for opener in ("[", '{"data":'):
+        response = hook.post(None, raw=(opener * (200_000 // len(opener))).encode())
+        assert response.status_code == 400, f"{opener!r} * 200k: HTTP {response.status_code}"
+    assert hook.pending() == [] and hook.inbound() == 0
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        change_event(id="i" * 5000),
+        change_event(fqn="warehouse.shop." + "f" * 5000),
+        change_event(entityType="lineage", entity="[" * 200_000),
+        change_event(entityType="lineage", entity=json.dumps({"edge": json.loads("[" * 900 + "]" * 900)})),
+    ],
+    ids=["id-longer-than-its-column", "fqn-longer-than-its-column", "entity-nested-200k-deep", "odd-edge"],
+)
+def test_a_signed_event_no_store_could_hold_is_ignored_not_a_500(hook, event):
+    response = hook.post(event)
+    assert response.status_code == 200, f"HTTP {response.status_code}: {response.text[:200]}"
+    assert response.json()["ignored"] == 1 and response.json()["requests"] == 0
+    assert hook.pending() == []
+
+
 def test_without_a_secret_the_webhook_refuses_everything(bot_env, db_url):
     settings = bot_env(DATABASE_URL=db_url, OPENMETADATA_WEBHOOK_SECRET="")
     engine = make_engine(db_url)
