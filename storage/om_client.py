@@ -33,7 +33,7 @@ from storage.om_models import (
 )
 from storage.om_quality import QualityMixin
 
-__all__ = ["LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
+__all__ = ["LineageAnswer", "LineageEdge", "LineageFailure", "MalformedItem", "OpenMetadataClient", "event_entity"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ CONTAINER_TYPES = (
 )
 INCLUDE = "non-deleted"
 MAX_LINEAGE_DEPTH = 3
+LINEAGE_LISTS = ("nodes", "upstreamEdges", "downstreamEdges")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,14 @@ class LineageFailure:
     entity_type: str
     fqn: str
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineageAnswer:
+    """One entity's lineage as answered: the usable edges, and how many of the answer's edges were skipped."""
+
+    edges: list[LineageEdge]
+    skipped: int = 0
 
 
 class OpenMetadataClient(QualityMixin):
@@ -211,16 +220,23 @@ class OpenMetadataClient(QualityMixin):
 
         Edges whose UUIDs cannot be resolved are skipped and recorded in `malformed` under the entity's FQN.
         """
+        return (await self.lineage_answer(entity_type, fqn, upstream, downstream)).edges
+
+    async def lineage_answer(self, entity_type: str, fqn: str, upstream: int = 1, downstream: int = 1) -> LineageAnswer:
+        """`lineage`, saying also how many edges of the answer were skipped (so it is not the whole truth)."""
         params = {"upstreamDepth": _depth(upstream), "downstreamDepth": _depth(downstream)}
         path = f"v1/lineage/{entity_type}/name/{url_segment(fqn)}"
         body = await self._http.get_json(path, params)
         if not isinstance(body, dict) or not isinstance(body.get("entity"), dict):
             # an unusable answer must not read as "no edges": the caller would drop the entity's lineage
             raise OpenMetadataError(f"OpenMetadata answered GET /{path} without a lineage `entity`")
+        wrong = [k for k in LINEAGE_LISTS if body.get(k) is not None and not isinstance(body.get(k), list)]
+        if wrong:
+            raise OpenMetadataError(f"OpenMetadata answered GET /{path} with `{wrong[0]}` not a list")
         edges, problems = parse_lineage(body)
         for problem in problems:
             self._skip(MalformedItem("lineage", fqn, f"edge {problem.ref}: {problem.error}"))
-        return edges
+        return LineageAnswer(edges, skipped=len(problems))
 
     async def lineage_many(
         self,

@@ -8,16 +8,18 @@ import marshal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage import dna, trust
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.om_client import CONTAINER_TYPES, OpenMetadataClient
+from storage.om_lineage import LineageEdge
 from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
 from storage.sync_events import children_of, plan_events, test_target
 from storage.sync_lineage import LineageSearch, lineage_changes
+from storage.sync_lineage_read import CLEAN, GONE, PARTIAL, EdgeState, LineageReader, report_unknown
 
 log = logging.getLogger(__name__)
 
@@ -29,40 +31,6 @@ EVENT_TYPES = ("table", "dashboard", "chart", "dashboardDataModel", "pipeline", 
 # A small look-back on the events cursor: the feed is inclusive and duplicates are harmless (idempotent refetch).
 EVENTS_OVERLAP_MS = 1000
 MAX_HANDLED_IDS = 2000  # more in one second: the rest are simply re-read (harmless)
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeState:
-    """One lineage edge as the sync keeps it in memory (columns: ((from column FQNs), to column FQN) pairs)."""
-
-    from_fqn: str
-    from_type: str
-    to_fqn: str
-    to_type: str
-    pipeline_fqn: str | None
-    columns: tuple[tuple[tuple[str, ...], str], ...]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.from_fqn, self.to_fqn)
-
-    @classmethod
-    def of(cls, edge: Any) -> EdgeState:
-        """Copy an edge-like object (the client's `LineageEdge` or a stored edge view)."""
-        columns = edge.columns
-        if columns and isinstance(columns[0], dict):  # stored JSON form
-            columns = tuple((tuple(c["from"]), c["to"]) for c in columns)
-        return cls(
-            sys.intern(edge.from_fqn),
-            edge.from_type,
-            sys.intern(edge.to_fqn),
-            edge.to_type,
-            edge.pipeline_fqn,
-            tuple(sorted((tuple(f), t) for f, t in columns)),
-        )
-
-    def columns_json(self) -> list[dict[str, Any]]:
-        return [{"from": list(f), "to": t} for f, t in self.columns]
 
 
 @dataclass(slots=True)
@@ -90,7 +58,8 @@ class Fetched:
     om_version: str
     entities: dict[str, FetchedEntity] = field(default_factory=dict)
     edges: dict[tuple[str, str], EdgeState] = field(default_factory=dict)
-    lineage_scope: set[str] = field(default_factory=set)  # entities whose edges were re-read
+    lineage_scope: set[str] = field(default_factory=set)  # entities whose edges were re-read (a clean 200)
+    lineage_unknown: dict[str, str] = field(default_factory=dict)  # FQN → why its lineage is unknown: edges kept
     tests_by_entity: dict[str, list[TestCase]] = field(default_factory=dict)
     incidents: dict[str, TestCaseResolutionStatus] = field(default_factory=dict)
     pipeline_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -158,6 +127,7 @@ class Fetcher:
         self._queued = 0
         self._lineage_done = 0
         self._lineage_only: set[str] = set()
+        self.reader = LineageReader(client)
 
     async def context(self, fetched: Fetched) -> None:
         """Test cases, open incidents and pipelines (with their last runs): small, re-read on every run."""
@@ -230,35 +200,38 @@ class Fetcher:
     async def _lineage_worker(self, fetched: Fetched) -> None:
         while (item := await self._queue.get()) is not None:
             entity_type, fqn = item
-            try:
-                edges = await self.client.lineage(entity_type, fqn)
-            except OMNotFound:
-                if fqn in self._lineage_only:
-                    continue  # a lineage-only re-read: a 404 proves nothing about its edges; keep them
-                edges = []  # gone since it was listed: no edges
-            except (OMAuthError, OMUnavailable):
-                raise
-            except OpenMetadataError as exc:  # one entity's lineage is unusable: keep its last good state
-                fetched.malformed.append({"kind": "lineage", "item": fqn, "error": str(exc)[:300]})
-                fetched.unknown.add(fqn)
+            confirm = fqn in fetched.entities and fqn not in self._lineage_only  # re-read: a 404 may mean gone
+            read = await self.reader.read(entity_type, fqn, confirm_gone=confirm)
+            if read.status == GONE:  # deleted since it was listed or read: the deletion logic takes it
                 fetched.entities.pop(fqn, None)
-                continue
-            self._finish(fetched, fqn, edges)
+                fetched.gone.add(fqn)
+            elif read.status == CLEAN:
+                self._finish(fetched, fqn, read.edges)
+            else:  # unknown, or partial: its stored edges stay; a re-read entity gets them back when written
+                fetched.lineage_unknown[fqn] = read.reason or "unknown"
+                if read.reason == "unusable":
+                    fetched.malformed.append({"kind": "lineage", "item": fqn, "error": (read.error or "")[:300]})
+                if read.status == PARTIAL:
+                    self._keep_edges(fetched, read.edges)
             self._lineage_done += 1
             if self._lineage_done % 200 == 0:
                 self.progress("lineage", self._lineage_done, self._queued)
 
-    def _finish(self, fetched: Fetched, fqn: str, edges: list[Any]) -> None:
-        """An entity's lineage is in: record its edges, finish its genes, keep them only if they changed."""
-        fetched.lineage_scope.add(fqn)
-        up, down = [], []
+    def _keep_edges(self, fetched: Fetched, edges: Iterable[LineageEdge]) -> list[EdgeState]:
+        """Record edges read this run (one shared `EdgeState` per edge, whichever end read it)."""
+        out = []
         for edge in edges:
             state = fetched.edges.get((edge.from_fqn, edge.to_fqn)) or EdgeState.of(edge)
             fetched.edges[state.key] = state
-            if state.to_fqn == fqn:
-                up.append(state)
-            if state.from_fqn == fqn:
-                down.append(state)
+            out.append(state)
+        return out
+
+    def _finish(self, fetched: Fetched, fqn: str, edges: Iterable[LineageEdge]) -> None:
+        """An entity's lineage is in: record its edges, finish its genes, keep them only if they changed."""
+        fetched.lineage_scope.add(fqn)
+        states = self._keep_edges(fetched, edges)
+        up = [s for s in states if s.to_fqn == fqn]
+        down = [s for s in states if s.from_fqn == fqn]
         fe = fetched.entities.get(fqn)
         if fe is None or fe.partial_genes is None:
             return
@@ -277,12 +250,14 @@ class Fetcher:
             for _ in workers:
                 self._queue.put_nowait(None)
             await asyncio.gather(*workers)
+            self.reader.check_outage()
         except BaseException:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         self.progress("lineage", self._lineage_done, self._queued)
+        report_unknown(fetched.lineage_unknown)
 
     def collect_malformed(self, fetched: Fetched) -> None:
         for item in self.client.malformed:

@@ -25,7 +25,10 @@ Routes (bearer auth as for OM; FQNs and column names percent-encoded as one path
 
 A fault spec: `{"path_regex"?, "method"?, "status"?, "times"?, "delay_seconds"?, "retry_after"?, "message"?}`
 (matching OM requests get `status` after the delay, `times` times, 429 + `Retry-After` when only
-`retry_after` is given), or `{"malformed": FQN}` to serve that entity with a broken shape.
+`retry_after` is given), or `{"malformed": FQN}` to serve that entity with a broken shape. `"lineage_of": FQN or
+[FQNs]` narrows a fault to `GET /v1/lineage/{type}/name/{fqn}` of those entities (a 404 then says what OM says,
+`<type> instance for <fqn> not found`); `"body"` (JSON, or a string sent as is) is served instead of the real
+answer, with `status` (default 200): a wrong-shaped or unparsable 200.
 
 A delete with `recursive` or `hardDelete`, or of a `database`, `databaseSchema` or service, is the cascade of
 `DELETE /api/v1/{collection}/{id}`: children removed with the root, one ChangeEvent for the root only.

@@ -63,13 +63,16 @@ class Simulator:
             if request.headers.get("authorization") != self._auth:
                 return error_response(401, "Not Authorized! Token not present or invalid")
             return await admin.handle(self, request, segments[1:])
-        fault = self.faults.match(method, path)
+        fault = self.faults.match(method, path, segments)
         if fault is not None:
             if fault.delay_seconds:
                 await asyncio.sleep(fault.delay_seconds)
+            if fault.body is not None:  # what a broken proxy or cache might hand back instead of the answer
+                raw = fault.body if isinstance(fault.body, str) else dumps(fault.body)
+                return Response(raw.encode(), fault.status or 200, media_type=JSON)
             if fault.status is not None:
                 headers = {"Retry-After": _retry_after(fault.retry_after)} if fault.retry_after is not None else {}
-                return error_response(fault.status, fault.message or f"Injected fault {fault.id}", headers)
+                return error_response(fault.status, fault.message_for(segments), headers)
         if path != "/api/v1/system/version" and request.headers.get("authorization") != self._auth:
             return error_response(401, "Not Authorized! Token not present or invalid")
         body: Any = None

@@ -447,6 +447,31 @@ def test_injected_errors_retry_after_delay_and_malformed_entities(om_sample: OMS
     assert om_sample.violations == []
 
 
+def test_lineage_faults_hit_only_the_chosen_entities_and_answer_as_openmetadata(om_sample: OMServer) -> None:
+    """`lineage_of` narrows a fault to those entities' lineage reads; `body` serves a 200 that is not the answer."""
+    other = f"{SHOP}.dim_customer"
+    lineage = f"/api/v1/lineage/table/name/{seg(DIM_ADDRESS)}"
+    om_sample.admin("POST", "/admin/faults", {"lineage_of": [DIM_ADDRESS], "status": 404, "times": 1})
+    missing = om_sample.http.get(lineage)
+    assert missing.status_code == 404 and missing.headers["WWW-Authenticate"] == "om-auth"
+    assert missing.json() == {"code": 404, "message": f"table instance for {DIM_ADDRESS} not found"}
+    assert om_sample.http.get(lineage).status_code == 200  # used up
+    om_sample.admin("POST", "/admin/faults", {"lineage_of": DIM_ADDRESS, "status": 500})
+    assert om_sample.http.get(lineage).json()["code"] == 500
+    assert om_sample.http.get(f"/api/v1/tables/name/{seg(DIM_ADDRESS)}").status_code == 200  # the entity reads
+    assert om_sample.http.get(f"/api/v1/lineage/table/name/{seg(other)}").status_code == 200
+    om_sample.admin("DELETE", "/admin/faults")
+    om_sample.admin("POST", "/admin/faults", {"lineage_of": DIM_ADDRESS, "body": {"upstreamEdges": "none"}})
+    garbled = om_sample.http.get(lineage)
+    assert garbled.status_code == 200 and garbled.json() == {"upstreamEdges": "none"}
+    om_sample.admin("POST", "/admin/faults", {"lineage_of": other, "body": "<html>502</html>", "status": 200})
+    assert om_sample.http.get(f"/api/v1/lineage/table/name/{seg(other)}").text == "<html>502</html>"
+    with pytest.raises(httpx.HTTPStatusError):
+        om_sample.admin("POST", "/admin/faults", {"lineage_of": 42, "status": 404})
+    om_sample.admin("DELETE", "/admin/faults")
+    assert om_sample.violations == []
+
+
 # --- synthetic --------------------------------------------------------------------------------------------
 def test_synthetic_catalog_is_a_layered_dag_with_column_lineage(om_factory: Any) -> None:
     catalog = synthetic_catalog(200, columns=8, upstream=3, seed=1)
