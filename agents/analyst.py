@@ -9,6 +9,7 @@ from itertools import pairwise
 from typing import Any
 
 from agents.model import Evidence, Hypothesis
+from agents.provenance import VENDORS
 from storage.fqn import last
 from storage.lineage import LineageGraph
 from storage.store import ChangeView
@@ -254,12 +255,13 @@ def _clean(text: str) -> str:
 def web_queries(kind: str, root_fqn: str, genes: Mapping[str, Any]) -> list[str]:
     """One or two short web search queries for outside context (vendor outages, deprecations).
 
-    Built from the service type and the incident kind only: internal table and column names stay inside.
+    Built from the service type and the incident kind only: internal table and column names stay inside. The
+    service type comes from metadata, so it is used only when it names a vendor we know (`provenance.VENDORS`).
     """
     del root_fqn  # deliberately unused: internal names never go to a search engine
     entity = (genes or {}).get("entity") or {}
     service = _clean(str(entity.get("service_type") or ""))
-    if not service:
+    if not service or service.casefold() not in VENDORS:
         return []
     topics = QUERY_TOPICS.get(kind, ("{svc} outage",))
     return [_clean(t.format(svc=service)) for t in topics[:2]]

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the agents' outside calls: LLM request latency and failures, MCP tool latency and failures.
+"""Prometheus metrics of the agents' outside calls: LLM latency and failures, MCP tool latency, failures, refusals.
 
 They live in the process-wide `prometheus_client` registry, so `bot.metrics.render` exposes them with the rest.
 Label values are short fixed words (never an error text, which could be long, varied or carry a secret).
@@ -35,6 +35,13 @@ MCP_FAILURES = Counter(
     ["tool", "reason"],
 )
 
+TOOL_REFUSALS = Counter(
+    "dnabot_tool_refusals",
+    "Tool calls the why-agent refused to make for the model, by tool and reason (not_allowed, url_not_from_search, "
+    "untrusted_argument, malformed_arguments).",
+    ["tool", "reason"],
+)
+
 
 def llm_failure_reason(exc: BaseException) -> str:
     """A fixed word for an exception out of the OpenAI SDK (the label of `dnabot_llm_failures_total`)."""
@@ -59,3 +66,8 @@ def llm_failed(reason: str) -> None:
 def mcp_failed(tool: str, reason: str) -> None:
     """Count one failed MCP tool call."""
     MCP_FAILURES.labels(tool=tool, reason=reason).inc()
+
+
+def tool_refused(tool: str, reason: str) -> None:
+    """Count one tool call refused for the model (`tool` must be a known name or "other": labels stay few)."""
+    TOOL_REFUSALS.labels(tool=tool, reason=reason).inc()

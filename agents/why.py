@@ -2,8 +2,10 @@
 
 `answer` is async. Without an LLM it renders `tools.rules_answer` (open incidents, upstream changes, the top
 hypothesis). With one it runs an OpenAI tool-calling loop over the internal tools (and allow-listed MCP tools)
-inside the budgets of `AgentConfig`; every tool result enters the conversation fenced as untrusted data, and
-the final text must cite only names, ids and URLs the tools returned, or the rules answer is used instead.
+inside the budgets of `AgentConfig`; every tool result enters the conversation fenced as untrusted data, every
+web-tool call is checked against the question's provenance first (`agents.provenance`: no URL, query or name taken
+from metadata or web text), and the final text must cite only names, ids and URLs the tools returned, or the
+rules answer is used instead.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agents import untrusted
+from agents import metrics, untrusted
 from agents.config import AgentConfig
 from agents.llm import LLMClient, LLMError, ToolCall
+from agents.provenance import Provenance
 from storage.errors import DatasetNotFound, DnaBotError
 
 if TYPE_CHECKING:
@@ -45,9 +48,10 @@ INTERNAL_TOOLS: dict[str, tuple[str, dict[str, Any]]] = {
 SYSTEM_PROMPT = (
     "You answer 'why did this dataset break?' for a data team, over the DNA store of an OpenMetadata catalog. "
     "Call the tools to check lineage, changes, incidents and trust before answering; use web tools only for "
-    "outside context about a change. Then answer in at most 150 words of Slack mrkdwn: the most likely cause "
-    "first, then the evidence. Cite every dataset by its FQN, every change as change #ID, every incident as "
-    "incident #ID and every web page by its URL. Never name a table, column, id or URL the tools did not "
+    "outside context about a change: search with words of the question, and extract or scrape only URLs that "
+    "a search returned (other calls are refused). Then answer in at most 150 words of Slack mrkdwn: the most "
+    "likely cause first, then the evidence. Cite every dataset by its FQN, every change as change #ID, every "
+    "incident as incident #ID and every web page by its URL. Never name a table, column, id or URL the tools did not "
     "return.\n"
 ) + untrusted.UNTRUSTED_PREAMBLE
 _STOPWORDS = frozenset(
@@ -220,6 +224,11 @@ class _Loop:
         self.grounding.add_name(fqn)
         self.grounding.add_json(facts)
         self.allowed = set(INTERNAL_TOOLS)
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self.provenance = Provenance()
+        self.provenance.trust_text(question)
+        self.provenance.trust_identifier(fqn)
+        self.provenance.observe_facts(facts)
         self.partial: str | None = None
 
     def degrade(self, note: str) -> None:
@@ -242,6 +251,7 @@ class _Loop:
         allowed = self.config.mcp_allowed_tools
         usable = [t for t in listed if t.get("name") in allowed and t["name"] not in INTERNAL_TOOLS]
         self.allowed |= {t["name"] for t in usable}
+        self.schemas.update({t["name"]: t.get("input_schema") or {} for t in usable})
         return usable
 
     def _first_messages(self) -> list[dict[str, Any]]:
@@ -276,6 +286,7 @@ class _Loop:
     async def _call(self, call: ToolCall) -> str:
         if call.name not in self.allowed:
             self.refused.append(call.name)
+            metrics.tool_refused("other", "not_allowed")
             log.warning("why-agent refused a call to a tool that is not allowed: %s", call.name[:80])
             allowed = ", ".join(sorted(self.allowed))
             return f"refused: the tool {call.name[:80]!r} is not allowed. Allowed tools: {allowed}."
@@ -299,10 +310,17 @@ class _Loop:
             return f"error: {exc}"
         self.grounding.add_name(fqn)
         self.grounding.add_json(result)
+        self.provenance.observe_facts(result)
         text = json.dumps(result, default=str, ensure_ascii=False)
         return untrusted.fence(text, source=f"DNA store tool {call.name}", max_chars=TOOL_RESULT_CHARS)
 
     async def _external(self, call: ToolCall) -> str:
+        refusal = self.provenance.check(call.name, call.arguments, self.schemas.get(call.name))
+        if refusal is not None:
+            self.refused.append(call.name)
+            metrics.tool_refused(call.name, refusal.reason)
+            log.warning("%s", refusal.log_line(call.name))
+            return refusal.message(call.name)
         try:
             result = await asyncio.wait_for(
                 self.mcp.call(call.name, call.arguments), self.config.mcp_call_timeout_seconds
@@ -316,6 +334,7 @@ class _Loop:
             self.degrade("outside context unavailable")
             return "error: outside context unavailable; answer from the internal tools."
         urls = [str(u) for u in (getattr(result, "urls", None) or ())]
+        self.provenance.observe_result(call.name, str(getattr(result, "text", "") or ""), urls)
         for url in urls:
             self.grounding.add_url(url)
         body = untrusted.fence(

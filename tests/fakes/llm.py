@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from starlette.applications import Starlette
@@ -65,12 +67,74 @@ def tool_completion(*calls: dict[str, Any], **kw: Any) -> dict[str, Any]:
     return completion(None, tool_calls=list(calls), **kw)
 
 
+INSTRUCTION_RE = re.compile(r"DNABOT-TOOL\s+([\w-]+)\s*(?=\{)")
+
+
+def _balanced(text: str, start: int) -> str | None:
+    """The `{…}` that opens at `start` (quotes respected), or None when it never closes."""
+    depth, quote, i = 0, "", start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+        i += 1
+    return None
+
+
+def injected_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every `DNABOT-TOOL <tool> {json-ish args}` instruction in `text`, as (tool, arguments)."""
+    found = []
+    for match in INSTRUCTION_RE.finditer(text.replace('\\"', '"')):
+        literal = _balanced(match.string, match.end())
+        if literal is None:
+            continue
+        try:
+            args = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            try:
+                args = json.loads(literal)
+            except ValueError:
+                continue
+        if isinstance(args, dict):
+            found.append((match.group(1), args))
+    return found
+
+
+def obey(body: dict[str, Any], otherwise: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an instruction-following model answers: a call of the first injected instruction anywhere in its
+    prompt (system, user or tool text, fenced or not) that it has not obeyed yet; else `otherwise`."""
+    messages = body.get("messages") or []
+    done = []
+    for message in messages:
+        for call in message.get("tool_calls") or () if message.get("role") == "assistant" else ():
+            done.append((call["function"]["name"], json.loads(call["function"]["arguments"] or "{}")))
+    for message in messages:
+        for name, args in injected_calls(str(message.get("content") or "")):
+            if (name, args) not in done:
+                return tool_completion(tool_call(name, args, f"call_obey_{len(done) + 1}"))
+    return otherwise or completion("I found no instruction to follow.")
+
+
 class FakeLLM:
     """The handle tests get: `url` (ends in /v1), `script([...])`, and the recorded request bodies.
 
     Each request consumes one scripted entry: a `chat.completion` dict, or a directive
     `{"status": 500}` (optionally with `"body"`), `{"delay": 2}` (sleep, then answer a late "too late"),
-    or `{"raw": "not json"}` (that text as the HTTP body). An empty script answers 500 "script exhausted".
+    or `{"raw": "not json"}` (that text as the HTTP body), or `{"obey": True, "otherwise": <completion>}` (an
+    instruction-following model: it calls the tool a `DNABOT-TOOL <tool> {args}` text in its prompt asks for, see
+    `obey`), or `{"hold": True}` (wait until `release()`, then answer `"then"` or "held"). An empty script
+    answers 500 "script exhausted".
     """
 
     # The body builders, reachable from the handle (test modules need not import this plugin module).
@@ -78,6 +142,8 @@ class FakeLLM:
     json_completion = staticmethod(json_completion)
     tool_call = staticmethod(tool_call)
     tool_completion = staticmethod(tool_completion)
+    # A script entry: follow the first injected instruction not yet followed.
+    OBEY: ClassVar[dict[str, Any]] = {"obey": True}
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,6 +152,7 @@ class FakeLLM:
         self.headers: list[dict[str, str]] = []
         self.stopping = threading.Event()
         self.handle: ServerHandle | None = None
+        self._gate = threading.Event()  # what `{"hold": True}` requests wait for; a new one after each reset
 
     @property
     def url(self) -> str:
@@ -104,6 +171,13 @@ class FakeLLM:
             self._script.clear()
             self.requests.clear()
             self.headers.clear()
+            self._gate.set()  # requests still held by the last test answer now
+            self._gate = threading.Event()
+
+    def release(self) -> None:
+        """Let every `{"hold": True}` request answer, those waiting now and those still to come."""
+        with self._lock:
+            self._gate.set()
 
     @property
     def remaining(self) -> int:
@@ -132,6 +206,11 @@ class FakeLLM:
         entry = self._next(body, dict(request.headers))
         if entry is None:
             return JSONResponse({"error": {"message": "fake LLM: script exhausted"}}, status_code=500)
+        if "hold" in entry:
+            gate = self._gate
+            while not gate.is_set() and not self.stopping.is_set():
+                await asyncio.sleep(0.01)
+            return JSONResponse(entry.get("then") or completion("held"))
         if "delay" in entry:
             await self._sleep(float(entry["delay"]))
             return JSONResponse(entry.get("then") or completion("too late"))
@@ -140,6 +219,8 @@ class FakeLLM:
             return JSONResponse(body_out, status_code=int(entry["status"]))
         if "raw" in entry:
             return Response(str(entry["raw"]), media_type="application/json")
+        if "obey" in entry:
+            return JSONResponse(obey(body, entry.get("otherwise")))
         return JSONResponse(entry)
 
     def app(self) -> Starlette:
