@@ -1,8 +1,10 @@
-"""Build the Bolt app: the sync `App`, a retrying `WebClient`, a roomy listener pool, and every listener.
+"""Build the Bolt app: the sync `App`, a retrying `WebClient`, the listener and answer pools, and every listener.
 
 Why the sync `App` and not `AsyncApp`: listeners run in worker threads, which fit APScheduler's
-`BackgroundScheduler` and the sync SQLAlchemy engine the store uses, and need no aiohttp. The async agent
-calls (`services.why`, `services.sync`) run with `asyncio.run` inside the listener's own worker thread.
+`BackgroundScheduler` and the sync SQLAlchemy engine the store uses, and need no aiohttp. Listeners only ack,
+parse and hand the slow part (why, blast, sync, …) to the answer pool (`bot.answers`), whose workers run the
+async agent calls (`services.why`, `services.sync`) with `asyncio.run`; so a listener worker is never held for
+long, and an ack never waits behind answers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import metrics
+from bot import metrics, redact
 from bot.listeners import register_listeners
 from bot.settings import Settings
 from storage import coordination
@@ -29,7 +31,8 @@ from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
 
-# why-answers and syncs may take tens of seconds each; Bolt's default of 5 workers would queue clicks behind them
+# Listeners return within a Slack call or two (answers run on the answer pool); buttons and App Home still do
+# their store work here, so keep room for bursts of clicks.
 LISTENER_WORKERS = 32
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -48,19 +51,20 @@ def build_client(settings: Settings) -> WebClient:
 def build_app(settings: Settings, *, client: WebClient | None = None) -> App:
     """The DNA Bot Bolt app with every listener registered (checks the token with `auth.test` once, here)."""
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    redact.remember(settings)  # error replies, made far from the settings, mask its secrets too
     app = App(
         client=client or build_client(settings),
         signing_secret=signing_secret,
         # Socket Mode needs no signing secret; in HTTP mode a missing one fails loudly at the first request
         request_verification_enabled=signing_secret is not None,
         token_verification_enabled=True,
-        process_before_response=False,  # the HTTP answer goes back at ack(); work after it runs in the pool
+        process_before_response=False,  # the HTTP answer goes back at ack(); slow work goes to the answer pool
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_WORKERS, thread_name_prefix="dnabot-listener"),
         logger=logging.getLogger("dnabot.slack.bolt"),
     )
     app.use(metrics.count_slack_calls)  # listeners' own clients count their calls too
     app.use(dedup_middleware(settings))
-    register_listeners(app, settings)
+    register_listeners(app, settings)  # with an answer pool of its own (closed by `bot.answers.shutdown`)
     return app
 
 

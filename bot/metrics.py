@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
@@ -71,6 +71,12 @@ INBOUND_DUPLICATES = Counter(
     ["source"],
 )
 WEBHOOK_REQUESTS = Counter("dnabot_webhook_requests", "OpenMetadata webhook requests, by result.", ["result"])
+QUESTIONS_REFUSED = Counter(
+    "dnabot_questions_refused",
+    "Questions not taken by the answer pool, by reason (user|channel|queue|closed): the asker was told to wait.",
+    ["reason"],
+)
+ANSWERS_WAITING = Gauge("dnabot_answers_waiting", "Questions accepted by the answer pool, waiting for a worker.")
 
 
 def observe_sync(result: SyncResult) -> None:
@@ -94,6 +100,16 @@ def observe_duplicate(source: str) -> None:
 def observe_webhook(result: str) -> None:
     """Count one OpenMetadata webhook request by how it ended (accepted, bad_signature, bad_request, …)."""
     WEBHOOK_REQUESTS.labels(result=result).inc()
+
+
+def observe_answer_refused(reason: str) -> None:
+    """Count one question the answer pool refused (the asker is over a limit, or the queue is full)."""
+    QUESTIONS_REFUSED.labels(reason=reason).inc()
+
+
+def set_answers_waiting(count: int) -> None:
+    """The answer pool's queue depth now."""
+    ANSWERS_WAITING.set(count)
 
 
 def slack_error_label(exc: SlackApiError) -> str:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from slack_bolt import App
 
+from bot.answers import AnswerPool
 from bot.listeners import actions, commands, home, mentions
 from bot.listeners.errors import handle_listener_error
 from bot.listeners.mentions import ThreadMemory
 from bot.settings import Settings
 
 
-def register_listeners(app: App, settings: Settings, *, memory: ThreadMemory | None = None) -> None:
-    """`/dna`, mentions, incident buttons and the resolve modal, App Home, and the one error handler."""
-    commands.register(app, settings)
-    mentions.register(app, settings, memory)
+def register_listeners(
+    app: App, settings: Settings, *, memory: ThreadMemory | None = None, answers: AnswerPool | None = None
+) -> AnswerPool:
+    """`/dna`, mentions, incident buttons and the resolve modal, App Home, and the one error handler; the slow
+    answers of `/dna` and mentions share one answer pool (`answers`, else one from the settings), returned."""
+    answers = answers or AnswerPool.from_settings(settings)
+    commands.register(app, settings, answers)
+    mentions.register(app, settings, memory, answers)
     actions.register(app, settings)
     home.register(app, settings)
     app.error(handle_listener_error)

@@ -1,8 +1,9 @@
-"""`@DNA Bot why did orders break?`: a placeholder in the thread at once, then the why-agent's answer in its place."""
+"""`@DNA Bot why did orders break?`: a placeholder in the thread at once, then (from the answer pool) the answer."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
@@ -15,7 +16,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import freshness, services
+from bot import freshness, services, visibility
+from bot.answers import AnswerPool, Refused
 from bot.blocks import render_why
 from bot.blocks_kit import clip, message, with_note
 from bot.listeners.errors import UsageError, reply_for, reported
@@ -99,21 +101,30 @@ def question_of(text: str) -> str:
 MAX_QUESTION = 500  # characters: a question, not a document (the LLM prompt and the store search stay small)
 
 
-def answer_question(settings: Settings, question: str, earlier_fqn: str | None) -> Any:
-    """The why-answer; a question that names no dataset falls back on the thread's earlier one."""
+def _check_length(question: str) -> None:
     if len(question) > MAX_QUESTION:
         raise UsageError(
             f"That question is {len(question)} characters; I take at most {MAX_QUESTION}. "
             "Ask about one dataset, e.g. `@DNA Bot why did stg_orders break?`"
         )
+
+
+def answer_question(settings: Settings, question: str, earlier_fqn: str | None, channel: str = "") -> Any:
+    """The why-answer; a question that names no dataset falls back on the thread's earlier one. Everyone in
+    `channel` reads it, so it names only the incidents that may be named there."""
+    _check_length(question)
     if not question:
         question = "Why did it break?"
+
+    def named_here(items: list[Any]) -> list[Any]:
+        return visibility.visible_in(settings, channel, items).incidents
+
     try:
-        return asyncio.run(services.why(settings, question, None))
+        return asyncio.run(services.why(settings, question, None, visible=named_here))
     except DatasetNotFound:
         if earlier_fqn is None:
             raise
-        return asyncio.run(services.why(settings, earlier_fqn, question))
+        return asyncio.run(services.why(settings, earlier_fqn, question, visible=named_here))
 
 
 def _finish(client: Any, channel: str, placeholder: str, thread_ts: str, text: str, blocks: Blocks) -> None:
@@ -128,26 +139,66 @@ def _finish(client: Any, channel: str, placeholder: str, thread_ts: str, text: s
         client.chat_postMessage(channel=channel, thread_ts=thread_ts, **reply)
 
 
-def register(app: App, settings: Settings, memory: ThreadMemory | None = None) -> ThreadMemory:
-    """Register `app_mention`; returns the thread memory it uses."""
+@reported
+def _answer_in_thread(
+    settings: Settings,
+    memory: ThreadMemory,
+    question: str,
+    channel: str,
+    thread_ts: str,
+    placeholder: str,
+    body: dict[str, Any],
+    client: Any,
+) -> None:
+    """The slow part of a mention, on the answer pool: the why-agent, then its answer in the placeholder's place."""
+    try:
+        earlier = memory.get(channel, thread_ts)
+        answer = answer_question(settings, question, earlier, channel)
+    except Exception as exc:  # the placeholder must not be left hanging: it becomes the error message
+        text, blocks = reply_for(exc)
+        _finish(client, channel, placeholder, thread_ts, text, blocks)
+        return
+    memory.remember(channel, thread_ts, answer.fqn)
+    text = clip(answer.answer, 300) or "Here is what I found."
+    blocks = with_note(render_why(answer), freshness.answer_note(settings))
+    _finish(client, channel, placeholder, thread_ts, text, blocks)
+
+
+def register(
+    app: App, settings: Settings, memory: ThreadMemory | None = None, answers: AnswerPool | None = None
+) -> ThreadMemory:
+    """Register `app_mention` (its answers run on `answers`, the app's answer pool); returns the thread memory."""
     memory = memory or ThreadMemory(settings)
+    pool = answers or AnswerPool.from_settings(settings)
 
     @app.event("app_mention")
     @reported
     def on_mention(event: dict[str, Any], body: dict[str, Any], client: Any) -> None:
         channel = event["channel"]
         thread_ts = event.get("thread_ts") or event["ts"]
-        placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message(PLACEHOLDER))["ts"]
-        try:
-            earlier = memory.get(channel, thread_ts)
-            answer = answer_question(settings, question_of(event.get("text", "")), earlier)
-        except Exception as exc:  # the placeholder must not be left hanging: it becomes the error message
-            text, blocks = reply_for(exc)
-            _finish(client, channel, placeholder, thread_ts, text, blocks)
+        question = question_of(event.get("text", ""))
+        _check_length(question)  # told in the thread at once, like every UsageError
+        slot = pool.reserve(user=event.get("user") or "", channel=channel)
+        if isinstance(slot, Refused):  # nothing starts: no placeholder, no agent
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message(slot.text))
             return
-        memory.remember(channel, thread_ts, answer.fqn)
-        text = clip(answer.answer, 300) or "Here is what I found."
-        blocks = with_note(render_why(answer), freshness.answer_note(settings))
-        _finish(client, channel, placeholder, thread_ts, text, blocks)
+        try:
+            placeholder = client.chat_postMessage(channel=channel, thread_ts=thread_ts, **message(PLACEHOLDER))["ts"]
+        except BaseException:
+            slot.release()
+            raise
+        slot.start(
+            functools.partial(
+                _answer_in_thread,
+                settings=settings,
+                memory=memory,
+                question=question,
+                channel=channel,
+                thread_ts=thread_ts,
+                placeholder=placeholder,
+                body=body,
+                client=client,
+            )
+        )
 
     return memory

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -195,3 +196,23 @@ def test_a_servers_stderr_reaches_our_json_logs_whole_and_masked(json_logs: io.S
 def test_the_pipeline_reports_its_time_and_the_part_spent_on_outside_context() -> None:
     reported = PipelineResult(7, pipeline_seconds=1.25, outside_context_seconds=0.5).to_dict()
     assert (reported["pipeline_seconds"], reported["outside_context_seconds"]) == (1.25, 0.5)
+
+
+def test_many_first_questions_at_once_start_each_server_once(record: Path) -> None:
+    """40 mentions in a fresh process: every listener thread asks for the toolbox at the same moment."""
+    specs = [stdio_spec("tavily", "tavily", record), stdio_spec("brightdata", "brightdata", record)]
+    callers = 32
+    barrier = threading.Barrier(callers)
+
+    def first_question(_: int) -> bool:
+        barrier.wait(10)
+        handle = mcp_runtime.shared(specs, CONFIG, OPTIONS, budget_seconds=10.0, per="question")
+        return asyncio.run(handle.call("tavily_search", {"query": "status"})).ok
+
+    with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+        answers = list(pool.map(first_question, range(callers)))
+
+    assert all(answers)
+    starts = read_events(record, "start")
+    assert sorted(e["flavor"] for e in starts) == ["brightdata", "tavily"], starts
+    assert len(wait_until(fake_server_pids)) == 2 and len(read_events(record, "call")) == callers
