@@ -17,15 +17,15 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bot import authz
 from bot.notifier import Notifier, Permanent, Retryable
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings
 from storage import db, incidents, outbox
-from storage.errors import DnaBotError, OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.incident_views import IncidentView
 from storage.om_quality import IncidentWrite
 from storage.outbox import OutboxRow
@@ -95,9 +95,10 @@ SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 
 
 class OMUsers:
-    """Slack user id → OpenMetadata user name: the Slack profile's email (`users.info`), matched against the
-    OpenMetadata users synced into `people`. Anything that is not a Slack user id is already an OpenMetadata
-    name (the CLI's `--actor`) and passes through. Answers are cached for the life of the instance."""
+    """Slack user id → OpenMetadata user name: the Slack profile's verified email (`users.info`, read through
+    `bot.authz`, the same rule that decides who owns an asset), matched against the OpenMetadata users synced into
+    `people`. Anything that is not a Slack user id is already an OpenMetadata name (the CLI's `--actor`) and
+    passes through. Answers are cached for the life of the instance."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -111,19 +112,14 @@ class OMUsers:
         return self._cache[user]
 
     def _lookup(self, slack_id: str) -> str | None:
-        from bot import services
-        from bot.app import build_client
+        from bot import services  # late: services imports this module
 
-        try:
-            profile = build_client(self.settings).users_info(user=slack_id)["user"].get("profile") or {}
-        except (SlackApiError, DnaBotError, OSError, KeyError) as exc:
-            log.warning("no email for Slack user %s (%s): not named in OpenMetadata", slack_id, type(exc).__name__)
-            return None
-        email = profile.get("email")
+        email = authz.verified_email(self.settings, slack_id)
         if not email:
+            log.warning("no verified email for Slack user %s: not named in OpenMetadata", slack_id)
             return None
         with db.session_factory(services.engine_for(self.settings))() as session:
-            return user_for_email(session, str(email))
+            return user_for_email(session, email)
 
 
 def writer(settings: Settings) -> Callable[[OutboxRow], None]:

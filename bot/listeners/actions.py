@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App
-from slack_sdk.errors import SlackApiError
 
 from bot import freshness, services
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
+from bot.authz import admins as admins  # re-exported: commands reads the admins from here
+from bot.authz import require_admin as require_admin
+from bot.authz import require_incident_rights
 from bot.blocks import (
     card_fallback_text,
     incident_value,
@@ -25,75 +26,10 @@ from bot.blocks_kit import message, with_note
 from bot.listeners.errors import NotAllowed, UsageError, reported
 from bot.settings import Settings
 from bot.timeparse import parse_span
-from storage.errors import DnaBotError
-from storage.incident_views import IncidentView
 
 Blocks = list[dict[str, Any]]
 
-
 log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------------------------------------ permissions
-
-
-GROUP_TTL_SECONDS = 300
-_groups: dict[str, tuple[float, frozenset[str]]] = {}
-
-
-def admins(settings: Settings) -> set[str]:
-    """The Slack user ids in DNABOT_ADMINS, with user groups (ids starting with S) expanded to their members.
-
-    Group members are read with `usergroups.users.list` and cached for five minutes; a group Slack cannot
-    answer for counts as empty (nobody gains rights by an error).
-    """
-    entries = {a.strip() for a in settings.admins.split(",") if a.strip()}
-    users = {e for e in entries if not e.startswith("S")}
-    for group in sorted(entries - users):
-        users |= _group_members(settings, group)
-    return users
-
-
-def _group_members(settings: Settings, group: str) -> frozenset[str]:
-    cached = _groups.get(group)
-    if cached and time.monotonic() - cached[0] < GROUP_TTL_SECONDS:
-        return cached[1]
-    from bot.app import build_client  # here, not at import time: bot.app registers these listeners
-
-    try:
-        members = frozenset(build_client(settings).usergroups_users_list(usergroup=group).get("users") or [])
-    except (SlackApiError, DnaBotError) as exc:
-        log.warning("cannot read the members of admin group %s: %s", group, exc)
-        return frozenset()
-    _groups[group] = (time.monotonic(), members)
-    return members
-
-
-def require_admin(settings: Settings, user_id: str, why: str) -> None:
-    if user_id not in admins(settings):
-        raise NotAllowed(why)
-
-
-def _owner_names(incident: IncidentView) -> set[str]:
-    names: set[str] = set()
-    for owner in (incident.details or {}).get("owners") or []:
-        raw = owner if isinstance(owner, str) else (owner.get("name") or owner.get("email") or "")
-        names.add(str(raw).lower())
-        names.add(str(raw).split("@")[0].lower())
-    return names - {""}
-
-
-def require_admin_or_owner(settings: Settings, user: dict[str, Any], incident: IncidentView, what: str) -> None:
-    """Admins, and the asset's owners: an OpenMetadata owner name matching the Slack user id or handle."""
-    if user.get("id") in admins(settings):
-        return
-    handles = {str(user.get(k) or "").lower() for k in ("id", "username", "name")} - {""}
-    if handles & _owner_names(incident):
-        return
-    raise NotAllowed(f"only DNA Bot admins and the owners of {incident.root_fqn} can {what} incident #{incident.id}")
-
-
-# ------------------------------------------------------------------------------------------- services
-
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -137,35 +73,36 @@ def adopt(settings: Settings, body: dict[str, Any], incident_id: int) -> None:
 def register(app: App, settings: Settings) -> None:
     """Register every incident action and the resolve modal's submission."""
 
-    def change(body: dict[str, Any], client: Any, status: str, **kw: Any) -> None:
+    def allowed(body: dict[str, Any], what: str) -> ActionValue:
+        """The click's incident, once the rule allows this user: before anything (the card's place included)
+        is recorded, so a refusal changes nothing."""
         target = _target(body)
+        incident = services.incident_detail(settings, target.id).incident
+        require_incident_rights(settings, str(body["user"]["id"]), incident, what)
+        return target
+
+    def change(body: dict[str, Any], client: Any, target: ActionValue, status: str, **kw: Any) -> None:
         adopt(settings, body, target.id)
         services.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
         refresh_card(settings, client, target.id)
-
-    def guarded(body: dict[str, Any], what: str) -> ActionValue:
-        target = _target(body)
-        incident = services.incident_detail(settings, target.id).incident
-        require_admin_or_owner(settings, body["user"], incident, what)
-        return target
 
     @app.action(ActionId.ACK.pattern)
     @reported
     def acknowledge(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
-        change(body, client, "acknowledged")
+        change(body, client, allowed(body, "acknowledge"), "acknowledged")
 
     @app.action(ActionId.REOPEN.pattern)
     @reported
     def reopen(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
-        change(body, client, "open")
+        change(body, client, allowed(body, "reopen"), "open")
 
     @app.action(ActionId.ASSIGN.pattern)
     @reported
     def assign(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
-        target = _target(body)
+        target = allowed(body, "assign")
         assignee = body["actions"][0].get("selected_user")
         adopt(settings, body, target.id)
         services.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
@@ -175,18 +112,18 @@ def register(app: App, settings: Settings) -> None:
     @reported
     def snooze(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
-        target = guarded(body, "snooze")
+        target = allowed(body, "snooze")
         span = target.get("d")
         if span not in SNOOZE_CHOICES:
             raise UsageError(f"snooze for one of {', '.join(SNOOZE_CHOICES)}")
         until = datetime.now(UTC) + parse_span(span)
-        change(body, client, "snoozed", snoozed_until=until)
+        change(body, client, target, "snoozed", snoozed_until=until)
 
     @app.action(ActionId.RESOLVE.pattern)
     @reported
     def resolve(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
-        target = guarded(body, "resolve")
+        target = allowed(body, "resolve")
         incident = services.incident_detail(settings, target.id).incident
         view = render_resolve_modal(incident)
         channel, ts = _where(body)
@@ -196,11 +133,19 @@ def register(app: App, settings: Settings) -> None:
     @app.view(ActionId.RESOLVE_MODAL)
     @reported
     def resolve_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
+        # checked again here, before the ack: a submission can be forged, and a refusal belongs in the modal
+        try:
+            submission = read_resolve_submission(view)
+            incident = services.incident_detail(settings, submission.target.id).incident
+            require_incident_rights(settings, str(body["user"]["id"]), incident, "resolve")
+        except NotAllowed as exc:
+            ack(response_action="errors", errors={ActionId.RESOLVE_REASON: f"Sorry, {exc}. Nothing was changed."})
+            return
+        except Exception:
+            ack()  # the report below tells the user; Slack must not wait for it
+            raise
         ack()
-        submission = read_resolve_submission(view)
         target = submission.target
-        incident = services.incident_detail(settings, target.id).incident
-        require_admin_or_owner(settings, body["user"], incident, "resolve")
         if target.get("ch") and target.get("ts"):
             from bot import delivery
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from slack_bolt import App
 
-from bot import freshness, services
+from bot import freshness, services, visibility
 from bot.actions import ActionId
 from bot.blocks import render_app_home
 from bot.blocks_dna import trust_factors
@@ -78,12 +78,14 @@ def home_data(settings: Settings) -> HomeData:
 
 def publish_home(settings: Settings, client: Any, user_id: str) -> None:
     data = home_data(settings)
+    seen = visibility.visible_to(settings, user_id, data.open_incidents, client=client)  # routing decides
     view = render_app_home(
         lowest_trust=data.lowest_trust,
-        open_incidents=data.open_incidents,
+        open_incidents=seen.incidents,
         freshness=data.freshness,
         stale_after=settings.stale_after,
         problem=data.problem,
+        hidden_note=seen.note,
     )
     client.views_publish(user_id=user_id, view=view)
 

@@ -9,7 +9,7 @@ from typing import Any
 from bot.actions import ActionId
 from storage.fqn import url_segment
 from tests.bot import test_app_http
-from tests.bot.test_app_http import STG_ORDERS, texts
+from tests.bot.test_app_http import ADMIN, STG_ORDERS, texts
 from tests.fakes.slack_signing import app_mention_event, block_action, slash_command
 
 bot = test_app_http.bot  # the running-bot fixture: demo catalog synced, signed HTTP, loopback Slack
@@ -100,7 +100,8 @@ def test_a_card_updated_after_a_click_gets_fresh_block_ids_for_what_changed(bot)
     before = bot.slack.message("C1", card_ts)["blocks"]
     [bar] = [b for b in before if b["type"] == "actions"]
 
-    pick = block_action(ActionId.ASSIGN, user="U9", message_ts=card_ts, block_id=bar["block_id"], selected_user="U0BEN")
+    bar_id = bar["block_id"]
+    pick = block_action(ActionId.ASSIGN, user=ADMIN, message_ts=card_ts, block_id=bar_id, selected_user="U0BEN")
     assert bot.post(pick).status_code == 200
     after = (
         bot.slack.wait_for(lambda: bot.slack.message("C1", card_ts).get("edited"), 15)

@@ -41,13 +41,13 @@ def test_acknowledge_updates_the_card_in_place_and_the_thread(bot):
     incident_id = bot.rename_status()
     card_ts = bot.post_card(incident_id)
     click = block_action(
-        ActionId.ACK, bot.value(incident_id), message_ts=card_ts, response_url=bot.slack.response_url("ack")
+        ActionId.ACK, bot.value(incident_id), user=ADMIN, message_ts=card_ts, response_url=bot.slack.response_url("ack")
     )
     assert bot.post(click).status_code == 200
     bot.slack.wait_for(lambda: len(bot.slack.thread("C1", card_ts)) == 2)
     assert _status(bot, incident_id) == "acknowledged"
     card, change = bot.slack.thread("C1", card_ts)
-    assert card["edited"] and "Acknowledged by U2" in texts(card["blocks"])
+    assert card["edited"] and "Acknowledged by <@UADMIN>" in texts(card["blocks"])
     assert "acknowledged the incident" in texts(change["blocks"])
 
 
@@ -61,7 +61,7 @@ def test_resolve_is_refused_for_others_and_goes_through_the_modal_for_admins(bot
         )
     )
     [refusal] = bot.slack.wait_for(lambda: bot.slack.responses("no"))
-    assert refusal["response_type"] == "ephemeral" and "only DNA Bot admins" in texts(refusal["blocks"])
+    assert refusal["response_type"] == "ephemeral" and "only DNA Bot admins or the owners" in texts(refusal["blocks"])
     assert _status(bot, incident_id) == "open" and not bot.slack.calls("views.open")
 
     bot.post(block_action(ActionId.RESOLVE, value, user=ADMIN, message_ts=card_ts))
@@ -105,12 +105,12 @@ def test_snooze_by_a_non_admin_changes_nothing(bot):
     assert not bot.slack.calls("chat.update")
 
 
-def test_assign_and_simulate_fix_are_open_to_everyone(bot):
+def test_assign_is_for_admins_and_owners_and_simulate_fix_is_open_to_everyone(bot):
     incident_id = bot.rename_status()
     card_ts = bot.post_card(incident_id)
     bot.post(
         block_action(
-            ActionId.ASSIGN, user="U9", message_ts=card_ts, block_id=bot.value(incident_id), selected_user="U5"
+            ActionId.ASSIGN, user=ADMIN, message_ts=card_ts, block_id=bot.value(incident_id), selected_user="U5"
         )
     )
     bot.slack.wait_for(lambda: len(bot.slack.thread("C1", card_ts)) == 2)
@@ -132,7 +132,7 @@ def test_a_429_on_chat_update_is_retried_and_the_card_still_lands(bot):
     incident_id = bot.rename_status()
     card_ts = bot.post_card(incident_id)
     bot.slack.fail("chat.update", retry_after=0, times=1)
-    bot.post(block_action(ActionId.ACK, bot.value(incident_id), message_ts=card_ts))
+    bot.post(block_action(ActionId.ACK, bot.value(incident_id), user=ADMIN, message_ts=card_ts))
     bot.slack.wait_for(lambda: bot.slack.message("C1", card_ts).get("edited"), timeout=10)
     updates = bot.slack.calls("chat.update")
     assert len(updates) == 2 and "Acknowledged" in texts(bot.slack.message("C1", card_ts)["blocks"])

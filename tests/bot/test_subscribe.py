@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from bot.notifier import PublishResult
 from storage import subscriptions
 from storage.db import session_factory
-from tests.bot.test_app_http import bot, texts  # noqa: F401  (the running-bot fixture)
+from tests.bot.test_app_http import ADMIN, bot, texts  # noqa: F401  (the running-bot fixture)
 from tests.bot.test_notifier import ORDERS, engine, notifier, renamed_incident, router  # noqa: F401
 from tests.fakes.slack_signing import slash_command
 
@@ -15,7 +15,8 @@ ANALYTICS_GLOB = "warehouse.shop.analytics.*"
 
 
 def ask(bot, text: str, rid: str, channel: str = "C2") -> dict:  # noqa: F811
-    bot.post(slash_command(text, channel=channel, response_url=bot.slack.response_url(rid)))
+    """Asked by an admin: who else may subscribe is tests/bot/test_authz.py's story."""
+    bot.post(slash_command(text, user=ADMIN, channel=channel, response_url=bot.slack.response_url(rid)))
     [reply] = bot.slack.wait_for(lambda: bot.slack.responses(rid))
     return reply
 

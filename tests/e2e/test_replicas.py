@@ -215,7 +215,8 @@ def test_a_click_and_its_retry_on_two_replicas_change_the_card_once(cluster, om_
         fqn=STG_ORDERS,
     )
     value = encode_value("incident", id=row.id, fp=row.fingerprint[:64])
-    click = block_action(ActionId.ACK, value, user="U0ANA", channel=row.channel, message_ts=row.ts)
+    slack_api.users({"ben@shop.example": "U0BENOKAFOR"})  # stg_orders' owner, known by their verified email
+    click = block_action(ActionId.ACK, value, user="U0BENOKAFOR", channel=row.channel, message_ts=row.ts)
     before = len(slack_api.thread(row.channel, row.ts))
 
     assert replicas[0].post(click).status_code == 200

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -105,6 +106,54 @@ def _replies(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     return {"messages": shown, "has_more": len(thread) > limit, "response_metadata": {"next_cursor": ""}}
 
 
+def _channel(state: SlackState, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The channel `args` names as the bot can see it; `channel_not_found` for one it cannot (a private channel
+    the bot is not in looks, to Slack's API, like no channel at all), `missing_scope` without the read scope."""
+    channel = _required(args, "channel")
+    declared = state.channels.get(channel)
+    info = declared if declared is not None else {"is_private": False, "members": [BOT["user_id"]]}
+    needed = "groups:read" if info.get("is_private") else "channels:read"
+    if needed not in state.scopes:
+        raise SlackError("missing_scope", needed=needed, provided=",".join(sorted(state.scopes)))
+    if info.get("is_private") and BOT["user_id"] not in info.get("members", []):
+        raise SlackError("channel_not_found")
+    return channel, info
+
+
+def _info(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    channel, info = _channel(state, args)
+    private = bool(info.get("is_private"))
+    member = BOT["user_id"] in info.get("members", [])
+    shown = {"id": channel, "name": channel.lower(), "is_channel": not private, "is_group": private}
+    return {"channel": shown | {"is_private": private, "is_member": member, "is_archived": False}}
+
+
+def _members(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
+    """One page of members: `limit` (default 100, at most 1000) from the opaque `cursor`, as Slack pages them."""
+    _, info = _channel(state, args)
+    members = list(info.get("members", []))
+    try:
+        limit = int(args.get("limit") or 100)
+    except ValueError:
+        raise SlackError("invalid_limit") from None
+    if not 1 <= limit <= 1000:
+        raise SlackError("invalid_limit")
+    cursor = str(args.get("cursor") or "")
+    start = 0
+    if cursor:
+        try:
+            raw = base64.b64decode(cursor.encode(), validate=True).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raw = ""
+        if not raw.startswith("members:") or not raw[8:].isdigit():
+            raise SlackError("invalid_cursor")
+        start = int(raw[8:])
+    page = members[start : start + limit]
+    more = start + limit < len(members)
+    next_cursor = base64.b64encode(f"members:{start + limit}".encode()).decode() if more else ""
+    return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
+
+
 def _is_top_level(message: dict[str, Any]) -> bool:
     return message.get("thread_ts") in (None, message["ts"]) or bool(message.get("reply_broadcast"))
 
@@ -124,22 +173,29 @@ def _public(message: dict[str, Any], with_metadata: bool = True) -> dict[str, An
 # ---- users.* and usergroups.* -------------------------------------------------------------------------------
 
 
-def _user(user_id: str, email: str | None) -> dict[str, Any]:
+def _user(state: SlackState, user_id: str, email: str | None) -> dict[str, Any]:
+    """A `users.info` user: a confirmed member of the bot's workspace, unless `state.people` says otherwise."""
+    extra = dict(state.people.get(user_id) or {})
     profile = {"real_name": user_id, "display_name": user_id} | ({"email": email} if email else {})
-    return {"id": user_id, "team_id": BOT["team_id"], "name": user_id.lower(), "is_bot": False, "profile": profile}
+    profile |= extra.pop("profile", None) or {}
+    user = {"id": user_id, "team_id": BOT["team_id"], "name": user_id.lower(), "deleted": False, "is_bot": False}
+    user |= {"is_restricted": False, "is_ultra_restricted": False, "is_email_confirmed": True}
+    return user | extra | {"profile": profile}
 
 
 def _lookup_by_email(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     email = _required(args, "email")
     if email not in state.directory:
         raise SlackError("users_not_found")
-    return {"user": _user(state.directory[email], email)}
+    return {"user": _user(state, state.directory[email], email)}
 
 
 def _users_info(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
     user_id = _required(args, "user")
     emails = {uid: email for email, uid in state.directory.items()}
-    return {"user": _user(user_id, emails.get(user_id))}
+    if user_id not in emails and user_id not in state.people and user_id != BOT["user_id"]:
+        raise SlackError("user_not_found")  # Slack knows only the users it has
+    return {"user": _user(state, user_id, emails.get(user_id))}
 
 
 def _usergroup_users(state: SlackState, args: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +294,8 @@ METHODS: dict[str, Handler] = {
     "reactions.add": _reaction,
     "conversations.history": _history,
     "conversations.replies": _replies,
+    "conversations.info": _info,
+    "conversations.members": _members,
     "users.lookupByEmail": _lookup_by_email,
     "users.info": _users_info,
     "usergroups.users.list": _usergroup_users,
@@ -325,7 +383,7 @@ def _answer(state: SlackState, method: str, args: dict[str, Any], headers: dict[
     try:
         return JSONResponse({"ok": True} | handler(state, args))
     except SlackError as exc:
-        return JSONResponse({"ok": False, "error": exc.code})
+        return JSONResponse({"ok": False, "error": exc.code} | exc.extra)
 
 
 # ---- what Slack refuses -------------------------------------------------------------------------------------

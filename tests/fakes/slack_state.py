@@ -8,13 +8,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+
+import yaml
+
+MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
 
 BOT = {"team_id": "T1", "team": "dna-test", "user_id": "UBOT", "user": "dna-bot", "bot_id": "B1"}
 # Form bodies carry these as JSON strings; JSON bodies carry them as objects. Store them decoded either way.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view", "files", "unfurls")
 _TRUE = (True, 1, "1", "true", "True")
+# The bot scopes manifest.yml asks for: a method needing another one answers `missing_scope`, as Slack does.
+SCOPES = frozenset(yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"])
 
 Handler = Callable[["SlackState", dict[str, Any]], dict[str, Any]]
 Stub = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
@@ -66,9 +73,10 @@ class Refused:
 class SlackError(Exception):
     """Raised by a method handler to answer `{"ok": false, "error": code}`."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, **extra: str) -> None:
         super().__init__(code)
         self.code = code
+        self.extra = extra  # more fields of the answer, e.g. `needed` and `provided` of `missing_scope`
 
 
 @dataclass
@@ -89,6 +97,13 @@ class SlackState:
     responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     directory: dict[str, str] = field(default_factory=dict)
     usergroups: dict[str, list[str]] = field(default_factory=dict)
+    # user id → `users.info` fields over the defaults (`team_id`, `is_stranger`, `is_email_confirmed`, `deleted`,
+    # `is_restricted`, `profile`): another workspace's user, a Slack Connect stranger, an unconfirmed email
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Channels a test declares: id → {"is_private": bool, "members": [user ids]} (the bot is a member only when
+    # `BOT["user_id"]` is listed). Undeclared ids are public channels the bot is in, as the fake always assumed.
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scopes: set[str] = field(default_factory=lambda: set(SCOPES))
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     stalls: dict[str, list[float]] = field(default_factory=dict)  # method → seconds to hold the answer back
     stubs: dict[str, Stub] = field(default_factory=dict)
@@ -106,8 +121,10 @@ class SlackState:
                 box.clear()
             for table in (self.messages, self.pending_uploads, self.views, self.published, self.responses):
                 table.clear()
-            for config in (self.directory, self.usergroups, self.faults, self.stubs, self.stalls):
+            for config in (self.directory, self.usergroups, self.faults, self.stubs, self.stalls, self.channels):
                 config.clear()
+            self.people.clear()
+            self.scopes = set(SCOPES)
             self.socket_url = None
             self.expected.clear()
             self.strict = True
