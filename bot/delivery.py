@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_sdk import WebClient
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot import metrics, services, writeback
 from bot import slack_lookup as lookup
@@ -19,6 +21,7 @@ from bot.settings import Settings
 from storage import db, incidents, outbox, threads
 from storage.coordination import replica_id
 from storage.errors import DnaBotError
+from storage.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,62 @@ _lock = threading.Lock()
 # One read-back budget for every drainer of this process (the ticks' and the listeners'): Slack counts
 # `conversations.history` calls per app, not per drainer. Replicas share nothing: each keeps its own.
 HISTORY = lookup.HistoryBudget()
+
+
+class _Stopping(Exception):
+    """Raised inside a drain once the process is shutting down: the rest of its batch is handed back."""
+
+    def __init__(self, token: str, result: PublishResult) -> None:
+        super().__init__(token)
+        self.token = token
+        self.result = result
+
+
+class StoppableNotifier(Notifier):
+    """A drainer that stops cleanly on shutdown: `stop()` lets the delivery under way in each drain finish,
+    hands the rest of each claimed batch back to the outbox (claimable at once by another replica), and takes
+    no new rows."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stopping = threading.Event()
+        self._drains = 0
+        self._idle = threading.Condition()
+
+    def publish(self, engine: Engine, *, now: datetime | None = None, lanes: list[str] | None = None) -> PublishResult:
+        if self._stopping.is_set():
+            return PublishResult()
+        with self._idle:
+            self._drains += 1
+        try:
+            return super().publish(engine, now=now, lanes=lanes)
+        except _Stopping as stop:
+            outbox.hand_back(engine, stop.token)
+            return stop.result
+        finally:
+            with self._idle:
+                self._drains -= 1
+                self._idle.notify_all()
+
+    def _deliver(self, engine: Engine, row: OutboxRow, result: PublishResult, now: datetime) -> None:
+        if self._stopping.is_set():
+            raise _Stopping(str(row.claimed_by), result)
+        super()._deliver(engine, row, result, now)
+
+    def stop(self, engine: Engine, timeout: float) -> bool:
+        """Stop draining: wait up to `timeout` s for the deliveries under way, then hand back whatever this
+        process still holds. True when every drain finished in time."""
+        self._stopping.set()
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._drains == 0, timeout)
+        try:
+            handed = outbox.hand_back(engine, self.holder, attempted=True)  # drains that did not finish in time
+        except SQLAlchemyError as exc:
+            log.warning("could not hand the outbox claims back (they run out by themselves): %s", exc)
+            return finished
+        if handed:
+            log.warning("handed %d outbox rows back mid-delivery: the next deliverer checks Slack first", handed)
+        return finished
 
 
 def router_for(settings: Settings) -> Router:
@@ -45,7 +104,7 @@ def notifier_for(settings: Settings, client: WebClient) -> Notifier:
     except DnaBotError as exc:  # buttons still update existing threads; new threads wait for a channel
         log.warning("%s: new incident threads wait in the outbox", exc)
         router = Router([], "")
-    return Notifier(
+    return StoppableNotifier(
         client,
         router,
         om_ui_url=settings.openmetadata_ui_url,

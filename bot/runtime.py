@@ -8,24 +8,30 @@ one replica at a time (and the sync lock guards the store besides); every replic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import digest, services
+from bot import answers, digest, services
 from bot.app import build_app, build_client
-from bot.delivery import notifier_for, router_for, shared_notifier  # noqa: F401 - notifier_for, router_for re-exported
+from bot.delivery import StoppableNotifier, notifier_for, router_for, shared_notifier  # noqa: F401 - re-exported
+from bot.http_protocol import with_read_timeout
 from bot.logs import configure_logging
 from bot.notifier import Notifier, PublishResult
 from bot.settings import Settings
 from storage import coordination, outbox
-from storage.db import SyncAlreadyRunning, session_factory
+from storage.db import SyncAlreadyRunning, reap_dead_runs, session_factory
 from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
@@ -107,21 +113,27 @@ class Replica:
         self.leader = False
         self.webhook_worker: Any = None  # bot.webhook.TargetedSyncWorker when HTTP mode serves the webhook
         self._last_purge = 0.0
+        self._lease_lock = threading.Lock()  # a heartbeat under way must not take the lease back after release()
+        self._released = False
 
     def heartbeat(self) -> bool:
-        """Renew or take the leader lease; True while this replica leads."""
-        try:
-            with session_factory(self.engine).begin() as session:
-                leader = coordination.try_lease(
-                    session, LEADER, self.holder, ttl_seconds=lease_ttl(self.settings), now=datetime.now(UTC)
-                )
-        except SQLAlchemyError as exc:
-            log.warning("leader lease: the store is unreachable, not leading: %s", exc)
-            leader = False
+        """Renew or take the leader lease; True while this replica leads (never again after `release`)."""
+        with self._lease_lock:
+            leader = False if self._released else self._try_lease()
         if leader != self.leader:
             log.info("replica %s %s the scheduler lease", self.holder, "took" if leader else "lost")
         self.leader = leader
         return leader
+
+    def _try_lease(self) -> bool:
+        try:
+            with session_factory(self.engine).begin() as session:
+                return coordination.try_lease(
+                    session, LEADER, self.holder, ttl_seconds=lease_ttl(self.settings), now=datetime.now(UTC)
+                )
+        except SQLAlchemyError as exc:
+            log.warning("leader lease: the store is unreachable, not leading: %s", exc)
+            return False
 
     def tick(self) -> TickResult | None:
         """The leader's sync tick (the other replicas skip it)."""
@@ -159,12 +171,16 @@ class Replica:
             log.warning("purge skipped: %s", exc)
 
     def release(self) -> None:
-        """Give the lease up on a clean shutdown, so another replica leads at its next heartbeat."""
-        try:
-            with session_factory(self.engine).begin() as session:
-                coordination.release_lease(session, LEADER, self.holder)
-        except SQLAlchemyError:
-            pass
+        """Give the lease up for good on a clean shutdown, so another replica leads at its next heartbeat."""
+        with self._lease_lock:
+            self._released = True
+            self.leader = False
+            try:
+                with session_factory(self.engine).begin() as session:
+                    if coordination.release_lease(session, LEADER, self.holder):
+                        log.info("replica %s released the scheduler lease", self.holder)
+            except SQLAlchemyError as exc:
+                log.warning("could not release the scheduler lease (it runs out by itself): %s", exc)
 
 
 def start_scheduler(settings: Settings, notifier: Notifier, replica: Replica | None = None) -> BackgroundScheduler:
@@ -197,6 +213,45 @@ def start_scheduler(settings: Settings, notifier: Notifier, replica: Replica | N
     return scheduler
 
 
+class _StopSignal(Exception):
+    """SIGTERM or SIGINT arrived: leave the serving loop and shut down cleanly."""
+
+
+def _on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second signal while shutting down stops the process at once
+    raise _StopSignal(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM/SIGINT end the block with `_StopSignal`. In HTTP mode uvicorn takes the signal first, drains its
+    connections, then raises it again, which lands here (by default it would end the process on the spot)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def shut_down(settings: Settings, replica: Replica, scheduler: BackgroundScheduler) -> None:
+    """Stop in order: no new jobs, the lease given up (another replica leads at once), questions and deliveries
+    under way finished (for up to DNABOT_SHUTDOWN_GRACE_SECONDS each), the claims left handed back."""
+    grace = settings.shutdown_grace_seconds
+    scheduler.shutdown(wait=False)
+    replica.release()
+    if replica.webhook_worker is not None:
+        replica.webhook_worker.stop()
+    if not answers.shutdown(wait=True, timeout=grace):
+        log.warning("shutdown: some questions were still being answered after %.0f s", grace)
+    if isinstance(replica.notifier, StoppableNotifier) and not replica.notifier.stop(replica.engine, grace):
+        log.warning("shutdown: some outbox deliveries were still under way after %.0f s", grace)
+    log.info("replica %s stopped", replica.holder)
+
+
 def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket_mode: bool | None = None) -> None:
     """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running."""
     configure_logging(settings)
@@ -210,34 +265,49 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
     if not use_socket and not settings.slack_signing_secret:
         raise DnaBotError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)")
     replica = Replica(settings, notifier)
+    reaped = reap_dead_runs(replica.engine)  # no sync runs anywhere: runs still `running` were left by dead ones
+    if reaped:
+        log.warning("marked %d sync runs failed: the process running them stopped before they finished", reaped)
     if not use_socket:  # HTTP mode serves the OpenMetadata webhook: its worker re-syncs what changed
         from bot.webhook import TargetedSyncWorker
 
         replica.webhook_worker = TargetedSyncWorker(replica.engine, targeted_runner(settings, notifier)).start()
     scheduler = start_scheduler(settings, notifier, replica)
     try:
-        if use_socket:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
-            SocketModeHandler(bolt, app_token=token).start()
-        else:
-            import uvicorn
-
-            from bot.http import create_http_app
-
-            app = create_http_app(settings, bolt_app=bolt, replica=replica)
-            # log_config=None: uvicorn logs through our handlers (format, ids, secrets masked)
-            uvicorn.run(
-                app,
-                host=host,
-                port=port,
-                log_level=settings.log_level.lower(),
-                log_config=None,
-                timeout_keep_alive=settings.http_keepalive_seconds,
-            )
+        with _stop_signals():
+            try:
+                _run_slack(settings, bolt, replica, use_socket=use_socket, host=host, port=port)
+            except _StopSignal as stop:
+                log.info("%s: shutting down", stop)
     finally:
-        scheduler.shutdown(wait=False)
-        if replica.webhook_worker is not None:
-            replica.webhook_worker.stop()
-        replica.release()
+        shut_down(settings, replica, scheduler)
+
+
+def _run_slack(settings: Settings, bolt: Any, replica: Replica, *, use_socket: bool, host: str, port: int) -> None:
+    """Serve Slack until a stop signal: Socket Mode's connection, or uvicorn on `port`."""
+    if use_socket:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+        handler = SocketModeHandler(bolt, app_token=token)
+        try:
+            handler.start()
+        finally:
+            handler.close()  # no new events; the ones under way finish in the shutdown that follows
+        return
+    import uvicorn
+
+    from bot.http import create_http_app
+
+    app = create_http_app(settings, bolt_app=bolt, replica=replica)
+    # log_config=None: uvicorn logs through our handlers (format, ids, secrets masked)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        timeout_keep_alive=settings.http_keepalive_seconds,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),  # on SIGTERM: for requests under way
+        http=with_read_timeout(settings.http_read_timeout_seconds),  # idle and slow-loris connections are closed
+    )

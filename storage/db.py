@@ -8,6 +8,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
+from sqlalchemy import Connection, Engine, create_engine, event, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from storage.errors import DnaBotError
-from storage.models import json_serializer
+from storage.models import SyncRun, json_serializer
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_LOCK_NAME = "dnabot-sync"
+MIGRATE_LOCK_NAME = "dnabot-migrate"
+MIGRATE_LOCK_TIMEOUT_SECONDS = 300.0
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -147,9 +152,26 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
             connection.commit()
 
 
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One migration at a time on a SQLite file: processes starting together wait for each other's upgrade
+    (PostgreSQL takes an advisory lock inside the migration transaction instead)."""
+    if engine.url.get_backend_name() != "sqlite" or _is_sqlite_memory(engine.url):
+        yield
+        return
+    path = lock_file_path(Path(engine.url.database or "").resolve(), MIGRATE_LOCK_NAME)
+    try:
+        with FileLock(path, timeout=MIGRATE_LOCK_TIMEOUT_SECONDS):
+            yield
+    except FileLockTimeout:
+        raise DnaBotError(
+            f"another `dnabot migrate` has held {path.name} for {MIGRATE_LOCK_TIMEOUT_SECONDS:.0f} s: try again later"
+        ) from None
+
+
 def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
-    """Upgrade the database to `revision` (head by default)."""
-    with _engine_for(url_or_engine) as engine, _migration_connection(engine) as connection:
+    """Upgrade the database to `revision` (head by default), one process at a time."""
+    with _engine_for(url_or_engine) as engine, _migration_lock(engine), _migration_connection(engine) as connection:
         cfg = alembic_config(engine.url)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
@@ -157,7 +179,7 @@ def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
 
 def downgrade(url_or_engine: str | URL | Engine, revision: str = "base") -> None:
     """Downgrade the database to `revision` (everything dropped by default)."""
-    with _engine_for(url_or_engine) as engine, _migration_connection(engine) as connection:
+    with _engine_for(url_or_engine) as engine, _migration_lock(engine), _migration_connection(engine) as connection:
         cfg = alembic_config(engine.url)
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
@@ -247,6 +269,33 @@ def _file_lock(db_path: Path, name: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+DEAD_RUN_ERROR = "the process running this sync stopped before it finished (killed or crashed); detected at {at}"
+
+
+def fail_dead_runs(session: Session, *, now: datetime) -> int:
+    """Mark every `running` sync run failed, with the reason; call it only while holding the sync lock, when no
+    live process can be running one (a run left `running` then belongs to a process that was killed or crashed)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware (UTC), got naive {now!r}")
+    result = session.execute(
+        update(SyncRun)
+        .where(SyncRun.status == "running")
+        .values(status="failed", finished_at=now, error=DEAD_RUN_ERROR.format(at=now.isoformat(timespec="seconds")))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def reap_dead_runs(engine: Engine) -> int | None:
+    """At start-up: if no sync is running anywhere (the sync lock is free), fail the runs a dead process left
+    `running`. Never waits: None when a sync holds the lock, else how many runs were marked failed."""
+    try:
+        with sync_lock(engine), session_factory(engine).begin() as session:
+            return fail_dead_runs(session, now=datetime.now(UTC))
+    except SyncAlreadyRunning:
+        return None
 
 
 _process_locks: dict[tuple[int, str], threading.Lock] = {}

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from storage.coordination import insert_ignore
 from storage.db import session_factory
 from storage.models import OutboxMessage
+from storage.redact import scrub
 
 PENDING, DELIVERED, SKIPPED, DEAD = "pending", "delivered", "skipped", "dead"
 FINAL = (DELIVERED, SKIPPED, DEAD)
@@ -189,6 +190,29 @@ def extend_claim(engine: Engine, row_id: int, holder: str, *, now: datetime, lea
         return renewed is not None
 
 
+def hand_back(engine: Engine, holder: str, *, attempted: bool = False) -> int:
+    """Give back every claim of `holder` on pending rows (a claim token, or a replica's name: all its tokens), so
+    another deliverer may take them at once instead of after the claim runs out. Committed on return.
+
+    `attempted=False` is for rows whose delivery never started: the attempt their claim counted is given back.
+    With `attempted=True` (a delivery may have been under way) the count stays, so the next deliverer looks for
+    what the attempt may have posted before it posts again."""
+    owned = sa.or_(
+        OutboxMessage.claimed_by == holder, OutboxMessage.claimed_by.startswith(f"{holder}/", autoescape=True)
+    )
+    values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+    if not attempted:
+        values["attempts"] = sa.case((OutboxMessage.attempts > 0, OutboxMessage.attempts - 1), else_=0)
+    with session_factory(engine).begin() as session:
+        result = session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.status == PENDING, owned)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount or 0
+
+
 def _release(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
     """End `holder`'s claim on the row and return it (locked until commit); None when the claim was lost.
 
@@ -221,7 +245,7 @@ def complete(
     row.result = result
     row.delivered_at = _aware(now)
     if note is not None:
-        row.last_error = note
+        row.last_error = scrub(note)
     session.flush()
     return True
 
@@ -245,7 +269,7 @@ def retry_later(
     row = _release(session, row_id, holder)
     if row is None:
         return None
-    row.last_error = error[:2000]
+    row.last_error = scrub(error)[:2000]  # token shapes masked: the error may quote what the other side said
     if not counted:
         row.attempts = max(0, row.attempts - 1)
     if counted and row.attempts >= max_attempts:
@@ -262,7 +286,7 @@ def give_up(session: Session, row_id: int, holder: str, *, now: datetime, error:
     row = _release(session, row_id, holder)
     if row is None:
         return False
-    row.status, row.last_error, row.delivered_at = DEAD, error[:2000], _aware(now)
+    row.status, row.last_error, row.delivered_at = DEAD, scrub(error)[:2000], _aware(now)
     session.flush()
     return True
 

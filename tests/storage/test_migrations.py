@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -160,3 +164,24 @@ def test_foreign_keys_are_enforced_again_after_migrating_sqlite() -> None:
     db.migrate(engine)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def _dnabot_migrate(url: str) -> subprocess.Popen[bytes]:
+    scrubbed = {k: v for k, v in os.environ.items() if not k.startswith(("DNABOT_", "OPENAI_", "SLACK_"))}
+    env = scrubbed | {"DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+    dnabot = Path(sys.executable).with_name("dnabot")
+    return subprocess.Popen([str(dnabot), "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_several_dnabot_migrate_at_once_on_a_fresh_database_all_succeed(blank_db_url: str) -> None:
+    """Replicas starting together each run `dnabot migrate`: one migrates, the others wait and find it at head."""
+    processes = [_dnabot_migrate(blank_db_url) for _ in range(5)]
+    outputs = [(p.wait(timeout=120), p.stdout.read().decode(errors="replace") if p.stdout else "") for p in processes]
+    assert [code for code, _ in outputs] == [0] * len(processes), outputs
+    assert all("revision 0005" in out for _, out in outputs), outputs
+    engine = db.make_engine(blank_db_url)
+    try:
+        assert db.current_revision(engine) == db.head_revision()
+        assert schema_diffs(engine) == []
+    finally:
+        engine.dispose()
