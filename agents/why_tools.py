@@ -121,8 +121,11 @@ class StoreWhyTools:
         now: Callable[[], datetime] | None = None,
         since_days: int = 7,
         max_items: int = 50,
+        visible: Callable[[list[Any]], list[Any]] | None = None,
     ) -> None:
         self.session_factory = session_factory
+        # which of a dataset's incidents this answer may name (its reader may not see every channel's)
+        self.visible = visible
         self.graph_loader = graph_loader or graph_store.graph_at
         self.analyst = analyst
         self.now = now  # pinned by tests; the wall clock otherwise
@@ -206,7 +209,10 @@ class StoreWhyTools:
             from storage.incidents import incidents_for
         except ImportError:  # incident storage not installed: answer without it
             return None
-        return [_incident_dict(v) for v in incidents_for(session, fqn)]
+        views = incidents_for(session, fqn)
+        if self.visible is not None:
+            views = self.visible(views)
+        return [_incident_dict(v) for v in views]
 
     def incidents(self, fqn: str) -> dict[str, Any]:
         with self.session_factory() as session:

@@ -179,9 +179,10 @@ def render_status(
     leader: LeaseView | None = None,
     mcp: Mapping[str, Mapping[str, Any]] | None = None,
     now: datetime,
+    internal: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Sync health: freshness, the last good sync and its lag, failures since, open incidents, outbox, leader, and
-    the outside-context (MCP) servers."""
+    the outside-context (MCP) servers; `internal` (the endpoints, given to admins only) closes it."""
     blocks = [header(":satellite_antenna: DNA Bot status"), section(summary(freshness, stale_after))]
     fields = [f"*Last good sync*\n{_last_good(freshness)}", f"*Open incidents*\n{_open_counts(open_by_severity)}"]
     if freshness is not None and freshness.last_run is not None:
@@ -204,6 +205,8 @@ def render_status(
     good = freshness.last_good if freshness is not None else None
     if good is not None and good.om_version:
         blocks.append(context(f"OpenMetadata {esc(good.om_version)}"))
+    if internal:
+        blocks.append(context(clip("Admins only: " + " · ".join(esc(e) for e in internal), 2000)))
     return blocks
 
 
@@ -276,10 +279,12 @@ def render_app_home(
     freshness: FreshnessView | None,
     stale_after: float,
     problem: str | None = None,
+    hidden_note: str | None = None,
 ) -> dict[str, Any]:
     """The App Home tab: freshness, the lowest-trust assets and the open incidents by severity (≤100 blocks).
 
-    `problem` says what could not be read (the tab then shows what it has, never an error page)."""
+    `problem` says what could not be read (the tab then shows what it has, never an error page); `hidden_note`
+    how many incidents this user may not see (routed to private channels they are not in)."""
     sync = summary(freshness, stale_after)
     refresh = button("Refresh", ActionId.HOME_REFRESH, value=encode_value("home"))
     blocks = [header(":dna: DNA Bot"), section(sync, accessory=refresh)]
@@ -289,6 +294,8 @@ def render_app_home(
     blocks.extend(_home_assets(lowest_trust))
     blocks.append(divider())
     blocks.extend(_home_incidents(open_incidents))
+    if hidden_note:
+        blocks.append(context(f":lock: {esc(hidden_note)}"))
     blocks.append(context("Type `/dna help` in any channel for commands."))
     view = View(type="home", blocks=cap_blocks(blocks, VIEW_BLOCKS, keep_tail=1))
     return view.to_dict()

@@ -1,8 +1,8 @@
 """The daily digest: one Block Kit summary of the open incidents per channel, posted by the scheduler.
 
 `render_digest` is pure (incidents in, blocks out); `post_digests` reads the open incidents from the store, groups
-them by the channel `Router.route` picks, and posts one digest per channel that has any, plus the default channel
-even when it has none ("No open incidents. 🎉").
+them by the channel each one's thread is in (else the one `Router.route` picks), and posts one digest per channel
+that has any, plus the default channel even when it has none ("No open incidents. 🎉").
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from bot.blocks_kit import (
 from bot.notifier import Notifier
 from bot.routing import Router
 from bot.settings import Settings
-from storage import outbox
+from storage import outbox, threads
 from storage.db import session_factory
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
@@ -127,14 +127,25 @@ def digest_text(incidents: Sequence[IncidentView]) -> str:
     return f"Daily incident digest: {len(open_)} open ({parts})"
 
 
-def group_by_channel(incidents: Sequence[IncidentView], router: Router) -> dict[str, list[IncidentView]]:
-    """The open incidents per routed channel; the default channel is always there (maybe with none)."""
+def group_by_channel(
+    incidents: Sequence[IncidentView], router: Router, posted_in: Mapping[int, str] | None = None
+) -> dict[str, list[IncidentView]]:
+    """The open incidents per channel: the one its thread lives in (`posted_in`, incident id → channel), else the
+    routed one, so a digest never shows an incident outside the channel that has it (routing may have changed
+    since, from a private channel to a public one); the default channel is always there (maybe with none)."""
     groups: dict[str, list[IncidentView]] = {router.default_channel: []}
+    posted_in = posted_in or {}
     for incident in incidents:
         if incident.status == "resolved":
             continue
-        groups.setdefault(router.route(incident), []).append(incident)
+        groups.setdefault(posted_in.get(incident.id) or router.route(incident), []).append(incident)
     return groups
+
+
+def _threads(settings: Settings, incidents: Sequence[IncidentView]) -> dict[int, str]:
+    with session_factory(services.engine_for(settings))() as session:
+        found = {i.id: threads.thread_of(session, i.id) for i in incidents}
+    return {incident_id: t.channel for incident_id, t in found.items() if t is not None}
 
 
 def post_digests(
@@ -146,7 +157,8 @@ def post_digests(
     Each digest is an outbox row keyed by channel and UTC day, so replicas (or a rerun) never post it twice; a
     channel Slack refuses (not in channel, archived, …) is retried from the outbox and left out of the result.
     """
-    groups = group_by_channel(services.incidents_list(settings, "open"), router)
+    open_now = services.incidents_list(settings, "open")
+    groups = group_by_channel(open_now, router, _threads(settings, open_now))
     engine = services.engine_for(settings)
     day = now.astimezone(UTC).date().isoformat()
     keys: dict[str, str] = {}

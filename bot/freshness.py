@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.blocks_kit import ago, clip, esc
-from bot.redact import scrub, secrets_of
+from bot.redact import hide_internal, scrub, secrets_of
 from bot.settings import Settings
 from storage import coordination, db, incidents, outbox, store
 from storage.coordination import LeaseView
@@ -25,7 +25,9 @@ ERROR_CHARS = 120  # the error in a note: enough to say what broke, short enough
 STORED_ERROR_CHARS = 500
 
 _CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Z]\w*: ")  # "OMUnavailable: …" → "…"
-_CALL_AT = re.compile(r"^(?P<head>.+?) at [a-z][a-z0-9+.-]*://\S+?:\s+(?P<rest>.*)$", re.IGNORECASE)
+_CALL_AT = re.compile(
+    r"^(?P<head>.+?) at (?:[a-z][a-z0-9+.-]*://\S+?|\[internal address\]):\s+(?P<rest>.*)$", re.IGNORECASE
+)
 _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 _EXC_NAME = re.compile(r"\b([A-Z][A-Za-z]*(?:Error|Timeout))\b")
 
@@ -104,6 +106,46 @@ def mcp_health(settings: Settings) -> dict[str, dict[str, Any]]:
         if state.get("error"):
             state["error"] = clip(scrub(str(state["error"]), secrets), 200)
         out[name] = state
+    return out
+
+
+def _hide_run(run: RunView | None) -> RunView | None:
+    return replace(run, error=hide_internal(run.error)) if run is not None and run.error else run
+
+
+def for_everyone(view: StatusView) -> StatusView:
+    """The status as anyone may see it: no internal address (OpenMetadata, the database, MCP endpoints, the
+    leader's host) in any error or name; admins get the view as it is."""
+    fresh = view.freshness
+    failures = tuple(r for r in (_hide_run(f) for f in fresh.recent_failures) if r is not None)
+    fresh = replace(
+        fresh,
+        last_run=_hide_run(fresh.last_run),
+        last_good=_hide_run(fresh.last_good),
+        recent_failures=failures,
+        last_error=hide_internal(fresh.last_error) if fresh.last_error else fresh.last_error,
+    )
+    mcp = {}
+    for name, state in view.mcp.items():
+        state = dict(state)
+        if state.get("error"):
+            state["error"] = hide_internal(str(state["error"]))
+        mcp[name] = state
+    leader = replace(view.leader, holder=hide_internal(view.leader.holder)) if view.leader is not None else None
+    return replace(view, freshness=fresh, mcp=mcp, leader=leader)
+
+
+def internal_endpoints(settings: Settings) -> list[str]:
+    """Where this bot reads from, for admins: the OpenMetadata URL and the store (its password hidden)."""
+    out = []
+    if settings.openmetadata_url:
+        out.append(f"OpenMetadata {settings.openmetadata_url}")
+    if settings.database_url:
+        try:
+            shown = db.normalise_url(settings.database_url).render_as_string(hide_password=True)
+        except Exception:  # an unparsable URL: say there is one, not what it is
+            shown = "(unparsable URL)"
+        out.append(f"store {shown}")
     return out
 
 

@@ -1,22 +1,22 @@
-"""Masking secrets in text bound for Slack: configured secret values, Slack tokens, bearer tokens, URL passwords."""
+"""Masking secrets in text bound for Slack: the settings' secret values, plus `storage.redact`'s token shapes."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 from pydantic import SecretStr
 
 from bot.settings import Settings
-
-MASK = "***"
-# Slack tokens (bot, user, app, config) must never reach a message, even inside an exception's text.
-_SLACK_TOKEN = re.compile(r"\bx(?:ox[a-z]|app|oxe\.xox[a-z])-[A-Za-z0-9-]+")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-_ASSIGNED = re.compile(r"(?i)\b((?:access_|api_?|auth_)?(?:token|key|password|secret)\s*[:=]\s*)[^\s&,;'\"]+")
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s/@]*@", re.IGNORECASE)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
-_SHORTEST_SECRET = 4  # shorter values would mask ordinary words
+from storage.redact import (  # noqa: F401 - re-exported: the bot's modules import the masking from here
+    _ASSIGNED,
+    _BEARER,
+    _JWT,
+    _SHORTEST_SECRET,
+    _SLACK_TOKEN,
+    _URL_PASSWORD,
+    MASK,
+    scrub,
+)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -34,12 +34,35 @@ def secrets_of(settings: Settings) -> list[str]:
     return sorted({v for v in values if len(v) >= _SHORTEST_SECRET}, key=len, reverse=True)
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with the given secret values and anything shaped like a token or a URL password masked."""
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    text = _SLACK_TOKEN.sub("x***-redacted", text)
-    text = _JWT.sub(MASK, text)
-    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
-    text = _BEARER.sub(rf"\1{MASK}", text)
-    return _ASSIGNED.sub(rf"\1{MASK}", text)
+def scrub_for(settings: Settings, text: str) -> str:
+    """`text` masked for every secret of `settings` (and every token shape)."""
+    return scrub(text, secrets_of(settings))
+
+
+INTERNAL = "[internal address]"  # what non-admins see instead of a URL or host:port
+# Internal addresses: URLs (up to a closing ": " or quote), [IPv6]:port, IPv4 (with or without a port), host:port.
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>|]+?(?=[:,;.)]?(?:\s|$)|['\"<>|])", re.IGNORECASE)
+_ADDRESS = re.compile(
+    r"(?<![\w.:/\[-])(?:\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?"
+    r"|[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*:\d{2,7})(?![\w:]|\.\w)"
+)
+
+
+def hide_internal(text: str) -> str:
+    """`text` with every URL, IP address and host:port replaced by `INTERNAL` (for users who are not admins)."""
+    return _ADDRESS.sub(INTERNAL, _URL.sub(INTERNAL, text))
+
+
+# Every secret of every Settings the process built an app from: error replies are made far from the settings
+# (Bolt's error handler, the `reported` wrapper), and must still mask the configured values, not only token shapes.
+_KNOWN: set[str] = set()
+
+
+def remember(settings: Settings) -> None:
+    """Add the secrets of `settings` to those every error reply masks (called where the app is wired)."""
+    _KNOWN.update(secrets_of(settings))
+
+
+def known() -> list[str]:
+    """The secrets `remember` collected, longest first."""
+    return sorted(_KNOWN, key=len, reverse=True)

@@ -8,8 +8,8 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, is_dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from agents.pipeline import PipelineResult
 from agents.why import WhyAnswer
 from agents.why_tools import StoreWhyTools
 from bot import metrics
+from bot.redact import scrub, secrets_of
 from bot.settings import Settings, agent_config, mcp_options, process_env
 from storage import db, graph, incidents, store
 from storage.errors import DnaBotError, OMConfigError
@@ -95,6 +96,7 @@ async def sync(
         sync_interval_seconds=settings.sync_interval_seconds,
         lineage_sweep_min=settings.lineage_sweep_min,
         lineage_search_cost=settings.lineage_search_cost,
+        secrets=tuple(secrets_of(settings)),  # the OpenMetadata token among them
     )
     async with client_for(settings) as client:
         result = await run_sync(engine, client, options, progress=progress)
@@ -150,11 +152,18 @@ async def process_incidents(settings: Settings, engine: Engine, run_id: int) -> 
     return await pipeline.process_run(engine, run_id, config, llm=llm, toolbox=toolbox)
 
 
-async def why(settings: Settings, text: str, question: str | None) -> WhyAnswer:
-    """Answer "why did X break?": `text` is a dataset (then `question`), or the whole question."""
+async def why(
+    settings: Settings,
+    text: str,
+    question: str | None,
+    *,
+    visible: Callable[[list[IncidentView]], list[IncidentView]] | None = None,
+) -> WhyAnswer:
+    """Answer "why did X break?": `text` is a dataset (then `question`), or the whole question. `visible` picks the
+    incidents the answer may name (its readers' channels); all of them when None (the command line)."""
     config = agent_config(settings)
     engine = _reader(settings)
-    tools = StoreWhyTools(db.session_factory(engine))
+    tools = StoreWhyTools(db.session_factory(engine), visible=visible)
     fqn = None
     if question is None and " " in text.strip():
         question = text  # the whole question was given: the dataset is found inside it
@@ -288,9 +297,21 @@ def blast(settings: Settings, text: str, column: str | None, depth: int | None) 
 
 
 def runs(settings: Settings, limit: int) -> list[store.RunView]:
+    """The last sync runs, their errors masked for every secret (a row stored before masking existed too)."""
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        return store.last_runs(session, limit)
+        items = store.last_runs(session, limit)
+    secrets = secrets_of(settings)
+    return [_masked_run(r, secrets) for r in items]
+
+
+def _masked_run(run: store.RunView, secrets: list[str]) -> store.RunView:
+    sweep = (run.stats or {}).get("lineage_sweep")
+    stats = run.stats
+    if isinstance(sweep, dict) and sweep.get("error"):  # a failed whole-graph lineage read says why
+        stats = {**run.stats, "lineage_sweep": {**sweep, "error": scrub(str(sweep["error"]), secrets)}}
+    error = scrub(run.error, secrets) if run.error else run.error
+    return replace(run, error=error, stats=stats)
 
 
 DEFAULT_SAMPLE_DATA = Path("../shared/fixtures/openmetadata/sample_data")
@@ -365,7 +386,9 @@ def outbox_rows(settings: Settings, status: str | None, limit: int) -> list[Any]
 
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        return outbox.rows(session, status=status, limit=limit)
+        rows = outbox.rows(session, status=status, limit=limit)
+    secrets = secrets_of(settings)
+    return [replace(r, last_error=scrub(r.last_error, secrets)) if r.last_error else r for r in rows]
 
 
 def outbox_requeue(settings: Settings, ids: list[int] | None) -> int:

@@ -88,11 +88,22 @@ class Settings(BaseSettings):
         default=300.0, ge=1, le=86400, validation_alias="DNABOT_OUTBOX_MAX_BACKOFF_SECONDS"
     )
     dedup_ttl_seconds: float = Field(default=3600.0, ge=1, validation_alias="DNABOT_DEDUP_TTL_SECONDS")
+    # Slow answers (why, blast, sync…) run on a pool of their own, so acks never wait behind them (bot.answers)
+    answer_workers: int = Field(default=8, ge=1, le=128, validation_alias="DNABOT_ANSWER_WORKERS")
+    answer_queue: int = Field(default=32, ge=0, le=10_000, validation_alias="DNABOT_ANSWER_QUEUE")
+    answer_per_user: int = Field(default=2, ge=1, le=100, validation_alias="DNABOT_ANSWER_PER_USER")
+    answer_per_channel: int = Field(default=4, ge=1, le=1000, validation_alias="DNABOT_ANSWER_PER_CHANNEL")
     stale_after_seconds: float | None = Field(default=None, gt=0, validation_alias="DNABOT_STALE_AFTER_SECONDS")
     log_format: str = Field(default="text", pattern="^(text|json)$", validation_alias="DNABOT_LOG_FORMAT")
     log_level: str = Field(default="INFO", validation_alias="DNABOT_LOG_LEVEL")
     # HTTP mode: keep idle connections longer than the load balancer does (AWS ALB: 60 s), or POSTs race a close
     http_keepalive_seconds: int = Field(default=75, ge=1, le=3600, validation_alias="DNABOT_HTTP_KEEPALIVE_SECONDS")
+    # HTTP mode: a connection whose request (headers and body) is not in within this is closed (slow-loris)
+    http_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, validation_alias="DNABOT_HTTP_READ_TIMEOUT_SECONDS"
+    )
+    # on SIGTERM: how long deliveries under way may take to finish before their claims are handed back anyway
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300, validation_alias="DNABOT_SHUTDOWN_GRACE_SECONDS")
 
     @property
     def stale_after(self) -> float:

@@ -18,11 +18,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import dna, logctx
-from storage.db import session_factory, sync_lock
+from storage.db import fail_dead_runs, session_factory, sync_lock
 from storage.models import SyncRun
 from storage.om_client import OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS
 from storage.people import upsert_people
+from storage.redact import scrub
 from storage.sync_fetch import EdgeState, Fetched, Fetcher, Progress
 from storage.sync_lineage import SEARCH_HITS_CAP, LineageSearch
 from storage.sync_write import (
@@ -67,6 +68,9 @@ class SyncOptions:
     # that is a catalog of 201-333 entities; 0: whenever the server has the read (one-tick detection, one request
     # instead of a slice, more bytes and time); negative: never.
     lineage_search_cost: float = 0.6
+    # Secret values (the bot's tokens, keys, passwords) masked out of the run's stored and logged error, with
+    # anything shaped like a token (`storage.redact`); never in the options' repr.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -98,6 +102,7 @@ class SyncResult:
     open_test_incidents: list[str] = field(default_factory=list)  # entities with a failing test open in OM
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     lineage_sweep: dict[str, Any] | None = None  # incremental: how lineage edits were looked for, and where
+    lineage_unknown: int = 0  # entities whose lineage answer was not a clean 200: their stored edges were kept
     unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # fields / event types the client did not know
     events_handled_ids: list[str] = field(default_factory=list)  # handled at the cursor: the next run skips them
     requests: int = 0
@@ -146,6 +151,7 @@ async def run_sync(
         started = datetime.now(UTC)
         clock = time.perf_counter()
         with factory.begin() as session:
+            fail_dead_runs(session, now=started)  # we hold the sync lock: any run still `running` is a dead one's
             mode, last_ok = _choose_mode(session, options, started)
             run = SyncRun(started_at=started, status="running", mode=mode, stats={})
             session.add(run)
@@ -185,6 +191,7 @@ async def run_sync(
                 )
             result.om_version = fetched.om_version
             result.lineage_sweep = fetched.sweep
+            result.lineage_unknown = len(fetched.lineage_unknown)
             # a targeted run leaves the events cursor where it was, so the next run still skips the same events
             result.events_handled_ids = handled_ids if mode == "targeted" else fetched.handled_ids
             if fetched.sweep is None and mode == "targeted" and sweep_cursor:  # a targeted run keeps the place
@@ -196,10 +203,12 @@ async def run_sync(
                 _apply(session, run, fetched, started, first_sync, options, result)
                 _finish(run, result, "succeeded", clock, client, fetched=fetched)
         except Exception as exc:  # the run is recorded as failed; the previous state stays intact
-            log.warning("sync run %s failed: %s", run_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            # masked before it is logged or stored: an error body may echo a token or a password back
+            error = scrub(f"{type(exc).__name__}: {exc}", options.secrets)
+            log.warning("sync run %s failed: %s", run_id, error, exc_info=log.isEnabledFor(logging.DEBUG))
             with factory.begin() as session:
                 run = session.get_one(SyncRun, run_id)
-                result.error = f"{type(exc).__name__}: {exc}"
+                result.error = error
                 _finish(run, result, "failed", clock, client, fetched=None)
         return result
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import App
 
-from bot import freshness, services
+from bot import freshness, services, visibility
+from bot.answers import AnswerPool, Refused
 from bot.blocks import (
     render_blast,
     render_dna_card,
@@ -23,6 +25,7 @@ from bot.blocks import (
 from bot.blocks_kit import clip, code, esc, message, section, with_note
 from bot.listeners.actions import admins, require_admin
 from bot.listeners.errors import UsageError, reported
+from bot.redact import scrub, secrets_of
 from bot.settings import Settings
 from bot.timeparse import parse_since
 from storage import subscriptions
@@ -71,24 +74,38 @@ def _blast(settings: Settings, args: list[str], user: str) -> Reply:
 
 def _why(settings: Settings, args: list[str], user: str) -> Reply:
     name = _need(args, "/dna why <dataset> [question]")
-    answer = asyncio.run(services.why(settings, name, " ".join(args[1:]) or None))
+    # the answer is the asker's alone (ephemeral): it names the incidents they may see
+    seen = functools.partial(_visible_to, settings, user)
+    answer = asyncio.run(services.why(settings, name, " ".join(args[1:]) or None, visible=seen))
     return Reply(render_why(answer), clip(answer.answer, 300) or "Why")
+
+
+def _visible_to(settings: Settings, user: str, items: Sequence[Any]) -> list[Any]:
+    return visibility.visible_to(settings, user, items).incidents
 
 
 def _incidents(settings: Settings, args: list[str], user: str) -> Reply:
     which = (args[0] if args else "open").lower()
     if which not in ("open", "all"):
         raise UsageError("Usage: `/dna incidents [open|all]`")
-    items = services.incidents_list(settings, which)
-    return Reply(render_incidents(items), f"{len(items)} incident(s)")
+    seen = visibility.visible_to(settings, user, services.incidents_list(settings, which))
+    if not seen.incidents and seen.hidden:
+        blocks = [section(":lock: No incidents you can see.")]
+    else:
+        blocks = render_incidents(seen.incidents)
+    note = f" {seen.note}" if seen.note else ""
+    return Reply(with_note(blocks, seen.note), f"{len(seen.incidents)} incident(s).{note}")
 
 
 def _status(settings: Settings, args: list[str], user: str) -> Reply:
     now = datetime.now(UTC)
+    admin = bool(user) and user in admins(settings)
+    internal = freshness.internal_endpoints(settings) if admin else ()  # internal addresses: admins only
     health = freshness.status(settings, now)
     if health is None:  # an empty store: nothing has synced yet, which is itself the status
-        blocks = render_status(None, open_by_severity={}, stale_after=settings.stale_after, now=now)
+        blocks = render_status(None, open_by_severity={}, stale_after=settings.stale_after, now=now, internal=internal)
     else:
+        health = health if admin else freshness.for_everyone(health)
         blocks = render_status(
             health.freshness,
             open_by_severity=health.open_by_severity,
@@ -97,6 +114,7 @@ def _status(settings: Settings, args: list[str], user: str) -> Reply:
             leader=health.leader,
             mcp=health.mcp,
             now=now,
+            internal=internal,
         )
     return Reply(blocks, "DNA Bot status")
 
@@ -104,13 +122,16 @@ def _status(settings: Settings, args: list[str], user: str) -> Reply:
 def _sync(settings: Settings, args: list[str], user: str) -> Reply:
     require_admin(settings, user, "only DNA Bot admins can start a sync")
     result = asyncio.run(services.sync(settings))
-    return Reply([section(sync_summary(result))], f"Sync {result.status}")
+    return Reply([section(sync_summary(result, secrets_of(settings)))], f"Sync {result.status}")
 
 
 def _subscribe(settings: Settings, args: list[str], user: str, channel: str) -> Reply:
     target = " ".join(args).strip()
     if not target:
         raise UsageError("What should this channel follow? Usage: `/dna subscribe <dataset|glob|service|domain:X>`")
+    from bot.authz import require_subscription_rights
+
+    require_subscription_rights(settings, user, target, "subscribe")
     engine = services.engine_for(settings)
     with session_factory(engine).begin() as session:
         sub = subscriptions.subscribe(session, channel, target, user=user or None, now=datetime.now(UTC))
@@ -126,6 +147,9 @@ def _unsubscribe(settings: Settings, args: list[str], user: str, channel: str) -
     target = " ".join(args).strip()
     if not target:
         raise UsageError("Unsubscribe from what? Usage: `/dna unsubscribe <dataset|glob|service|domain:X>`")
+    from bot.authz import require_subscription_rights
+
+    require_subscription_rights(settings, user, target, "unsubscribe")
     engine = services.engine_for(settings)
     with session_factory(engine).begin() as session:
         removed = subscriptions.unsubscribe(session, channel, target)
@@ -154,10 +178,10 @@ def _subscriptions(settings: Settings, args: list[str], user: str, channel: str)
     return Reply([section(text)], f"{len(subs)} subscription(s)")
 
 
-def sync_summary(result: Any) -> str:
-    """One short mrkdwn paragraph about a finished sync."""
+def sync_summary(result: Any, secrets: Sequence[str] = ()) -> str:
+    """One short mrkdwn paragraph about a finished sync; its error masked for `secrets` and every token shape."""
     if result.status != "succeeded":
-        error = esc(getattr(result, "error", None) or "") or "see `/dna status`"
+        error = esc(clip(scrub(getattr(result, "error", None) or "", secrets), 1500)) or "see `/dna status`"
         return f":x: Sync #{result.run_id} {esc(result.status)}: {error}"
     changes = ", ".join(f"{k}: {v}" for k, v in sorted(result.changes_by_kind.items())) or "no changes"
     opened = len((result.incidents or {}).get("opened") or []) if getattr(result, "incidents", None) else 0
@@ -188,42 +212,88 @@ CHANNEL_SUBCOMMANDS: dict[str, Callable[[Settings, list[str], str, str], Reply]]
 }
 
 
-def answer(settings: Settings, text: str, user: str, channel: str = "") -> Reply:
-    """Parse `/dna` text and run the one service behind it; UsageError for anything we cannot read."""
+def quick_answer(text: str, channel: str = "") -> Reply | None:
+    """The answer to `/dna` text that needs no store, no LLM and no worker (help, an unknown subcommand), a
+    UsageError for text we cannot read at all, or None: the subcommand's own work must run (on the answer pool)."""
     if len(text) > MAX_TEXT:
         raise UsageError(f"That is {len(text)} characters; `/dna` takes at most {MAX_TEXT}. Try `/dna help`.")
     words = text.split()
     if not words:
         hint = section(":information_source: Tell me what to do, for example `/dna show stg_orders`:")
         return Reply([hint, *render_help()], "DNA Bot help")
-    if words[0].lower() == "help":
+    name = words[0].lower()
+    if name == "help":
         return Reply(render_help(), "DNA Bot help")
-    channel_handler = CHANNEL_SUBCOMMANDS.get(words[0].lower())
-    if channel_handler is not None:
+    if name in CHANNEL_SUBCOMMANDS:
         if not channel:
             raise UsageError("Subscriptions belong to a channel; run this in the channel that should follow.")
-        return channel_handler(settings, words[1:], user, channel)
-    name = words[0].lower()
-    handler = SUBCOMMANDS.get(name)
-    if handler is None:
+        return None
+    if name not in SUBCOMMANDS:
         hint = section(f":information_source: I don't know {code(clip(words[0], 40))}. Here is what I can do:")
         return Reply([hint, *render_help()], "Unknown /dna subcommand")
-    reply = handler(settings, words[1:], user)
+    return None
+
+
+def answer(settings: Settings, text: str, user: str, channel: str = "") -> Reply:
+    """Parse `/dna` text and run the one service behind it; UsageError for anything we cannot read."""
+    quick = quick_answer(text, channel)
+    if quick is not None:
+        return quick
+    words = text.split()
+    name = words[0].lower()
+    channel_handler = CHANNEL_SUBCOMMANDS.get(name)
+    if channel_handler is not None:
+        return channel_handler(settings, words[1:], user, channel)
+    reply = SUBCOMMANDS[name](settings, words[1:], user)
     if name in READS_STORE:
         reply = replace(reply, blocks=with_note(reply.blocks, freshness.answer_note(settings)))
     return reply
 
 
-def register(app: App, settings: Settings) -> None:
-    """Register `/dna`: the listener acks first, so Slack's 3 s limit never depends on the store or the LLM."""
+@reported
+def _answer_later(settings: Settings, text: str, user: str, channel: str, body: Any, respond: Any, client: Any) -> None:
+    """The slow part of `/dna`, on the answer pool; its failures reach the user as the listener's would."""
+    _respond(respond, answer(settings, text, user, channel))
+
+
+def _respond(respond: Any, reply: Reply) -> None:
+    respond(**message(reply.text, reply.blocks), response_type="in_channel" if reply.public else "ephemeral")
+
+
+def register(app: App, settings: Settings, answers: AnswerPool | None = None) -> None:
+    """Register `/dna`: the listener acks first and answers only what needs no worker itself; the rest runs on
+    the answer pool, so Slack's 3 s limit never depends on the store, the LLM or how busy the bot is."""
+    pool = answers or AnswerPool.from_settings(settings)
 
     @app.command("/dna")
     @reported
     def dna_command(ack: Any, command: dict[str, Any], body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
         text = (command.get("text") or "").strip()
-        if text.split()[:1] == ["sync"] and command.get("user_id") in admins(settings):
-            respond(**message(":hourglass_flowing_sand: Syncing with OpenMetadata…"), response_type="ephemeral")
-        reply = answer(settings, text, command.get("user_id", ""), command.get("channel_id", ""))
-        kind = "in_channel" if reply.public else "ephemeral"
-        respond(**message(reply.text, reply.blocks), response_type=kind)
+        user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        quick = quick_answer(text, channel)
+        if quick is not None:
+            _respond(respond, quick)
+            return
+        slot = pool.reserve(user=user, channel=channel)
+        if isinstance(slot, Refused):
+            respond(**message(slot.text, [section(esc(slot.text))]), response_type="ephemeral")
+            return
+        try:
+            if text.split()[0].lower() == "sync" and user in admins(settings):
+                respond(**message(":hourglass_flowing_sand: Syncing with OpenMetadata…"), response_type="ephemeral")
+        except BaseException:
+            slot.release()
+            raise
+        slot.start(
+            functools.partial(
+                _answer_later,
+                settings=settings,
+                text=text,
+                user=user,
+                channel=channel,
+                body=body,
+                respond=respond,
+                client=client,
+            )
+        )

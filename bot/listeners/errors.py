@@ -38,8 +38,8 @@ class UsageError(DnaBotError):
 
 
 def scrub(text: str) -> str:
-    """`text` with anything that looks like a token, a key or a URL password masked."""
-    return redact.scrub(text)
+    """`text` with the configured secrets and anything that looks like a token, a key or a URL password masked."""
+    return redact.scrub(text, redact.known())
 
 
 def _outage(error: BaseException) -> str | None:
@@ -71,7 +71,8 @@ def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
     elif isinstance(error, (ColumnNotFound, IncidentNotFound)):
         text = f":mag: {error}"
     elif isinstance(error, OpenMetadataError):
-        text = f":electric_plug: OpenMetadata trouble: {error}"
+        # whoever asked sees what went wrong, not where the server lives (admins have `/dna status` and the log)
+        text = f":electric_plug: OpenMetadata trouble: {redact.hide_internal(scrub(str(error)))}"
     elif isinstance(error, DnaBotError):
         text = f":warning: {error}"
     elif (outage := _outage(error)) is not None:

@@ -17,6 +17,8 @@ LEAST_SCOPES = {
     "files:write",
     "channels:history",
     "groups:history",
+    "channels:read",
+    "groups:read",
 }
 
 
