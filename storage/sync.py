@@ -40,6 +40,7 @@ from storage.sync_write import (
 log = logging.getLogger(__name__)
 
 FULL_SYNC_CURSOR_MARGIN_MS = 5 * 60 * 1000
+LINEAGE_RETRY_MAX = 2000  # entities whose lineage the next run reads again (more wait for the sweep or a full run)
 
 
 @dataclass
@@ -103,6 +104,9 @@ class SyncResult:
     incidents: dict[str, Any] | None = None  # what the incident pipeline did after the run (bot layer fills it)
     lineage_sweep: dict[str, Any] | None = None  # incremental: how lineage edits were looked for, and where
     lineage_unknown: int = 0  # entities whose lineage answer was not a clean 200: their stored edges were kept
+    # FQN → type of those entities (and, after a targeted run, of earlier ones not read again): the next
+    # incremental run reads their lineage again, so an edit hidden behind a flaky answer is not left for a full one
+    lineage_retry: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, dict[str, int]] = field(default_factory=dict)  # fields / event types the client did not know
     events_handled_ids: list[str] = field(default_factory=list)  # handled at the cursor: the next run skips them
     requests: int = 0
@@ -162,6 +166,7 @@ async def run_sync(
             last_stats = (last_ok.stats or {}) if last_ok else {}
             sweep_cursor = (last_stats.get("lineage_sweep") or {}).get("cursor")
             handled_ids = last_stats.get("events_handled_ids") or []
+            retry = dict(last_stats.get("lineage_retry") or {})
             first_sync = last_ok is None
             current = load_current(session)
             known = {c.fqn: c.entity_type for c in current.values() if not c.deleted}
@@ -187,11 +192,18 @@ async def run_sync(
                 sweep = sweep_slice(known, sweep_cursor, sweep_size(len(known), options))
                 search = lineage_search(factory, len(known), len(sweep), options)
                 fetched = await fetcher.incremental(
-                    int(cursor or 0), known, versions, sweep=sweep, handled_ids=handled_ids, search=search
+                    int(cursor or 0),
+                    known,
+                    versions,
+                    sweep=sweep,
+                    handled_ids=handled_ids,
+                    search=search,
+                    retry=retry,
                 )
             result.om_version = fetched.om_version
             result.lineage_sweep = fetched.sweep
             result.lineage_unknown = len(fetched.lineage_unknown)
+            result.lineage_retry = _lineage_retry(fetched, known, retry if mode == "targeted" else {})
             # a targeted run leaves the events cursor where it was, so the next run still skips the same events
             result.events_handled_ids = handled_ids if mode == "targeted" else fetched.handled_ids
             if fetched.sweep is None and mode == "targeted" and sweep_cursor:  # a targeted run keeps the place
@@ -211,6 +223,16 @@ async def run_sync(
                 result.error = error
                 _finish(run, result, "failed", clock, client, fetched=None)
         return result
+
+
+def _lineage_retry(fetched: Fetched, known: dict[str, str], earlier: dict[str, str]) -> dict[str, str]:
+    """The entities whose lineage the next incremental run reads again: this run's unknown ones, plus (after a
+    targeted run, which reads only its targets) the earlier ones it did not read; at most `LINEAGE_RETRY_MAX`."""
+    kinds = known | {fqn: fe.entity_type for fqn, fe in fetched.entities.items()}
+    read = fetched.lineage_scope | set(fetched.lineage_unknown)
+    out = {fqn: t for fqn, t in earlier.items() if fqn not in read and fqn not in fetched.gone}
+    out |= {fqn: kinds[fqn] for fqn in fetched.lineage_unknown if fqn in kinds}
+    return dict(sorted(out.items())[:LINEAGE_RETRY_MAX])
 
 
 def sweep_size(catalog: int, options: SyncOptions) -> int:

@@ -310,9 +310,11 @@ class Fetcher:
         sweep: list[tuple[str, str]] | None = None,
         handled_ids: Collection[str] = (),
         search: LineageSearch | None = None,
+        retry: dict[str, str] | None = None,
     ) -> Fetched:
         """Read what changed since `cursor_ms`: from the change-events feed, or, when the server refuses the
         feed (no permission, disabled), from every entity's `updatedAt`/version; plus pipelines and tests.
+        `retry` (FQN → type): entities whose lineage an earlier run could not read; theirs is read again.
 
         Lineage edits leave no trace in 1.x's feed: on 2.0 they are read from the audit log; otherwise, with
         `search` (1.7+), from one whole-graph search read checked against the store, and the `sweep` slice
@@ -328,7 +330,9 @@ class Fetcher:
             raise  # the server is down: this run fails, the last good data stays
         except OpenMetadataError as exc:  # refused (403, 404, 400…): fall back to updatedAt
             log.warning("change-events feed unavailable (%s): detecting changes by updatedAt", exc)
-            return await self._by_updated_at(fetched, cursor_ms, known_versions or {}, sweep or [], search)
+            return await self._by_updated_at(
+                fetched, cursor_ms, known_versions or {}, sweep or [], search, _known(retry, known_types)
+            )
         fetched.change_source = "events"
         fetched.events_seen = len(events)
         fetched.events_cursor = max([cursor_ms, *(ev.timestamp for ev in events)])
@@ -338,6 +342,7 @@ class Fetcher:
         since = max(0, cursor_ms - EVENTS_OVERLAP_MS)
         swept, fetched.sweep = await lineage_changes(self.client, since, known_types, sweep or [], search)
         lineage_only.update(swept)
+        lineage_only.update(_known(retry, known_types))
         fetched.gone |= plan.gone
         fetched.test_targets |= plan.test_targets
 
@@ -435,9 +440,10 @@ class Fetcher:
         known: dict[str, tuple[int | None, float | None]],
         sweep: list[tuple[str, str]],
         search: LineageSearch | None = None,
+        retry: dict[str, str] | None = None,
     ) -> Fetched:
-        """List every entity (cheap, paged); re-read lineage where `updatedAt` or the version moved, and where the
-        sweep's slice or a whole-graph search read says (lineage edits move neither)."""
+        """List every entity (cheap, paged); re-read lineage where `updatedAt` or the version moved, where the
+        sweep's slice or a whole-graph search read says (lineage edits move neither), and of `retry`."""
         fetched.change_source = "updatedAt"
         fetched.events_cursor = cursor_ms
         fetched.fully_listed = True
@@ -457,10 +463,15 @@ class Fetcher:
             kinds = {e.fullyQualifiedName or e.name: t for e, t in listed}
             kinds |= {fqn: fe.entity_type for fqn, fe in fetched.entities.items()}
             swept, fetched.sweep = await lineage_changes(self.client, 0, kinds, sweep, search, audit=False)
-            self.queue_lineage(swept, skip=fetched.entities.keys())
+            self.queue_lineage(swept | (retry or {}), skip=fetched.entities.keys())
 
         await self._with_lineage(fetched, produce)
         # Unchanged entities were seen: they are not deleted.
         fetched.seen.update(entity.fullyQualifiedName or entity.name for entity, _ in listed)
         self.collect_malformed(fetched)
         return fetched
+
+
+def _known(retry: dict[str, str] | None, known_types: dict[str, str]) -> dict[str, str]:
+    """The entities of `retry` the store still knows (one deleted since needs no lineage read)."""
+    return {fqn: known_types[fqn] for fqn in retry or {} if fqn in known_types}

@@ -22,6 +22,7 @@ from storage.db import make_engine
 from storage.errors import OMUnavailable
 from storage.fqn import url_segment
 from storage.om_client import OpenMetadataClient
+from storage.simulator.catalog import Catalog
 from storage.sync import SyncOptions, SyncResult, run_sync
 from storage.sync_lineage_read import CLEAN, UNKNOWN, LineageReader
 from tests.storage.test_sync import read
@@ -274,3 +275,29 @@ def test_a_lineage_read_that_times_out_is_unknown_and_a_run_of_them_is_an_outage
                 alone.check_outage()  # nothing answered at all
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("om_version", ["2.0.7"])  # 2.0 reads lineage edits from events: no sweep catches up
+def test_an_edit_hidden_behind_an_unknown_lineage_answer_is_found_by_the_next_incremental_run(db_url, om_factory):
+    now = [int(datetime.now(UTC).timestamp() * 1000)]
+    om = om_factory(Catalog.demo(clock=lambda: now[0]))
+    good(db_url, om)
+    t0 = datetime.now(UTC)
+    now[0] += 10_000
+    om.admin("DELETE", "/admin/lineage", {"from": STG_ORDERS, "to": ORDERS})
+    lineage_fault(om, [STG_ORDERS, ORDERS], status=404)  # both ends: nothing shows the removal this run
+    now[0] += 10_000  # a later event moves the cursor well past the lineage event: it is not read again
+    om.admin("PUT", f"/admin/entities/table/{url_segment(RAW_ORDERS)}/description", {"description": "Raw."})
+
+    hidden = sync(db_url, om)
+    assert hidden.ok and hidden.mode == "incremental" and hidden.lineage_unknown == 2
+    assert edge_changes(db_url, t0) == [] and hidden.lineage_retry == {STG_ORDERS: "table", ORDERS: "table"}
+
+    om.admin("DELETE", "/admin/faults")
+    found = sync(db_url, om)
+    assert found.ok and found.mode == "incremental" and found.lineage_unknown == 0 and found.lineage_retry == {}
+    assert (STG_ORDERS, ORDERS) not in live(db_url)
+    assert edge_changes(db_url, t0) == [
+        (ORDERS, "lineage_edge_removed", STG_ORDERS),
+        (STG_ORDERS, "lineage_edge_removed", ORDERS),
+    ]
