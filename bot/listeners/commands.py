@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -105,7 +106,10 @@ def _status(settings: Settings, args: list[str], user: str) -> Reply:
     if health is None:  # an empty store: nothing has synced yet, which is itself the status
         blocks = render_status(None, open_by_severity={}, stale_after=settings.stale_after, now=now, internal=internal)
     else:
-        health = health if admin else freshness.for_everyone(health)
+        if not admin:  # no internal address, and only the open incidents this user may see are counted
+            seen = visibility.visible_to(settings, user, services.incidents_list(settings, "open"))
+            counts = Counter(i.severity for i in seen.incidents)
+            health = replace(freshness.for_everyone(health), open_by_severity=dict(counts))
         blocks = render_status(
             health.freshness,
             open_by_severity=health.open_by_severity,

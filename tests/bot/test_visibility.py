@@ -195,6 +195,16 @@ def test_status_shows_internal_addresses_to_admins_only(start):
     assert "127.0.0.1:9" in admin and bot.om.url in admin and "Admins only" in admin
 
 
+def test_status_counts_only_the_open_incidents_the_user_may_see(start):
+    bot = start(PRIVATE)
+    channel(bot.slack, PRIVATE, private=True, members=[BOT["user_id"], MEMBER])
+    bot.rename_status()
+    assert "none :tada:" in texts(ask(bot, "status", "cnt-out", OUTSIDER)["blocks"])
+    for user in (MEMBER, ADMIN):
+        shown = texts(ask(bot, "status", f"cnt-{user}", user)["blocks"])
+        assert "Open incidents" in shown and "none :tada:" not in shown, user
+
+
 # ------------------------------------------------------------------------------------------------ secrets
 
 
