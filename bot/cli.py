@@ -325,7 +325,7 @@ def simulator(
 def demo(
     out: Annotated[str, typer.Option("--out", help="Folder for the demo's files.")] = "demo-out",
 ) -> None:
-    """Run the store demo on embedded defaults: simulator, sync, a breaking rename, sync, answers."""
+    """Run the demo on embedded defaults: simulator, sync, a breaking rename upstream, the incident, the revert."""
     from bot import demo as demo_module
 
     _guard(lambda: demo_module.run(console, out))

@@ -129,8 +129,9 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     terminal.print_blast(console, radius)
     _save(out, "blast.json", services.blast_json(radius))
 
-    console.rule("7. The incident DNA Bot opened (dnabot incidents; dnabot incident 1)")
     opened = (second.incidents or {}).get("opened", [])
+    shown = f"dnabot incident {opened[-1]}" if opened else "dnabot incident N"
+    console.rule(f"7. The incident DNA Bot opened (dnabot incidents; {shown})")
     terminal_incidents.print_incidents(console, services.incidents_list(settings, "open"), "open")
     if opened:
         terminal_incidents.print_incident(console, services.incident_detail(settings, opened[-1]))
@@ -142,8 +143,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
         _slack_preview(console, out, detail)
         _post_for_real(console, settings)
 
-    console.rule('8. Ask it (dnabot why orders "why did it break?")')
-    answer = asyncio.run(services.why(settings, "orders", "why did it break?"))
+    console.rule('8. Ask it (dnabot why analytics.orders "why did it break?")')
+    answer = asyncio.run(services.why(settings, "analytics.orders", "why did it break?"))
     terminal_incidents.print_why(console, answer)
     _save(out, "why.json", services.plain(answer))
 
@@ -169,9 +170,31 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
     cols = lambda view: ", ".join(c["name"] for c in view.genes["schema"]["columns"])  # noqa: E731
     for label, when in (("before the rename", before), ("during the incident", during), ("now", None)):
         console.print(f"{label:>20}: {cols(services.dna(settings, 'stg_orders', when))}")
+    _closing(console, out)
+
+
+def _closing(console: Console, out: Path) -> None:
+    """What the demo left behind, and how to go on from here with the `dnabot` command."""
+    scratch = (".lock", "-shm", "-wal", "-journal")  # SQLite's and our locks' working files, not results
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(scratch))
+    console.print(f"\nFiles in {out}/: " + ", ".join(files), markup=False, highlight=False)
     console.print(
-        f"\nFiles in {out}/: sync-1.json, sync-2.json, timeline.json, blast.json, incident.json, the lineage PNG, "
-        "why.json and the "
-        "SQLite store dnabot.db "
-        f"(try: DATABASE_URL=sqlite:///{out}/dnabot.db dnabot timeline stg_orders --since 1d)."
+        "  sync-*.json, timeline.json, blast.json, incident.json and why.json are each step's --json output; "
+        "slack-card.json and slack-thread.json are the Block Kit messages (slack-card.builder-url.txt opens the card "
+        "in Slack's Block Kit Builder); the PNG is the lineage picture posted in the thread; dnabot.db is the store.",
+        markup=False,
+        highlight=False,
+    )
+    command = "dnabot" if shutil.which("dnabot") else ".venv/bin/dnabot"
+    if command != "dnabot":
+        console.print(
+            "`dnabot` is not on your PATH: run it as .venv/bin/dnabot, or `source .venv/bin/activate` first.",
+            markup=False,
+            highlight=False,
+        )
+    console.print(
+        f"Try: DATABASE_URL=sqlite:///{out}/dnabot.db {command} timeline stg_orders --since 1d",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.console import Console
 
 from bot import demo
 from bot.settings import get_settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _is_step(line: str) -> bool:
+    """A demo section rule: `──── 7. The incident … ────`."""
+    body = line.strip("─ ")
+    head = body.split(".", 1)[0]
+    return head.isdigit() and body[len(head) : len(head) + 2] == ". "
+
+
+def _readme_steps() -> int:
+    """How many numbered steps the README's quick start lists for the demo."""
+    text = README.read_text(encoding="utf-8")
+    part = text[text.index("It walks through") : text.index("The JSON of each step")]
+    return sum(1 for line in part.splitlines() if line.split(".", 1)[0].isdigit())
 
 
 def test_the_demo_tells_the_whole_story_and_posts_to_slack_when_configured(tmp_path, slack_api, monkeypatch):
@@ -23,6 +40,17 @@ def test_the_demo_tells_the_whole_story_and_posts_to_slack_when_configured(tmp_p
     text = console.export_text()
     assert "SEV1" in text and "order_state AS status" in text
     assert "joined incident" in text and "is resolved: change reverted" in text
+    # step 7 names the incident it shows, and the README lists the demo's steps one for one
+    shown = json.loads((tmp_path / "out" / "incident.json").read_text())["incident"]["id"]
+    assert f"7. The incident DNA Bot opened (dnabot incidents; dnabot incident {shown})" in text
+    steps = [int(line.split(".", 1)[0].strip("─ ")) for line in text.splitlines() if _is_step(line)]
+    assert steps == list(range(1, 12))
+    assert _readme_steps() == 11
+    # the closing list names every file the demo wrote, the Slack JSON included
+    closing = text[text.index("Files in ") :]
+    for path in (tmp_path / "out").iterdir():
+        assert path.name in closing or path.name.endswith((".lock", "-shm", "-wal"))
+    assert "slack-thread.json" in closing and "dnabot.db" in closing
     out = tmp_path / "out"
     card = json.loads((out / "slack-card.json").read_text())
     assert card["blocks"][0]["type"] == "header"
