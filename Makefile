@@ -41,7 +41,7 @@ bench-webhook: $(STAMP)  # ARGS="--postgres --rounds 10"
 	$(BIN)/python bench/webhook_bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache dnabot.db demo-out tests/slack_types/node_modules agents/mcp_servers/node_modules
+	rm -rf $(VENV) .pytest_cache dnabot.db dnabot.db-* dnabot.db.*.lock demo-out tests/slack_types/node_modules agents/mcp_servers/node_modules
 
 # Slack's own TypeScript types for tests/bot/test_slack_types.py, pinned in tests/slack_types/package-lock.json
 # (needs Node >= 20 and npm); reinstalled only when the lock changes (`make -B slack-types` forces it).
