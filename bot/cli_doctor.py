@@ -10,15 +10,24 @@ STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 @app.command()
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the setup, one line per check with the fix when it fails; exit code 1 when something blocks serving."""
+    import logging
+
     import typer
     from rich.markup import escape
 
     from bot import doctor as checks
     from bot.settings import get_settings
 
-    settings, results = checks.load_settings(get_settings)
-    if settings is not None:
-        results = checks.run(settings)
+    quiet = logging.NullHandler()  # the report says it all: no stray warnings of the clients beside it
+    root = logging.getLogger()
+    if not root.handlers:  # (logging that was set up, e.g. for debugging, is left as it is)
+        root.addHandler(quiet)
+    try:
+        settings, results = checks.load_settings(get_settings)
+        if settings is not None:
+            results = checks.run(settings)
+    finally:
+        root.removeHandler(quiet)
     if as_json:
         _emit([c.to_dict() for c in results])
     else:

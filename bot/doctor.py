@@ -177,7 +177,7 @@ async def check_mcp(settings: Settings, *, timeout: float = 20.0) -> list[Check]
             )
         else:
             reason = spec.problem or state.get("error") or f"did not start within {start:g} s"
-            fix = "see the README's MCP part: install the servers (make mcp) and check their keys"
+            fix = "install the servers (make mcp), check their keys, or fix the server in DNABOT_MCP_CONFIG"
             checks.append(warn(name, f"{state.get('state', 'down')}: {reason}", fix))
     return checks
 

@@ -61,20 +61,24 @@ async def _openmetadata(http: Any, settings: Settings, *, has_token: bool) -> li
     from pydantic import ValidationError
 
     from storage import om_versions
-    from storage.errors import OMAuthError, OMUnsupportedVersion, OpenMetadataError
+    from storage.errors import OMAuthError, OMUnavailable, OMUnsupportedVersion, OpenMetadataError
     from storage.om_models import ServerVersion
 
     base = http.base_url.removesuffix("api/")
     try:
         version = ServerVersion.model_validate(await http.get_json("v1/system/version")).version
     except ValidationError:
-        version = None
-    except OpenMetadataError as exc:
-        reason = getattr(exc.__cause__, "reason", None) or short(exc)  # an unreachable server: the last attempt's
+        version, said = None, ""
+    except OMUnavailable as exc:
+        reason = getattr(exc.__cause__, "reason", None) or short(exc)  # the one attempt's own words
         fix = "check OPENMETADATA_URL and that the server is up"
         return [fail("openmetadata", f"cannot reach {base}: {reason}", fix), *_not_checked(OM_NAMES[1:], "no server")]
+    except OpenMetadataError as exc:  # an answer, but not OpenMetadata's (HTML, a 404, bad JSON)
+        version, said = None, f" ({short(exc)})"
+    else:
+        said = ""
     if version is None:
-        detail = f"{base}api/v1/system/version answers no version: is this OpenMetadata?"
+        detail = f"{base}api/v1/system/version answers no OpenMetadata version{said}"
         fix = "point OPENMETADATA_URL at the OpenMetadata server (the port of its API, 8585 by default)"
         return [fail("openmetadata", detail, fix), *_not_checked(OM_NAMES[1:], "not OpenMetadata")]
     checks = [ok("openmetadata", f"reachable at {base}")]
@@ -129,13 +133,13 @@ async def _events(http: Any) -> Check:
     from storage.om_http import split_page
 
     params: dict[str, str | int] = {kind: ",".join(EVENT_ENTITY_TYPES) for kind in EVENT_KINDS}
-    params["timestamp"] = int(time.time() * 1000) - 86_400_000
+    params["timestamp"] = int(time.time() * 1000) - 3_600_000  # an hour: a busy catalog's day could be large
     try:
         data, _ = split_page(await http.get_json("v1/events", params), "v1/events")
     except OpenMetadataError as exc:
         fix = "incremental syncs read /api/v1/events: give the bot's role read access to events"
         return fail("openmetadata events", short(exc), fix)
-    return ok("openmetadata events", f"the change-events feed answers ({len(data)} in the last day)")
+    return ok("openmetadata events", f"the change-events feed answers ({len(data)} in the last hour)")
 
 
 async def _webhook(http: Any, settings: Settings) -> Check:

@@ -130,6 +130,25 @@ def test_a_refused_openmetadata_token_fails_without_showing_it(doctor):
     assert "wrong-token-0123456789" not in out
 
 
+def test_a_server_that_is_not_openmetadata_is_told_apart_from_one_that_is_down(doctor, om_demo):
+    html = "<!doctype html><html><body>Grafana</body></html>"
+    om_demo.admin("POST", "/admin/faults", {"path_regex": "^/api/v1/system/version$", "body": html})
+    code, _, checks = doctor("--json")
+    assert code == 1
+    assert checks["openmetadata"]["detail"] == (
+        f"{om_demo.url}/api/v1/system/version answers no OpenMetadata version "
+        "(OpenMetadata answered GET /api/v1/system/version with invalid JSON)"
+    )
+    assert checks["openmetadata"]["fix"].startswith("point OPENMETADATA_URL at the OpenMetadata server")
+
+
+def test_no_openmetadata_token_when_the_server_wants_one(doctor, monkeypatch):
+    monkeypatch.delenv("OPENMETADATA_TOKEN")
+    code, _, checks = doctor("--json")
+    assert code == 1
+    assert checks["openmetadata token"]["detail"] == "OPENMETADATA_TOKEN is not set and the server wants one"
+
+
 def test_an_unsupported_version_is_named_with_the_supported_range(doctor, om_demo):
     om_demo.admin("POST", "/admin/faults", {"path_regex": "^/api/v1/system/version$", "body": {"version": "1.4.2"}})
     code, _, checks = doctor("--json")
@@ -303,3 +322,33 @@ def test_a_setting_out_of_range_is_named_without_its_value(doctor):
         "or .env (see the README's Settings)"
     )
     assert "xml-secret-ish" not in out
+
+
+def test_the_store_checks_on_sqlite_and_postgresql(db_url):
+    from bot.doctor import check_database
+
+    checks = check_database(Settings(_env_file=None, DATABASE_URL=db_url))
+    assert [(c.name, c.status) for c in checks] == [("database", "ok"), ("database schema", "ok")]
+    assert checks[1].detail == f"at the newest revision {db.head_revision()}"
+
+
+def test_an_unreachable_postgresql_is_named_with_its_password_masked(doctor):
+    url = f"postgresql://dnabot:pg-password-0123@127.0.0.1:{closed_port()}/dnabot"
+    code, out, checks = doctor("--json", DATABASE_URL=url)
+    assert code == 1
+    detail = checks["database"]["detail"]
+    assert detail.startswith(f"cannot reach postgresql+psycopg://dnabot:***@127.0.0.1:{url.rsplit(':', 1)[1]}: ")
+    assert "pg-password-0123" not in out
+    assert checks["database schema"]["status"] == "skip"
+
+
+def test_a_check_that_breaks_is_one_line_not_a_traceback(doctor, monkeypatch):
+    from bot import doctor_remote
+
+    def broken(settings):
+        raise RuntimeError("the Slack SDK changed under us")
+
+    monkeypatch.setattr(doctor_remote, "check_slack", broken)
+    code, out, _ = doctor()
+    assert code == 1 and "Traceback" not in out
+    assert "fail  slack" in out and "the check failed: the Slack SDK changed under us" in out
