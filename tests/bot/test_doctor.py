@@ -293,6 +293,14 @@ def test_each_mcp_server_starts_and_lists_its_allow_listed_tools(doctor, tmp_pat
     assert checks["mcp gone"]["status"] == "warn"
 
 
+def test_the_real_tavily_server_a_key_starts_is_up_with_its_tools(doctor):
+    """With TAVILY_API_KEY the bot runs the installed tavily-mcp (`make mcp`; never skipped: a missing install
+    shows in the detail); it lists its tools without calling Tavily."""
+    code, _, checks = doctor("--json", TAVILY_API_KEY="tvly-doctor-0123456789")
+    assert code == 0
+    assert checks["mcp tavily"]["detail"] == "up, allow-listed tools: tavily_extract, tavily_search"
+
+
 def test_the_scopes_checked_are_the_manifests():
     manifest = yaml.safe_load((REPO_ROOT / "manifest.yml").read_text())
     assert sorted(BOT_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
