@@ -336,6 +336,7 @@ def main() -> None:
     app()
 
 
+import bot.cli_doctor  # noqa: E402, F401 - registers `doctor` on `app`
 from bot import cli_ops  # noqa: E402, F401 - registers `outbox` and `outbox-retry` on `app`
 
 if __name__ == "__main__":

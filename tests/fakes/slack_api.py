@@ -371,6 +371,13 @@ def _answer(state: SlackState, method: str, args: dict[str, Any], headers: dict[
     wanted = state.app_token if method == "apps.connections.open" else state.token
     if bearer != wanted:
         return JSONResponse({"ok": False, "error": "invalid_auth"})
+    response = _authorised(state, method, args)
+    if method != "apps.connections.open":  # as real Slack does: the bot token's scopes on every signed-in answer
+        response.headers["x-oauth-scopes"] = ",".join(sorted(state.scopes))
+    return response
+
+
+def _authorised(state: SlackState, method: str, args: dict[str, Any]) -> Response:
     refusal = _judge(state, method, args)
     if refusal is not None:
         return refusal
