@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from bot import cli
 from bot.logs import Redactor
 from bot.settings import get_settings
+from bot.terminal_text import Name, mrkdwn
 from storage.om_http import OMHttp
 from storage.redact import mask_secrets, scrub
 
@@ -252,3 +254,112 @@ def test_whole_secrets_are_masked_in_their_encoded_forms_too():
     secret = 'p/a"n+1'
     text = 'url ?k=p%2Fa%22n%2B1&x=1, json {"k": "p/a\\"n+1"}, plain p/a"n+1.'
     assert mask_secrets(text, [secret]) == 'url ?k=***&x=1, json {"k": "***"}, plain ***.'
+
+
+@pytest.fixture
+def broken_store(dnabot, om_demo, monkeypatch):
+    """The demo store after a sync, a breaking rename and a second sync: incident 1 (a failing test) and the
+    rename's incident; `run(COLUMNS, *args)` runs a command in a terminal that wide."""
+    from urllib.parse import quote
+
+    from rich.console import Console
+
+    assert dnabot("sync").exit_code == 0
+    path = f"/admin/tables/{quote(STG_ORDERS, safe='')}/columns/status/rename"
+    om_demo.admin("POST", path, {"newName": "order_state"})
+    [rename] = json.loads(dnabot("sync", "--json").stdout)["incidents"]["opened"]
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(cli, "console", Console())  # its width comes from COLUMNS at each print
+    runner = CliRunner()
+
+    def run(columns: int, *args: str) -> str:
+        get_settings.cache_clear()
+        result = runner.invoke(cli.app, list(args), env={"COLUMNS": str(columns)})
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+    return rename, run
+
+
+def words(text: str, shortest: int = 1) -> set[str]:
+    return {w for w in re.findall(r"[A-Za-z0-9]+", text) if len(w) >= shortest}
+
+
+def test_every_answer_is_readable_at_80_columns(broken_store):
+    rename, run = broken_store
+    for args in (
+        ("dna", "stg_orders"),
+        ("blast", "stg_orders"),
+        ("blast", "stg_orders", "-c", "status"),
+        ("incidents", "all"),
+        ("incident", "1"),
+        ("incident", str(rename)),
+        ("runs",),
+        ("timeline", "stg_orders", "--since", "1d"),
+        ("why", "stg_orders"),
+    ):
+        narrow, wide = run(80, *args), run(200, *args)
+        assert max(len(line) for line in narrow.splitlines()) <= 80, args
+        assert max(len(line) for line in wide.splitlines()) > 80 or len(narrow.splitlines()) == len(wide.splitlines())
+        # a name folded inside a word ("warehouse.shop.analy" / "tics.orders") leaves pieces no wide line has
+        assert words(narrow, 3) - words(wide) == set(), args
+
+    blast = json.loads(run(80, "blast", "stg_orders", "--json"))
+    rows = cells(run(80, "blast", "stg_orders"), 1)
+    assert ["".join(row) for row in rows] == [e["fqn"] for e in blast["entities"]]
+    assert any(len(row) > 1 for row in rows)  # at 80 columns some names do wrap…
+    assert all(piece.endswith((".", "_")) for row in rows for piece in row[:-1])  # …only after a dot or an _
+
+
+def cells(table: str, index: int) -> list[list[str]]:
+    """The pieces of column `index` of each row of a rich table (a row starts where the first cell is not empty)."""
+    rows: list[list[str]] = []
+    for line in table.splitlines():
+        if not line.startswith("│"):
+            continue
+        parts = [p.strip() for p in line.split("│")[1:-1]]
+        if parts[0]:
+            rows.append([])
+        if parts[index]:
+            rows[-1].append(parts[index])
+    return rows
+
+
+def test_slack_markup_is_plain_terminal_text_in_incident_and_why(broken_store):
+    rename, run = broken_store
+    raw = json.loads(run(80, "incident", str(rename), "--json"))["incident"]["details"]["explanation"]
+    assert "*What changed*" in raw["technical"] and "`" in raw["technical"]  # Slack mrkdwn in the store
+    for args in (("incident", str(rename)), ("incident", "1"), ("why", "stg_orders")):
+        out = run(80, *args)
+        assert "<http" not in out and "|" not in out and "`" not in out, args
+        assert not re.search(r"(?<![\w*])\*\w[^*\n]*\*(?![\w*])", out), args
+        assert not re.search(r"(?<![\w:/]):[a-z_]+:(?![\w:])", out), args
+        assert not re.search(r"&(lt|gt|amp);", out), args
+    assert "What changed" in run(80, "incident", str(rename))
+
+
+def test_mrkdwn_becomes_styled_plain_text():
+    text = mrkdwn("*What changed* in `stg_orders`: see <https://ci.example/run/7|the run> :warning: &lt;b&gt; :mag:")
+    assert text.plain == "What changed in stg_orders: see the run (https://ci.example/run/7) ⚠ <b> "
+    assert [(text.plain[s.start : s.end], s.style) for s in text.spans] == [
+        ("What changed", "bold"),
+        ("stg_orders", "cyan"),
+    ]
+    assert mrkdwn("[bold]not markup[/] *a _b_ c*").plain == "[bold]not markup[/] a _b_ c"
+
+
+@pytest.mark.parametrize(
+    ("width", "lines"),
+    [
+        (80, ["warehouse.shop.analytics.revenue_daily"]),
+        (30, ["warehouse.shop.analytics.", "revenue_daily"]),
+        (12, ["warehouse.", "shop.", "analytics.", "revenue_", "daily"]),
+        (6, ["wareh…", "shop.", "analy…", "reven…", "daily"]),
+    ],
+)
+def test_a_name_wraps_after_dots_then_underscores_never_inside_a_word(width, lines):
+    from rich.console import Console
+
+    console = Console(width=width, record=True)
+    console.print(Name("warehouse.shop.analytics.revenue_daily"))
+    assert console.export_text().splitlines() == lines
