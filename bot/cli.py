@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from bot.cli_guard import fail as _fail
 from bot.cli_guard import guard as _guard
 from bot.cli_guard import settings as _settings
 from bot.timeparse import TimeArgError, parse_instant, parse_since, parse_span
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 app = typer.Typer(
     cls=Guarded,
@@ -31,6 +34,14 @@ app = typer.Typer(
 console = Console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def get_settings() -> Settings:
+    """`bot.settings.get_settings`, imported only when a command runs (pydantic's errors pass through: most
+    commands call `_settings()`, which turns them into one line)."""
+    from bot.settings import get_settings as read
+
+    return read()
 
 
 def _version() -> str:

@@ -23,8 +23,10 @@ def outbox(
 
     def body() -> None:
         from rich.table import Table
+        from rich.text import Text
 
         from bot import services
+        from bot.terminal_text import Name
 
         rows = services.outbox_rows(_settings(), status, limit)
         if as_json:
@@ -32,9 +34,10 @@ def outbox(
             return
         table = Table(title=f"Outbox ({status or 'all'}, newest first)")
         for column in ("id", "kind", "key", "status", "attempts", "last error"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(str(r.id), r.kind, r.key, r.status, str(r.attempts), (r.last_error or "")[:80])
+            table.add_column(column, overflow="ellipsis")
+        for r in rows:  # keys and errors are data: plain text, wrapped between words
+            error = Text((r.last_error or "")[:80])
+            table.add_row(str(r.id), Name(r.kind), Name(r.key), r.status, str(r.attempts), error)
         console.print(table)
 
     _guard(body)
