@@ -12,6 +12,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from agents.config import AgentConfig
+from storage.redact import mask_secrets
 
 # Pinned in agents/mcp_servers/package.json (+ package-lock.json) and installed ahead of time with `make mcp`:
 # `npx -y` at run time downloads on the first start (longer than a start-up timeout) and needs the registry.
@@ -65,9 +66,7 @@ class ServerSpec:
         secrets += [value.split(" ", 1)[-1] for value in self.headers.values()]  # "Bearer <token>"
         if self.url:
             secrets += [value for _, value in parse_qsl(urlsplit(self.url).query)]
-        for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text, secrets, shortest=4)
 
 
 def load_servers(config: AgentConfig, env: Mapping[str, str], options: MCPOptions | None = None) -> list[ServerSpec]:

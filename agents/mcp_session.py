@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from agents.mcp_config import ServerSpec
+from storage.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 # The servers' own stderr, one record per burst of lines (a Node stack trace stays whole), secrets masked.
@@ -97,9 +98,7 @@ class ServerSession:
     def redact(self, text: str) -> str:
         """`text` without this server's secrets (its env, headers, URL query, and the proxy's credentials)."""
         text = self.spec.redact(text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text, self._secrets)
 
     def health(self) -> dict[str, Any]:
         """`{state: up|starting|down, error, since, restarts, tools, retry_in_seconds}` (plain data)."""

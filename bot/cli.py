@@ -1,48 +1,76 @@
-"""The `dnabot` command line: migrate, sync, and offline questions to the DNA store (dna, timeline, blast)."""
+"""The `dnabot` command line: migrate, sync, and offline questions to the DNA store (dna, timeline, blast).
+
+Only typer, rich and tiny modules are imported here, so that `dnabot --help` starts at once: each command
+imports the store, the client, the pipeline or Slack inside its body. Every command runs inside
+`cli_guard.Guarded`, which turns a domain error into one line and an exit code, and any other error into one
+line (`--debug` shows the traceback)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from bot import services, terminal, terminal_incidents
-from bot.settings import get_settings
+from bot.cli_guard import Guarded, State, err  # noqa: F401 - `err` is for the commands of other modules
+from bot.cli_guard import fail as _fail
+from bot.cli_guard import guard as _guard
+from bot.cli_guard import settings as _settings
 from bot.timeparse import TimeArgError, parse_instant, parse_since, parse_span
-from storage.errors import ColumnNotFound, DatasetNotFound, DnaBotError, InvalidTransition
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 app = typer.Typer(
+    cls=Guarded,
     add_completion=False,
     no_args_is_help=True,
-    help="DNA Bot: data incident response on OpenMetadata. Every command has --json for scripts.",
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+    help="DNA Bot: data incident response on OpenMetadata. Every command that prints data has --json for scripts.",
 )
 console = Console()
-err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
+def get_settings() -> Settings:
+    """`bot.settings.get_settings`, imported only when a command runs (pydantic's errors pass through: most
+    commands call `_settings()`, which turns them into one line)."""
+    from bot.settings import get_settings as read
+
+    return read()
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
-    """Run a command body and turn domain errors into one clear line and an exit code."""
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return fn()
-    except (DatasetNotFound, ColumnNotFound, InvalidTransition) as exc:
-        _fail(str(exc), 2)
-    except TimeArgError as exc:
-        _fail(str(exc), 2)
-    except DnaBotError as exc:
-        _fail(str(exc), 1)
+        return version("dnabot")
+    except PackageNotFoundError:
+        return "unknown (not installed: run `make install`)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"dnabot {_version()}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version of dnabot and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an unexpected error, show the full traceback (secrets masked).")
+    ] = False,
+) -> None:
+    """DNA Bot: data incident response on OpenMetadata. Every command that prints data has --json for scripts."""
+    State.debug = debug
 
 
 def _emit(data: Any) -> None:
@@ -50,12 +78,17 @@ def _emit(data: Any) -> None:
 
 
 @app.command()
-def migrate() -> None:
+def migrate(as_json: JsonOpt = False) -> None:
     """Create or upgrade the database schema (Alembic) at DATABASE_URL (default: ./dnabot.db)."""
 
     def body() -> None:
-        revision = services.migrate(get_settings())
-        console.print(f"database at revision [bold]{revision}[/]")
+        from bot import services
+
+        revision = services.migrate(_settings())
+        if as_json:
+            _emit({"revision": revision})
+        else:
+            console.print(f"database at revision [bold]{revision}[/]")
 
     _guard(body)
 
@@ -77,7 +110,12 @@ def sync(
     mode = "full" if full else "incremental" if incremental else "auto"
 
     def body() -> None:
-        settings = get_settings()
+        import asyncio
+
+        from bot import services, terminal
+
+        settings = _settings()
+        services.require_openmetadata(settings)  # before the progress display: a config error is its one line
         if as_json:
             result = asyncio.run(services.sync(settings, mode=mode, incidents=not no_incidents))
             _emit(result.to_dict())
@@ -102,8 +140,10 @@ def dna(
     """Show the DNA snapshot of an asset: genes and trust score with its factors."""
 
     def body() -> None:
+        from bot import services, terminal
+
         when = parse_instant(at) if at else None
-        view = services.dna(get_settings(), fqn, when)
+        view = services.dna(_settings(), fqn, when)
         if as_json:
             _emit(services.snapshot_json(view))
         else:
@@ -121,8 +161,10 @@ def timeline(
     """List what changed on an asset since a time: schema, lineage, ownership, quality."""
 
     def body() -> None:
+        from bot import services, terminal
+
         start = parse_since(since, datetime.now(UTC))
-        resolved, changes = services.timeline(get_settings(), fqn, start)
+        resolved, changes = services.timeline(_settings(), fqn, start)
         if as_json:
             _emit(
                 {
@@ -147,7 +189,9 @@ def blast(
     """Show everything downstream that depends on an asset (or one of its columns)."""
 
     def body() -> None:
-        radius = services.blast(get_settings(), fqn, column, depth)
+        from bot import services, terminal
+
+        radius = services.blast(_settings(), fqn, column, depth)
         if as_json:
             _emit(services.blast_json(radius))
         else:
@@ -158,13 +202,15 @@ def blast(
 
 @app.command()
 def runs(
-    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="How many runs, newest first.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """List the last sync runs with their status and figures."""
 
     def body() -> None:
-        items = services.runs(get_settings(), limit)
+        from bot import services, terminal
+
+        items = services.runs(_settings(), limit)
         if as_json:
             _emit([services.run_json(r) for r in items])
         else:
@@ -183,7 +229,9 @@ def incidents(
         _fail(f"'{which}' is not a status: use open, all, acknowledged, snoozed or resolved", 2)
 
     def body() -> None:
-        items = services.incidents_list(get_settings(), which)
+        from bot import services, terminal_incidents
+
+        items = services.incidents_list(_settings(), which)
         if as_json:
             _emit([services.plain(i) for i in items])
         else:
@@ -192,15 +240,17 @@ def incidents(
     _guard(body)
 
 
+IncidentArg = Annotated[int, typer.Argument(help="The incident id (see `dnabot incidents`).")]
+
+
 @app.command()
-def incident(
-    incident_id: Annotated[int, typer.Argument(help="The incident id (see `dnabot incidents`).")],
-    as_json: JsonOpt = False,
-) -> None:
+def incident(incident_id: IncidentArg, as_json: JsonOpt = False) -> None:
     """Show one incident: what broke, why, the simulated fix, the texts and the history."""
 
     def body() -> None:
-        detail = services.incident_detail(get_settings(), incident_id)
+        from bot import services, terminal_incidents
+
+        detail = services.incident_detail(_settings(), incident_id)
         if as_json:
             _emit(services.plain(detail))
         else:
@@ -215,7 +265,9 @@ ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (reco
 
 def _transition(incident_id: int, status: str, by: str, reason: str | None, as_json: bool, **kw: object) -> None:
     def body() -> None:
-        view = services.set_incident_status(get_settings(), incident_id, status, actor=by, reason=reason, **kw)
+        from bot import services
+
+        view = services.set_incident_status(_settings(), incident_id, status, actor=by, reason=reason, **kw)
         if as_json:
             _emit(services.plain(view))
         else:
@@ -226,14 +278,14 @@ def _transition(incident_id: int, status: str, by: str, reason: str | None, as_j
 
 
 @app.command()
-def ack(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+def ack(incident_id: IncidentArg, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
     """Acknowledge an incident: someone is on it."""
     _transition(incident_id, "acknowledged", by, reason, as_json)
 
 
 @app.command()
 def snooze(
-    incident_id: int,
+    incident_id: IncidentArg,
     span: Annotated[str, typer.Argument(help="How long: 1h, 1d, 1w…")] = "1d",
     by: ByOpt = "cli",
     reason: ReasonOpt = None,
@@ -248,13 +300,13 @@ def snooze(
 
 
 @app.command()
-def resolve(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+def resolve(incident_id: IncidentArg, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
     """Resolve an incident by hand (it reopens if its cause shows up again)."""
     _transition(incident_id, "resolved", by, reason, as_json)
 
 
 @app.command()
-def reopen(incident_id: int, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
+def reopen(incident_id: IncidentArg, by: ByOpt = "cli", reason: ReasonOpt = None, as_json: JsonOpt = False) -> None:
     """Reopen an incident."""
     _transition(incident_id, "open", by, reason, as_json)
 
@@ -268,7 +320,11 @@ def why(
     """Ask why a dataset broke: answered from the evidence (with an LLM when OPENAI_* is set)."""
 
     def body() -> None:
-        answer = asyncio.run(services.why(get_settings(), fqn, question))
+        import asyncio
+
+        from bot import services, terminal_incidents
+
+        answer = asyncio.run(services.why(_settings(), fqn, question))
         if as_json:
             _emit(services.plain(answer))
         else:
@@ -280,15 +336,19 @@ def why(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option("--port", help="HTTP mode: the port for /slack/events.")] = 3000,
-    host: Annotated[str, typer.Option("--host")] = "0.0.0.0",
+    host: Annotated[str, typer.Option("--host", help="HTTP mode: the address to listen on.")] = "0.0.0.0",
     socket_mode: Annotated[
         bool | None, typer.Option("--socket/--http", help="Default: Socket Mode when SLACK_APP_TOKEN is set.")
     ] = None,
 ) -> None:
     """Run the Slack bot: Socket Mode or HTTP, with scheduled syncs that open and update incident threads."""
-    from bot import runtime
 
-    _guard(lambda: runtime.serve(get_settings(), host=host, port=port, socket_mode=socket_mode))
+    def body() -> None:
+        from bot import runtime
+
+        runtime.serve(_settings(), host=host, port=port, socket_mode=socket_mode)
+
+    _guard(body)
 
 
 @app.command()
@@ -297,8 +357,8 @@ def simulator(
         str,
         typer.Option("--catalog", help="demo, sample (OpenMetadata's sample data) or a catalog JSON path."),
     ] = "demo",
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8585,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on (OpenMetadata's is 8585).")] = 8585,
     token: Annotated[str, typer.Option("--token", help="The bearer token clients must send.")] = "sim-token",
     om_version: Annotated[
         str,
@@ -310,6 +370,7 @@ def simulator(
     def body() -> None:
         import gc
 
+        from bot import services
         from storage import simulator as sim
         from storage.om_versions import profile_for
 
@@ -326,9 +387,13 @@ def demo(
     out: Annotated[str, typer.Option("--out", help="Folder for the demo's files.")] = "demo-out",
 ) -> None:
     """Run the demo on embedded defaults: simulator, sync, a breaking rename upstream, the incident, the revert."""
-    from bot import demo as demo_module
 
-    _guard(lambda: demo_module.run(console, out))
+    def body() -> None:
+        from bot import demo as demo_module
+
+        demo_module.run(console, out)
+
+    _guard(body)
 
 
 def main() -> None:
@@ -339,5 +404,7 @@ def main() -> None:
 import bot.cli_doctor  # noqa: E402, F401 - registers `doctor` on `app`
 from bot import cli_ops  # noqa: E402, F401 - registers `outbox` and `outbox-retry` on `app`
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m bot.cli`: run `bot.cli` itself, the module other modules add commands to
+    from bot import cli as _imported
+
+    _imported.main()

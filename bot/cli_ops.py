@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from bot import services
-from bot.cli import JsonOpt, _emit, _fail, _guard, app, console
-from bot.settings import get_settings
+from bot.cli import JsonOpt, _emit, _fail, _guard, _settings, app, console
 
 STATUSES = ("pending", "delivered", "skipped", "dead")
 
@@ -17,7 +14,7 @@ STATUSES = ("pending", "delivered", "skipped", "dead")
 @app.command()
 def outbox(
     status: Annotated[str | None, typer.Option("--status", help="pending, delivered, skipped or dead.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 30,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many rows, newest first.")] = 30,
     as_json: JsonOpt = False,
 ) -> None:
     """List the newest outbox rows: Slack posts, updates and OpenMetadata write-backs owed, delivered or dead."""
@@ -25,15 +22,22 @@ def outbox(
         _fail(f"'{status}' is not an outbox status: use one of {', '.join(STATUSES)}", 2)
 
     def body() -> None:
-        rows = services.outbox_rows(get_settings(), status, limit)
+        from rich.table import Table
+        from rich.text import Text
+
+        from bot import services
+        from bot.terminal_text import Name
+
+        rows = services.outbox_rows(_settings(), status, limit)
         if as_json:
             _emit([services.plain(r) for r in rows])
             return
         table = Table(title=f"Outbox ({status or 'all'}, newest first)")
         for column in ("id", "kind", "key", "status", "attempts", "last error"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(str(r.id), r.kind, r.key, r.status, str(r.attempts), (r.last_error or "")[:80])
+            table.add_column(column, overflow="ellipsis")
+        for r in rows:  # keys and errors are data: plain text, wrapped between words
+            error = Text((r.last_error or "")[:80])
+            table.add_row(str(r.id), Name(r.kind), Name(r.key), r.status, str(r.attempts), error)
         console.print(table)
 
     _guard(body)
@@ -45,13 +49,19 @@ def outbox_retry(
         list[int] | None, typer.Argument(help="Dead rows to retry (see `dnabot outbox --status dead`).")
     ] = None,
     all_dead: Annotated[bool, typer.Option("--all", help="Retry every dead row.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Give dead outbox rows a fresh set of attempts (after fixing what killed them: a channel, a token, …)."""
     if not ids and not all_dead:
         _fail("name the dead rows to retry, or pass --all", 2)
 
     def body() -> None:
-        count = services.outbox_requeue(get_settings(), None if all_dead else list(ids or []))
-        console.print(f"{count} dead row(s) queued again")
+        from bot import services
+
+        count = services.outbox_requeue(_settings(), None if all_dead else list(ids or []))
+        if as_json:
+            _emit({"requeued": count})
+        else:
+            console.print(f"{count} dead row(s) queued again")
 
     _guard(body)

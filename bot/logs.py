@@ -11,14 +11,11 @@ line (or each line of a traceback) once more. Bolt's and slack_sdk's loggers wri
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from urllib.parse import quote
 
 from pydantic import SecretStr
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -29,6 +26,7 @@ from bot.settings import Settings
 from storage import logctx
 from storage.coordination import replica_id
 from storage.errors import DnaBotError
+from storage.redact import secrets_pattern
 
 MASK = "***"
 MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words all over the logs
@@ -42,17 +40,10 @@ _MARK = "_dnabot_handler"
 
 
 class Redactor:
-    """Replaces each secret (as written, URL-encoded or JSON-escaped) with "***" in a text."""
+    """Replaces each secret (as written, URL-encoded or JSON-escaped) with "***" in a text, where it stands whole."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = set()
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_CHARS:
-                forms |= {secret, quote(secret, safe=""), json.dumps(secret)[1:-1]}
-        # longest first, so a secret that contains another is masked whole
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))) if forms else None
-        )
+        self._pattern = secrets_pattern(secrets, MIN_SECRET_CHARS)
 
     def __bool__(self) -> bool:
         return self._pattern is not None

@@ -27,7 +27,7 @@ from bot import metrics
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings, agent_config, mcp_options, process_env
 from storage import db, graph, incidents, store
-from storage.errors import DnaBotError, OMConfigError
+from storage.errors import DnaBotError, OMConfigError, SnapshotNotFound
 from storage.incident_views import IncidentDetailView, IncidentView
 from storage.om_client import OpenMetadataClient
 from storage.sync import SyncOptions, SyncResult, run_sync
@@ -57,11 +57,16 @@ def migrate(settings: Settings) -> str:
     return db.current_revision(engine) or "base"
 
 
-def client_for(settings: Settings) -> OpenMetadataClient:
+def require_openmetadata(settings: Settings) -> None:
+    """Stop with one sentence when OPENMETADATA_URL is not set."""
     if not settings.openmetadata_url:
         raise OMConfigError(
             "OPENMETADATA_URL is not set: point it at your OpenMetadata server (e.g. http://localhost:8585)"
         )
+
+
+def client_for(settings: Settings) -> OpenMetadataClient:
+    require_openmetadata(settings)
     token = settings.openmetadata_token.get_secret_value() if settings.openmetadata_token else None
     return OpenMetadataClient(
         settings.openmetadata_url,
@@ -84,6 +89,7 @@ async def sync(
     """Run one sync, then the incident pipeline on what it found; the schema is brought up to date first.
 
     `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks) makes it a targeted re-sync of those."""
+    require_openmetadata(settings)  # before the engine: a configuration error must not create the store file
     engine = engine_for(settings)
     db.migrate(engine)
     options = SyncOptions(
@@ -278,7 +284,7 @@ def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotVie
         view = store.dna_at(session, fqn, at)
         if view is None:
             when = f" at {at.isoformat()}" if at else ""
-            raise DnaBotError(f"{fqn} has no DNA snapshot{when} (it was first synced later)")
+            raise SnapshotNotFound(f"{fqn} has no DNA snapshot{when} (it was first synced later)")
         return view
 
 

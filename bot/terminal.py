@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.observer_quality import RESULT_CHARS, plain
+from bot.terminal_text import Name
 
 KIND_STYLE = {
     "column_removed": "bold red",
@@ -91,7 +92,7 @@ def print_sync_result(console: Console, result: Any) -> None:
         names = ", ".join(escape(name) for name in list(counts)[:5]) + (" …" if len(counts) > 5 else "")
         table.add_row(f"unknown {kind.replace('_', ' ')} (ignored)", f"[yellow]{names}[/]")
     if result.error:
-        table.add_row("error", f"[red]{result.error}[/]")
+        table.add_row("error", Text(result.error, style="red"))
     console.print(Panel(table, title=head, expand=False))
     if result.changes_by_kind:
         console.print("[bold]What changed since the last sync[/]")
@@ -127,15 +128,15 @@ def _print_incident_line(console: Console, incidents: dict[str, Any] | None) -> 
 def _columns_table(columns: list[dict[str, Any]]) -> Table:
     table = Table(title="schema", title_justify="left")
     for name in ("#", "column", "type", "null", "constraint", "description"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="ellipsis")
     for col in columns:
         table.add_row(
             str(col.get("position", "")),
-            col["name"],
-            col.get("type_display") or col.get("type") or "?",
+            Name(col["name"]),
+            Name(col.get("type_display") or col.get("type") or "?"),
             "yes" if col.get("nullable", True) else "no",
-            col.get("constraint") or "",
-            (col.get("description") or "")[:60],
+            Name(col.get("constraint") or ""),
+            Text((col.get("description") or "")[:60]),
         )
     return table
 
@@ -154,9 +155,9 @@ def print_dna(console: Console, view: Any, at: datetime | None) -> None:
     )
     trust = Table(title=f"trust score {view.trust_score}/100", title_justify="left")
     for name in ("factor", "weight", "score", "why"):
-        trust.add_column(name, overflow="fold")
+        trust.add_column(name, overflow="ellipsis")
     for f in view.trust_factors:
-        trust.add_row(f["name"], str(f["weight"]), f"{float(f['score']):.2f}", f["reason"])
+        trust.add_row(Name(f["name"]), str(f["weight"]), f"{float(f['score']):.2f}", Text(f["reason"]))
     console.print(trust)
     cols = genes.get("schema", {}).get("columns", [])
     if cols:
@@ -192,17 +193,18 @@ def print_timeline(console: Console, fqn: str, since: datetime, changes: list[An
     if not changes:
         console.print(f"No changes on [bold]{fqn}[/] since {since.isoformat()}.")
         return
-    table = Table(title=f"{fqn} since {since.isoformat()}")
+    console.print(Text(f"{fqn} since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC", style="italic"))
+    table = Table()
     for name in ("when (UTC)", "change", "subject", "old", "new"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="ellipsis")
     for c in changes:
         kind = c.kind + (f" ({c.confidence:.0%})" if c.confidence is not None else "")
         table.add_row(
             c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"[{KIND_STYLE.get(c.kind, '')}]{kind}[/]",
-            c.subject or "",
-            _value(c.old_value),
-            _value(c.new_value),
+            Name(kind, style=KIND_STYLE.get(c.kind, "")),
+            Name(c.subject or ""),
+            Name(_value(c.old_value)),
+            Name(_value(c.new_value)),
         )
     console.print(table)
 
@@ -218,34 +220,38 @@ def print_blast(console: Console, radius: Any) -> None:
     )
     table = Table()
     for name in ("hops", "asset", "type", "via", "certainty"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="ellipsis")
     for imp in radius.entities:
         via = imp.path[-2] if len(imp.path) >= 2 else radius.root
-        table.add_row(str(imp.distance), imp.fqn, SHORT_TYPE.get(imp.type or "", imp.type or "?"), via, imp.certainty)
+        kind = SHORT_TYPE.get(imp.type or "", imp.type or "?")
+        table.add_row(str(imp.distance), Name(imp.fqn), Name(kind), Name(via), imp.certainty)
     console.print(table)
     if radius.columns:
-        cols = Table(title="columns that break")
+        cols = Table(title="columns that break", title_justify="left")
         cols.add_column("hops")
-        cols.add_column("column", overflow="fold")
+        cols.add_column("column", overflow="ellipsis")
         for c in radius.columns:
-            cols.add_row(str(c.distance), f"{c.entity_fqn}.{c.column}")
+            cols.add_row(str(c.distance), Name(f"{c.entity_fqn}.{c.column}"))
         console.print(cols)
 
 
 def print_runs(console: Console, runs: list[Any]) -> None:
-    table = Table(title="sync runs")
-    for name in ("id", "started (UTC)", "mode", "status", "seconds", "snapshots", "changes", "error"):
-        table.add_column(name, overflow="fold")
+    table = Table(title="sync runs", title_justify="left")
+    for name in ("id", "started (UTC)", "mode", "status", "seconds", "snapshots", "changes"):
+        figure = name in ("seconds", "snapshots", "changes")
+        table.add_column(name, overflow="ellipsis", justify="right" if figure else "left")
     for r in runs:
         stats = r.stats or {}
         table.add_row(
             str(r.id),
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.mode,
-            r.status,
+            Text(r.status, style="red" if r.error else ""),
             str(stats.get("duration_seconds", "")),
             str(stats.get("snapshots_written", "")),
             str(sum((stats.get("changes_by_kind") or {}).values())),
-            (r.error or "")[:60],
         )
     console.print(table)
+    for r in runs:  # errors are sentences: under the table, where they wrap at spaces like any text
+        if r.error:
+            console.print(Text(f"run {r.id}: ").append(plain(r.error, 300), style="red"))

@@ -89,3 +89,11 @@ class IncidentNotFound(DnaBotError):
     def __init__(self, incident_id: int) -> None:
         super().__init__(f"there is no incident {incident_id}: run `dnabot incidents` to list them")
         self.incident_id = incident_id
+
+
+class SnapshotNotFound(DnaBotError):
+    """An asset has no DNA snapshot at the instant asked for (it was first synced later)."""
+
+
+class SettingsInvalid(DnaBotError):
+    """A setting has a value DNA Bot cannot use; the text names the variable, never its value."""

@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+from storage.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ class OMHttp:
 
     def redact(self, text: str) -> str:
         """Remove the bearer token from any text that may end in a log line or an exception."""
-        if self._token:
-            text = text.replace(self._token, "***")
+        if self._token:  # whole occurrences only: a short token must not mask letters inside words
+            text = mask_secrets(text, [self._token])
         return _BEARER.sub("Bearer ***", text)
 
     async def get_json(self, path: str, params: QueryParams | None = None) -> Any:
