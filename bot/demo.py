@@ -142,8 +142,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
         _slack_preview(console, out, detail)
         _post_for_real(console, settings)
 
-    console.rule('8. Ask it (dnabot why orders "why did it break?")')
-    answer = asyncio.run(services.why(settings, "orders", "why did it break?"))
+    console.rule('8. Ask it (dnabot why analytics.orders "why did it break?")')
+    answer = asyncio.run(services.why(settings, "analytics.orders", "why did it break?"))
     terminal_incidents.print_why(console, answer)
     _save(out, "why.json", services.plain(answer))
 
