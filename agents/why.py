@@ -22,7 +22,7 @@ from agents import metrics, untrusted
 from agents.config import AgentConfig
 from agents.llm import LLMClient, LLMError, ToolCall
 from agents.provenance import Provenance
-from storage.errors import DatasetNotFound, DnaBotError
+from storage.errors import AmbiguousDataset, DatasetNotFound, DnaBotError
 
 if TYPE_CHECKING:
     pass
@@ -116,12 +116,15 @@ def question_candidates(question: str) -> list[str]:
 
 
 def resolve_question(question: str, tools: WhyTools) -> str:
-    """The FQN a question is about; DatasetNotFound (with merged suggestions) when no candidate resolves."""
+    """The FQN a question is about; DatasetNotFound (with merged suggestions) when no candidate resolves, and
+    AmbiguousDataset for the first candidate several datasets share: the answer asks which one, never guesses."""
     candidates = question_candidates(question)
     suggestions: list[str] = []
     for candidate in candidates:
         try:
             return tools.resolve(candidate)
+        except AmbiguousDataset:
+            raise
         except DatasetNotFound as exc:
             suggestions += exc.suggestions
     raise DatasetNotFound(candidates[0] if candidates else question, list(dict.fromkeys(suggestions))[:5])

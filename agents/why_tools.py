@@ -12,7 +12,6 @@ from agents.model import CAUSE_INCIDENT_KINDS
 from storage import graph as graph_store
 from storage import store
 from storage.errors import DatasetNotFound
-from storage.fqn import FQNError, last
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,28 +48,6 @@ def _incident_dict(view: Any) -> dict[str, Any]:
     out["opened_at"] = str(out["opened_at"]) if out["opened_at"] is not None else None
     out["ref"] = f"incident:{out['id']}"
     return out
-
-
-def _last_name(text: str) -> str:
-    try:
-        return last(text.strip().strip("`"))
-    except FQNError:
-        return text
-
-
-def _relevance(session: Session, fqn: str) -> tuple[int, int, float, str]:
-    """Rank same-named datasets: touched by an open incident, a table, usage percentile (then name, stably)."""
-    try:
-        from storage.incidents import incidents_for
-
-        touched = any(i.status != "resolved" for i in incidents_for(session, fqn))
-    except ImportError:  # pragma: no cover - incidents are part of the store
-        touched = False
-    view = store.dna_at(session, fqn)
-    genes = view.genes if view else {}
-    usage = (genes.get("usage") or {}).get("percentile") or 0.0
-    is_table = (genes.get("entity") or {}).get("type") == "table"
-    return (int(touched), int(is_table), float(usage), fqn)
 
 
 def analyst_hypothesis(
@@ -136,17 +113,10 @@ class StoreWhyTools:
         return self.now() if self.now else datetime.now(UTC)
 
     def resolve(self, text: str) -> str:
-        """The dataset a name means. When several share the name (raw.orders, analytics.orders, model.orders),
-        the one an open incident touches wins, then the most used table: "why did orders break?" is about the
-        orders that broke."""
+        """The dataset a name means. Several sharing the name (raw.orders, analytics.orders, model.orders) raise
+        AmbiguousDataset: the answer asks which one rather than guessing."""
         with self.session_factory() as session:
-            try:
-                return store.resolve_fqn(session, text)
-            except DatasetNotFound as exc:
-                same_name = [s for s in exc.suggestions if _last_name(s).lower() == _last_name(text).lower()]
-                if len(same_name) < 2:
-                    raise
-                return max(same_name, key=lambda fqn: _relevance(session, fqn))
+            return store.resolve_fqn(session, text)
 
     def dna(self, fqn: str) -> dict[str, Any]:
         with self.session_factory() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.blocks_dna import render_blast, render_dna_card, render_timeline, render_why
 from bot.blocks_home import (
     HELP,
+    render_ambiguous,
     render_app_home,
     render_error,
     render_help,
@@ -25,6 +26,7 @@ __all__ = [
     "HELP",
     "card_fallback_text",
     "incident_value",
+    "render_ambiguous",
     "render_app_home",
     "render_blast",
     "render_dna_card",

@@ -36,6 +36,7 @@ from bot.blocks_kit import (
 )
 from bot.freshness import short_error, summary
 from storage.coordination import LeaseView
+from storage.fqn import short_names
 from storage.incident_views import IncidentView
 from storage.outbox import OutboxStats
 from storage.store import FreshnessView, RunView
@@ -59,7 +60,7 @@ HELP: tuple[HelpEntry, ...] = (
     HelpEntry(
         "show",
         "/dna show <table>",
-        "/dna show orders",
+        "/dna show analytics.orders",
         "an asset's DNA card: trust score and why, schema, owners, lineage, tests",
     ),
     HelpEntry(
@@ -69,7 +70,10 @@ HELP: tuple[HelpEntry, ...] = (
         "blast", "/dna blast <table> [column]", "/dna blast stg_orders status", "what breaks downstream if it changes"
     ),
     HelpEntry(
-        "why", "/dna why <table> [question]", "/dna why orders why did revenue drop?", "the likely cause, with evidence"
+        "why",
+        "/dna why <table> [question]",
+        "/dna why analytics.orders why did revenue drop?",
+        "the likely cause, with evidence",
     ),
     HelpEntry("incidents", "/dna incidents [open|all]", "/dna incidents open", "the incidents, newest first"),
     HelpEntry("sync", "/dna sync", "/dna sync", "sync with OpenMetadata now (admins)"),
@@ -227,6 +231,31 @@ def render_not_found(query: str, suggestions: Sequence[str]) -> list[dict[str, A
         shown.append(button(s.rsplit(".", 1)[-1] or s, ActionId.SHOW_DNA.nth(n), value=value))
     if shown:
         blocks.append(actions(shown))
+    return blocks
+
+
+def render_ambiguous(query: str, candidates: Sequence[str]) -> list[dict[str, Any]]:
+    """The "which one?" for a name several datasets share: the candidates, a button per candidate (up to five)."""
+    names = short_names(candidates)
+    lines = [f"• {code(c)}" for c in candidates]
+    blocks = [
+        section(
+            f":mag: {code(query)} matches {len(candidates)} datasets. Which one?\n"
+            + join_capped(lines, 2800, max_lines=10)
+        )
+    ]
+    shown = []
+    for n, fqn in enumerate(candidates[:5]):
+        try:
+            value = encode_value("dna", fqn=fqn)
+        except ValueError:
+            continue  # an FQN too long for a button value still shows in the list above
+        shown.append(button(names.get(fqn, fqn), ActionId.SHOW_DNA.nth(n), value=value))
+    if shown:
+        blocks.append(actions(shown))
+    if candidates:
+        example = names.get(candidates[0], candidates[0])
+        blocks.append(context(f"Ask again with more of the name, e.g. {code(example)}."))
     return blocks
 
 

@@ -103,6 +103,7 @@ async def sync(
         lineage_sweep_min=settings.lineage_sweep_min,
         lineage_search_cost=settings.lineage_search_cost,
         secrets=tuple(secrets_of(settings)),  # the OpenMetadata token among them
+        log_failure=False,  # every caller tells the failure itself: the CLI, a tick's log line, a Slack reply
     )
     async with client_for(settings) as client:
         result = await run_sync(engine, client, options, progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,14 @@ class SyncProgress:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
+_DOMAIN_PREFIX = re.compile(r"^(?:OM[A-Z]\w*|OpenMetadataError|DnaBotError): ")
+
+
+def sync_error_text(error: str) -> str:
+    """A run's stored error as a reader wants it: "cannot reach OpenMetadata at …", without `OMUnavailable: `."""
+    return _DOMAIN_PREFIX.sub("", error.strip())
+
+
 def print_sync_result(console: Console, result: Any) -> None:
     ok = result.status == "succeeded"
     head = f"[bold {'green' if ok else 'red'}]sync run {result.run_id} {result.status}[/] ({result.mode})"
@@ -91,9 +100,9 @@ def print_sync_result(console: Console, result: Any) -> None:
     for kind, counts in (getattr(result, "unknown", None) or {}).items():
         names = ", ".join(escape(name) for name in list(counts)[:5]) + (" …" if len(counts) > 5 else "")
         table.add_row(f"unknown {kind.replace('_', ' ')} (ignored)", f"[yellow]{names}[/]")
-    if result.error:
-        table.add_row("error", Text(result.error, style="red"))
     console.print(Panel(table, title=head, expand=False))
+    if result.error:  # one line under the figures, whole: a URL or a hint folded inside the panel reads badly
+        console.print(f"[bold red]error:[/] {escape(sync_error_text(result.error))}", soft_wrap=True, highlight=False)
     if result.changes_by_kind:
         console.print("[bold]What changed since the last sync[/]")
         changes = Table()

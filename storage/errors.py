@@ -40,6 +40,10 @@ class OMUnsupportedVersion(OpenMetadataError):
         self.supported = supported
 
 
+class OMNotOpenMetadata(OpenMetadataError):
+    """The configured URL answers, but not as OpenMetadata does (a web page, a proxy, another service)."""
+
+
 class OMUnavailable(OpenMetadataError):
     """OpenMetadata could not be reached or kept failing after every retry."""
 
@@ -54,6 +58,25 @@ class DatasetNotFound(DnaBotError):
         if self.suggestions:
             text += ": did you mean " + ", ".join(self.suggestions[:5]) + "?"
         super().__init__(text)
+
+
+class AmbiguousDataset(DatasetNotFound):
+    """Several datasets match a user's name and none is picked; `candidates` lists them, live ones first.
+
+    A subclass of DatasetNotFound, so every handler of an unknown name also answers an ambiguous one (exit
+    code 2 in the CLI); `suggestions` are the candidates, for the renderers that only know the did-you-mean."""
+
+    SHOWN = 10  # candidates named in the message; the rest are counted
+
+    def __init__(self, query: str, candidates: list[str]) -> None:
+        self.query = query
+        self.candidates = list(candidates)
+        self.suggestions = list(candidates)
+        shown = self.candidates[: self.SHOWN]
+        text = f"{query!r} matches {len(self.candidates)} datasets: " + ", ".join(shown)
+        if len(self.candidates) > len(shown):
+            text += f" …and {len(self.candidates) - len(shown)} more"
+        DnaBotError.__init__(self, text + ". Which one? Give more of its name (or the full FQN).")
 
 
 class OMConfigError(DnaBotError):

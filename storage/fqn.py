@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 
@@ -58,6 +59,27 @@ def parent(fqn: str) -> str:
 def last(fqn: str) -> str:
     """The raw last name part of an FQN (a column's or an entity's own name)."""
     return split(fqn)[-1]
+
+
+def short_names(fqns: Sequence[str]) -> dict[str, str]:
+    """Each FQN's shortest trailing parts that no other of `fqns` ends with (`raw.orders`, `model.orders`)."""
+    parts = {f: _parts_or_whole(f) for f in fqns}
+    out: dict[str, str] = {}
+    for fqn, mine in parts.items():
+        out[fqn] = fqn
+        for n in range(1, len(mine)):
+            tail = [p.casefold() for p in mine[-n:]]
+            if not any([p.casefold() for p in theirs[-n:]] == tail for f, theirs in parts.items() if f != fqn):
+                out[fqn] = build(*mine[-n:])
+                break
+    return out
+
+
+def _parts_or_whole(fqn: str) -> list[str]:
+    try:
+        return split(fqn)
+    except FQNError:
+        return [fqn]
 
 
 def column_fqn(entity_fqn: str, column: str) -> str:

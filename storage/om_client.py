@@ -19,9 +19,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from storage import om_versions
-from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+from storage.errors import OMAuthError, OMNotFound, OMNotOpenMetadata, OMUnavailable, OpenMetadataError
 from storage.fqn import url_segment
-from storage.om_http import ClientStats, OMHttp, QueryParams, Sleep, split_page
+from storage.om_http import ClientStats, OMHttp, QueryParams, Sleep, excerpt, split_page
 from storage.om_lineage import LineageEdge, parse_lineage, parse_search_lineage
 from storage.om_models import (
     ENTITY_COLLECTIONS,
@@ -158,8 +158,9 @@ class OpenMetadataClient(QualityMixin):
         try:
             self.server = ServerVersion.model_validate(body)
         except ValidationError:
-            raise OpenMetadataError(
-                f"{self.base_url}v1/system/version did not return a version: is this OpenMetadata?",
+            raise OMNotOpenMetadata(
+                f"{self._http.server_url} does not look like OpenMetadata (its /api/v1/system/version answer has "
+                f"no version: {excerpt(json.dumps(body, default=str))}): check OPENMETADATA_URL",
                 url=self.base_url + "v1/system/version",
             ) from None
         return self.server

@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -14,14 +15,21 @@ from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
-from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
+from storage.errors import OMAuthError, OMNotFound, OMNotOpenMetadata, OMUnavailable, OpenMetadataError
 from storage.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A refused connection or an unknown host is not a hiccup: one quick retry (a server restarting, a DNS blip), then
+# one clear sentence, instead of the backoff meant for timeouts and 5xx (which took 19 s to say "refused").
+UNREACHABLE_ATTEMPTS = 2
+UNREACHABLE_WAIT = 0.3
+VERSION_PATH = "v1/system/version"
+EXCERPT_CHARS = 100
 Sleep = Callable[[float], Awaitable[None]]
 QueryParams = Mapping[str, str | int | bool]
 _BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
@@ -55,6 +63,55 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason, self.url, self.status, self.message = reason, url, status, message
         self.retry_after = retry_after
+
+
+class _Unreachable(_Retryable):
+    """A connection that could not be made at all: refused, unknown host, no route."""
+
+
+def _unreachable_cause(exc: BaseException) -> str:
+    """What stopped the connection, in a few words: `connection refused`, `unknown host`, …"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.strerror.lower() if seen.strerror else f"errno {seen.errno}"
+        seen = seen.__cause__ or seen.__context__
+    said = str(exc).lower()
+    if "refused" in said:
+        return "connection refused"
+    if "name or service not known" in said or "nodename nor servname" in said or "name resolution" in said:
+        return "unknown host"
+    return "connection failed"
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """At most `limit` characters of an answer's body, on one line, quoted with its control characters escaped."""
+    flat = " ".join(text.split())
+    cut = flat[:limit] + ("…" if len(flat) > limit else "")
+    return json.dumps(cut, ensure_ascii=False)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+class _StopWhenUnreachable(stop_base):
+    """Tenacity stop: `UNREACHABLE_ATTEMPTS` attempts of one request could not connect (timeouts and 5xx between
+    them keep their own budget)."""
+
+    def __init__(self) -> None:
+        self.unreachable = 0
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        if outcome is not None and isinstance(outcome.exception(), _Unreachable):
+            self.unreachable += 1
+        return self.unreachable >= UNREACHABLE_ATTEMPTS
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -103,6 +160,7 @@ class OMHttp:
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be ≥ 1 and max_retries ≥ 0")
         self.base_url = normalise_base_url(base_url)
+        self.server_url = self.base_url.removesuffix("api/").rstrip("/")  # what the user configured, without /api
         self._token = token or None
         self.max_retries = max_retries
         self.stats = ClientStats()
@@ -145,7 +203,7 @@ class OMHttp:
     async def _retrying(self, method: str, path: str, attempt_once: Callable[[], Awaitable[Any]]) -> Any:
         """Run one request with tenacity: transient failures are retried, then become `OMUnavailable`."""
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
+            stop=_StopWhenUnreachable() | stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
             sleep=self._sleep,
@@ -156,6 +214,12 @@ class OMHttp:
             async for attempt in retrying:
                 with attempt:
                     return await attempt_once()
+        except _Unreachable as exc:
+            text = (
+                f"cannot reach OpenMetadata at {self.server_url} ({exc.reason}): "
+                "is the server running and OPENMETADATA_URL right?"
+            )
+            raise OMUnavailable(self.redact(text), url=exc.url) from exc
         except _Retryable as exc:
             tries = self.max_retries + 1
             text = (
@@ -170,6 +234,8 @@ class OMHttp:
             self.stats.requests += 1
             try:
                 response = await self._client.post(path, json=body)
+            except httpx.ConnectError as exc:
+                raise _Unreachable(_unreachable_cause(exc), url=self.base_url + path) from None
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 reason = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
                 raise _Retryable(reason, url=self.base_url + path) from None
@@ -185,6 +251,8 @@ class OMHttp:
         try:
             return response.json() if response.content else None
         except (json.JSONDecodeError, UnicodeDecodeError):
+            if not _is_json(response):
+                raise self._not_openmetadata(response, url, method="POST") from None
             raise OpenMetadataError(
                 f"OpenMetadata answered POST {response.request.url.path} with invalid JSON",
                 status=response.status_code,
@@ -193,6 +261,8 @@ class OMHttp:
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Unreachable):
+            return UNREACHABLE_WAIT
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return min(exc.retry_after, self._retry_after_cap)
         return float(self._exp_wait(state))
@@ -201,13 +271,17 @@ class OMHttp:
         self.stats.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         delay = state.upcoming_sleep
-        log.warning("OpenMetadata retry %d in %.1fs: %s", state.attempt_number, delay, exc)
+        # the quick retry of an unreachable server is not news: its failure is told once, by the caller
+        level = logging.DEBUG if isinstance(exc, _Unreachable) else logging.WARNING
+        log.log(level, "OpenMetadata retry %d in %.1fs: %s", state.attempt_number, delay, exc)
 
     async def _attempt(self, path: str, params: QueryParams | None) -> Any:
         async with self._slots:
             self.stats.requests += 1
             try:
                 response = await self._client.get(path, params=dict(params) if params else None)
+            except httpx.ConnectError as exc:
+                raise _Unreachable(_unreachable_cause(exc), url=self.base_url + path) from None
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 url = self.base_url + path
                 reason = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
@@ -224,14 +298,29 @@ class OMHttp:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
+            if not _is_json(response):
+                raise self._not_openmetadata(response, url) from None
             raise OpenMetadataError(
                 f"OpenMetadata answered GET {response.request.url.path} with invalid JSON",
                 status=response.status_code,
                 url=url,
             ) from None
 
+    def _not_openmetadata(self, response: httpx.Response, url: str, *, method: str = "GET") -> OMNotOpenMetadata:
+        """A 2xx answer that is not JSON (or a 404 page for the version): a web page, a proxy, another service."""
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        body = response.content.decode("utf-8", "replace")
+        said = f": {self.redact(excerpt(body))}" if body.strip() else ""
+        text = (
+            f"{self.server_url} does not look like OpenMetadata (it answered {method} {response.request.url.path} "
+            f"with HTTP {response.status_code} {kind}{said}): check OPENMETADATA_URL"
+        )
+        return OMNotOpenMetadata(text, status=response.status_code, url=url)
+
     def _error(self, response: httpx.Response, url: str, *, method: str = "GET") -> Exception:
         status = response.status_code
+        if status == 404 and not _is_json(response) and response.request.url.path.endswith("/" + VERSION_PATH):
+            return self._not_openmetadata(response, url, method=method)
         message = self._server_message(response)
         said = f": {message}" if message else ""
         path = response.request.url.path
@@ -259,7 +348,11 @@ class OMHttp:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        text = str(body["message"]) if isinstance(body, dict) and body.get("message") else response.text.strip()
+        if isinstance(body, dict) and body.get("message"):
+            return self.redact(str(body["message"])[:300])
+        if body is None and not _is_json(response) and response.text.strip():  # a proxy's page: an excerpt only
+            return self.redact(excerpt(response.text))
+        text = response.text.strip()
         return self.redact(text[:300]) if text else None
 
 

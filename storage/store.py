@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from storage import fqn as fqnlib
-from storage.errors import DatasetNotFound
+from storage.errors import AmbiguousDataset, DatasetNotFound
 from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
 
 MAX_SUGGESTIONS = 5
@@ -97,25 +97,33 @@ def _parts(text: str) -> list[str]:
         return [text.replace('"', "").casefold()]
 
 
-def _pick(matches: Sequence[tuple[str, bool]]) -> str | None:
-    """The one match, or the one still-live match among several; None when ambiguous or empty."""
+def _pick(query: str, matches: Sequence[tuple[str, bool]]) -> str | None:
+    """The one match, or the one still-live match among several; None when empty; AmbiguousDataset otherwise."""
     if len(matches) == 1:
         return matches[0][0]
-    live = [name for name, deleted in matches if not deleted]
-    return live[0] if len(live) == 1 else None
+    live = sorted(fqn for fqn, deleted in matches if not deleted)
+    if len(live) == 1:
+        return live[0]
+    if not matches:
+        return None
+    raise AmbiguousDataset(query, live or sorted(fqn for fqn, _ in matches))
 
 
-def _suffix_matches(query: str, rows: Iterable[tuple[str, str, bool]]) -> list[tuple[str, bool]]:
+def _suffix_matches(query: str, rows: Iterable[tuple[str, str, bool]]) -> tuple[list[tuple[str, bool]], ...]:
+    """(part-wise matches, text-only matches): `shop.orders` ends `warehouse.shop.orders` segment by segment;
+    `dim.product` ends `warehouse.shop."dim.product"` only as text."""
     wanted = _parts(query)
     raw = query.replace('"', "").casefold()
-    found: list[tuple[str, bool]] = []
+    by_parts: list[tuple[str, bool]] = []
+    by_text: list[tuple[str, bool]] = []
     for fqn, _name, deleted in rows:
         parts = _parts(fqn)
         joined = ".".join(parts)
-        # Part-wise (`shop.orders`, `"dim.product"`), or unquoted text (`dim.product` for `"dim.product"`).
-        if parts[-len(wanted) :] == wanted or joined == raw or joined.endswith("." + raw):
-            found.append((fqn, deleted))
-    return found
+        if parts[-len(wanted) :] == wanted:
+            by_parts.append((fqn, deleted))
+        elif joined == raw or joined.endswith("." + raw):
+            by_text.append((fqn, deleted))
+    return by_parts, by_text
 
 
 def suggest(query: str, rows: Iterable[tuple[str, str, bool]], limit: int = MAX_SUGGESTIONS) -> list[str]:
@@ -136,7 +144,10 @@ def suggest(query: str, rows: Iterable[tuple[str, str, bool]], limit: int = MAX_
 
 
 def resolve_fqn(session: Session, text: str) -> str:
-    """The FQN meant by `text`: exact, then case-insensitive, then a unique name/suffix match."""
+    """The FQN meant by `text`. Precedence: the exact FQN; the FQN in any case; trailing name segments
+    (`orders`, `analytics.orders`); the same as text (`dim.product` for `"dim.product"`). Within a level one
+    match (or one live match) wins and several raise AmbiguousDataset; a partial word or a typo never picks, it
+    raises DatasetNotFound with suggestions."""
     query = _clean_query(text)
     if query:
         exact = session.scalar(sa.select(Entity.fqn).where(Entity.fqn == query))
@@ -151,13 +162,10 @@ def resolve_fqn(session: Session, text: str) -> str:
     # casefold in Python: SQLite's lower() only folds ASCII, and `магазин` must match `МАГАЗИН`.
     folded = query.casefold()
     same_case = [(fqn, deleted) for fqn, _name, deleted in rows if fqn.casefold() == folded]
-    by_suffix = same_case or _suffix_matches(query, rows)
-    chosen = _pick(by_suffix)
-    if chosen is not None:
-        return chosen
-    if by_suffix:  # ambiguous: the candidates are the best suggestions
-        live_first = sorted(by_suffix, key=lambda m: (m[1], m[0]))
-        raise DatasetNotFound(text, [fqn for fqn, _ in live_first[:MAX_SUGGESTIONS]])
+    for level in (same_case, *_suffix_matches(query, rows)):
+        chosen = _pick(query, level)
+        if chosen is not None:
+            return chosen
     raise DatasetNotFound(text, suggest(query, rows))
 
 

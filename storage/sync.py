@@ -72,6 +72,9 @@ class SyncOptions:
     # Secret values (the bot's tokens, keys, passwords) masked out of the run's stored and logged error, with
     # anything shaped like a token (`storage.redact`); never in the options' repr.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Whether a failed run logs its error as a warning; False when the caller reports the result itself (the
+    # command line prints it, `serve` logs it with the tick), so the user reads it once.
+    log_failure: bool = True
 
 
 @dataclass
@@ -217,7 +220,8 @@ async def run_sync(
         except Exception as exc:  # the run is recorded as failed; the previous state stays intact
             # masked before it is logged or stored: an error body may echo a token or a password back
             error = scrub(f"{type(exc).__name__}: {exc}", options.secrets)
-            log.warning("sync run %s failed: %s", run_id, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            level = logging.WARNING if options.log_failure else logging.DEBUG
+            log.log(level, "sync run %s failed: %s", run_id, error, exc_info=log.isEnabledFor(logging.DEBUG))
             with factory.begin() as session:
                 run = session.get_one(SyncRun, run_id)
                 result.error = error

@@ -12,10 +12,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import redact
-from bot.blocks import render_error, render_not_found
+from bot.blocks import render_ambiguous, render_error, render_not_found
 from bot.blocks_kit import esc, message, section
 from bot.timeparse import TimeArgError
 from storage.errors import (
+    AmbiguousDataset,
     ColumnNotFound,
     DatasetNotFound,
     DnaBotError,
@@ -58,6 +59,8 @@ def reply_for(error: BaseException) -> tuple[str, list[dict[str, Any]]]:
 
     The text is plain words (names, queries and OpenMetadata's messages in it are data): the blocks show it
     escaped, and `message` escapes it as the notification text."""
+    if isinstance(error, AmbiguousDataset):
+        return scrub(str(error)), render_ambiguous(error.query, error.candidates)
     if isinstance(error, DatasetNotFound):
         return scrub(str(error)), render_not_found(error.query, error.suggestions)
     if isinstance(error, NotAllowed):

@@ -24,7 +24,7 @@ from bot.listeners.errors import UsageError, reply_for, reported
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings
 from storage import coordination, db
-from storage.errors import DatasetNotFound
+from storage.errors import AmbiguousDataset, DatasetNotFound
 
 PLACEHOLDER = ":hourglass_flowing_sand: Looking into it…"
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -121,6 +121,10 @@ def answer_question(settings: Settings, question: str, earlier_fqn: str | None, 
 
     try:
         return asyncio.run(services.why(settings, question, None, visible=named_here))
+    except AmbiguousDataset as exc:  # "which one?", unless the thread is already about one of them
+        if earlier_fqn not in exc.candidates:
+            raise
+        return asyncio.run(services.why(settings, earlier_fqn, question, visible=named_here))
     except DatasetNotFound:
         if earlier_fqn is None:
             raise

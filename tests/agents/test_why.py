@@ -19,7 +19,7 @@ from agents import why, why_tools
 from agents.config import AgentConfig, LLMConfig
 from agents.llm import LLMClient
 from storage import db
-from storage.errors import DatasetNotFound
+from storage.errors import AmbiguousDataset, DatasetNotFound
 from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
 
 if TYPE_CHECKING:
@@ -457,3 +457,14 @@ def test_an_injected_analyst_gives_the_top_hypothesis(store_tools: Any) -> None:
     tools.analyst = analyst
     assert tools.rules_answer(MART, "why?")["hypothesis"]["summary"] == "the analyst says so"
     assert seen == [(MART, 2)]
+
+
+def test_a_name_two_datasets_share_is_asked_about_never_guessed(store_tools: Any) -> None:
+    tools, _ids = store_tools  # raw.orders (an open incident touches it) and sales.orders
+    with pytest.raises(AmbiguousDataset) as caught:
+        asyncio.run(why.answer("why did orders break?", tools=tools, config=config()))
+    assert caught.value.candidates == [RAW, MART]
+    assert str(caught.value).startswith(f"'orders' matches 2 datasets: {RAW}, {MART}. Which one?")
+    with pytest.raises(AmbiguousDataset):
+        tools.resolve("orders")  # what the LLM's tools call too
+    assert asyncio.run(why.answer("why did raw.orders break?", tools=tools, config=config())).fqn == RAW

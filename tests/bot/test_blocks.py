@@ -14,6 +14,7 @@ from agents.why import WhyAnswer
 from bot.actions import ActionId, decode_value, encode_value, read_resolve_submission
 from bot.blocks import (
     HELP,
+    render_ambiguous,
     render_app_home,
     render_blast,
     render_dna_card,
@@ -411,6 +412,19 @@ def test_not_found_suggests_and_error_gives_a_reference() -> None:
     assert "Did you mean" in texts(blocks) and "`warehouse.shop.raw.orders`" in texts(blocks)
     assert decode_value(by_type(blocks, "actions")[0]["elements"][0]["value"]).get("fqn").endswith("analytics.orders")
     assert "`ref-123`" in texts(render_error("ref-123"))
+
+
+def test_ambiguous_lists_ten_candidates_counts_the_rest_and_offers_five_buttons() -> None:
+    candidates = [f"warehouse.s{i:02d}.orders" for i in range(12)]
+    blocks = render_ambiguous("orders", candidates)
+    shown = texts(blocks)
+    assert "`orders` matches 12 datasets. Which one?" in shown and "…and 2 more" in shown
+    assert "`warehouse.s09.orders`" in shown and "warehouse.s10.orders" not in shown
+    elements = by_type(blocks, "actions")[0]["elements"]
+    labels = [(e["text"]["text"], e["action_id"]) for e in elements]
+    assert labels == [(f"s{i:02d}.orders", f"dna_show:{i}") for i in range(5)]
+    assert [decode_value(e["value"]).get("fqn") for e in elements] == candidates[:5]
+    assert "e.g. `s00.orders`" in shown
 
 
 def test_app_home_stays_within_100_blocks() -> None:

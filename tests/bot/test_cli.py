@@ -110,6 +110,31 @@ def test_a_bad_token_fails_clearly_without_printing_it(dnabot, monkeypatch):
     assert "wrong-secret-token-123" not in result.output
 
 
+ORDERS_CANDIDATES = "looker.model.orders, warehouse.shop.analytics.orders, warehouse.shop.raw.orders"
+
+
+def test_a_name_three_datasets_share_is_ambiguous_never_guessed(dnabot):
+    assert dnabot("sync", "--json").exit_code == 0
+    for args in (
+        ("dna", "orders"),
+        ("dna", "orders", "--json"),
+        ("blast", "orders", "--json"),
+        ("timeline", "orders"),
+        ("why", "orders"),
+        ("why", "orders", "why did it break?", "--json"),
+        ("why", "why did orders break?"),
+    ):
+        result = dnabot(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"'orders' matches 3 datasets: {ORDERS_CANDIDATES}. Which one?" in result.stderr, args
+        assert result.stdout == "" and "No dataset matches" not in result.stderr
+    assert json.loads(dnabot("dna", "raw.orders", "--json").stdout)["entity_fqn"] == "warehouse.shop.raw.orders"
+    assert json.loads(dnabot("blast", "model.orders", "--json").stdout)["root"] == "looker.model.orders"
+    assert json.loads(dnabot("why", "why did analytics.orders break?", "--json").stdout)["fqn"] == (
+        "warehouse.shop.analytics.orders"
+    )
+
+
 def test_reading_before_any_sync_or_without_a_server(dnabot, monkeypatch):
     missing = dnabot("dna", "stg_orders")
     assert missing.exit_code == 1 and "run `dnabot sync` first" in missing.stderr
@@ -141,8 +166,8 @@ def test_incidents_incident_and_why_after_a_breaking_rename_with_no_keys(dnabot,
     detail = json.loads(dnabot("incident", str(incident_id), "--json").stdout)
     assert detail["incident"]["details"]["explanation"]["source"] == "template"
 
-    answer = json.loads(dnabot("why", "orders", "why did it break?", "--json").stdout)
-    assert answer["fqn"] == "warehouse.shop.analytics.orders"  # the `orders` an open incident touches
+    answer = json.loads(dnabot("why", "analytics.orders", "why did it break?", "--json").stdout)
+    assert answer["fqn"] == "warehouse.shop.analytics.orders"
     assert answer["source"] == "rules"
     assert STG_ORDERS in answer["answer"] and f"incident:{incident_id}" in answer["citations"]
     whole = json.loads(dnabot("why", "why did stg_orders break?", "--json").stdout)

@@ -143,6 +143,13 @@ def test_exit_code_2_for_what_the_user_typed_or_configured(dnabot, monkeypatch):
     assert invalid.exit_code == 2 and "DNABOT_OM_CONCURRENCY" in one_error_line(invalid)
 
 
+def test_an_error_about_a_name_with_brackets_shows_the_name_as_typed(dnabot):
+    assert dnabot("sync", "--json").exit_code == 0
+    result = dnabot("dna", "orders[bold]x[/bold]")
+    assert result.exit_code == 2
+    assert "orders[bold]x[/bold]" in one_error_line(result)
+
+
 def test_exit_code_1_for_a_store_or_server_problem(dnabot, monkeypatch):
     empty = dnabot("incidents")
     assert empty.exit_code == 1 and "run `dnabot sync` first" in one_error_line(empty)

@@ -19,6 +19,7 @@ from typing import Any
 
 from agents.why import WhyAnswer
 from bot.blocks import (
+    render_ambiguous,
     render_app_home,
     render_blast,
     render_dna_card,
@@ -39,7 +40,7 @@ from bot.blocks_kit import with_note
 from bot.digest import render_digest
 from bot.listeners.errors import NotAllowed, UsageError, reply_for
 from storage.coordination import LeaseView
-from storage.errors import DatasetNotFound, IncidentNotFound
+from storage.errors import AmbiguousDataset, DatasetNotFound, IncidentNotFound
 from storage.incident_views import EventView, EvidenceView, IncidentDetailView, LinkView
 from storage.lineage import BlastRadius, ColumnImpact, Impact
 from storage.outbox import OutboxStats
@@ -159,11 +160,13 @@ def _answers() -> Iterator[tuple[str, Any]]:
     yield "status_never_synced", render_status(None, open_by_severity={}, stale_after=1, now=NOW)
     yield "not_found", render_not_found("ordrs", ["warehouse.shop.analytics.orders", "warehouse.shop.raw.orders"])
     yield "not_found_nothing", render_not_found("zzz", [])
+    yield "ambiguous", render_ambiguous("orders", [f"warehouse.s{i}.orders" for i in range(12)])
     yield "error", render_error("ref-123")
     yield "digest", render_digest([make_incident(id=i) for i in range(1, 30)], channel="C1", now=NOW)
     yield "digest_none", render_digest([], channel="C1", now=NOW)
     errors = [
         DatasetNotFound("ordrs", ["warehouse.shop.raw.orders"]),
+        AmbiguousDataset("orders", ["warehouse.shop.raw.orders", "looker.model.orders"]),
         NotAllowed("only admins may resolve"),
         UsageError("Usage: /dna show <dataset>"),
         IncidentNotFound(7),

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from storage import store
-from storage.errors import DatasetNotFound
+from storage.errors import AmbiguousDataset, DatasetNotFound
 from storage.fqn import last
 from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
 
@@ -176,9 +176,43 @@ def test_nothing_alike_gives_no_suggestions(session: Session, catalog: Catalog) 
 def test_an_ambiguous_name_lists_the_candidates(session: Session, catalog: Catalog) -> None:
     catalog.entity("warehouse.shop.staging.orders")
     catalog.commit()
-    with pytest.raises(DatasetNotFound) as caught:
+    with pytest.raises(AmbiguousDataset) as caught:
         store.resolve_fqn(session, "orders")
-    assert caught.value.suggestions == ["warehouse.shop.analytics.orders", "warehouse.shop.staging.orders"]
+    assert caught.value.candidates == ["warehouse.shop.analytics.orders", "warehouse.shop.staging.orders"]
+    assert str(caught.value).startswith(
+        "'orders' matches 2 datasets: warehouse.shop.analytics.orders, warehouse.shop.staging.orders. Which one?"
+    )
+    assert isinstance(caught.value, DatasetNotFound)  # every not-found handler answers it too
+    # a longer part of the name is unique again
+    assert store.resolve_fqn(session, "staging.orders") == "warehouse.shop.staging.orders"
+
+
+def test_a_name_shared_by_many_lists_ten_and_counts_the_rest(session: Session, catalog: Catalog) -> None:
+    for i in range(13):
+        catalog.entity(f"warehouse.s{i:02d}.orders")
+    catalog.commit()
+    with pytest.raises(AmbiguousDataset) as caught:
+        store.resolve_fqn(session, "ORDERS")
+    message = str(caught.value)
+    assert message.startswith("'ORDERS' matches 14 datasets: warehouse.s00.orders, ")
+    assert "…and 4 more." in message and message.count("warehouse.") == 10
+
+
+def test_precedence_full_name_then_segments_then_text_and_never_a_partial_word(
+    session: Session, catalog: Catalog
+) -> None:
+    # the FQN in any case beats a longer FQN ending with it
+    catalog.entity("analytics.orders")
+    # segment by segment beats the same letters inside a quoted name
+    catalog.entity('warehouse.shop."x.customers"')
+    catalog.commit()
+    assert store.resolve_fqn(session, "Analytics.Orders") == "analytics.orders"
+    assert store.resolve_fqn(session, "customers") == "warehouse.shop.raw.customers"
+    # a unique partial word is only a suggestion: `order_it` is not silently `order_items`
+    with pytest.raises(DatasetNotFound) as partial:
+        store.resolve_fqn(session, "order_it")
+    assert not isinstance(partial.value, AmbiguousDataset)
+    assert partial.value.suggestions[0] == "warehouse.shop.raw.order_items"
 
 
 def test_a_live_dataset_wins_over_a_deleted_namesake(session: Session, catalog: Catalog) -> None:

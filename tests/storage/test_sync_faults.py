@@ -113,8 +113,12 @@ def test_openmetadata_down_fails_the_run_clearly_and_keeps_the_last_good_data(db
     failed = sync(db_url, refused_url, om_sample.token)
     assert time.monotonic() - started < 10  # refused connections fail fast, retries included
     assert_failed_and_nothing_changed(db_url, failed, before, om_sample.token)
-    assert "unavailable" in failed.error and refused_url in failed.error  # says what was unreachable, and where
-    assert "ConnectError" in failed.error
+    # says what was unreachable, where, and what to check
+    assert failed.error == (
+        f"OMUnavailable: cannot reach OpenMetadata at {refused_url} (connection refused): "
+        "is the server running and OPENMETADATA_URL right?"
+    )
+    assert failed.requests == 2  # one quick retry, not the backoff meant for timeouts and 5xx
 
     assert good_sync(db_url, om_sample).ok  # back up: the next run simply succeeds
 
