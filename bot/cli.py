@@ -286,9 +286,21 @@ def serve(
     ] = None,
 ) -> None:
     """Run the Slack bot: Socket Mode or HTTP, with scheduled syncs that open and update incident threads."""
-    from bot import runtime
+    from pydantic import ValidationError
 
-    _guard(lambda: runtime.serve(get_settings(), host=host, port=port, socket_mode=socket_mode))
+    from bot import preflight, runtime
+
+    def body() -> None:
+        try:
+            try:
+                settings = get_settings()
+            except ValidationError as exc:
+                raise preflight.invalid_values(exc) from None
+            runtime.serve(settings, host=host, port=port, socket_mode=socket_mode)
+        except preflight.SettingsProblems as exc:  # nothing was touched: bad input, exit 2
+            _fail(str(exc), exc.exit_code)
+
+    _guard(body)
 
 
 @app.command()
