@@ -295,8 +295,8 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
     """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running.
 
     In order: the settings are checked (every problem at once, nothing touched: `SettingsProblems`), Slack is
-    asked about the bot token (`SlackRefused`, `SlackUnreachable`), the store is migrated, Socket Mode connects
-    (a refused app token stops here), and only then do the scheduler and the HTTP server start."""
+    asked about the bot token, and in Socket Mode the app token (`SlackRefused`, `SlackUnreachable`), the store
+    is migrated, Socket Mode connects, and only then do the scheduler and the HTTP server start."""
     use_socket = preflight.socket_mode_for(settings, socket_mode)
     preflight.check_settings(settings, socket_mode)
     configure_logging(settings)
