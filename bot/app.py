@@ -49,23 +49,40 @@ def build_client(settings: Settings) -> WebClient:
 
 
 def build_app(settings: Settings, *, client: WebClient | None = None) -> App:
-    """The DNA Bot Bolt app with every listener registered (checks the token with `auth.test` once, here)."""
+    """The DNA Bot Bolt app with every listener registered, calling Slack through `client` (or the settings').
+
+    Bolt is given the token, not the client: it reads SLACK_BOT_TOKEN from the environment itself, and when a
+    client comes as well it warns at every start that the token will be unused. Its own client is then pointed at
+    ours' API URL, timeout and retries (each request's client is copied from it). The token is not checked here:
+    `dnabot serve` asks `auth.test` first (`bot.preflight.verify_bot_token`), and Bolt asks once more, lazily,
+    for the first request it authorises."""
+    web = client or build_client(settings)
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     redact.remember(settings)  # error replies, made far from the settings, mask its secrets too
     app = App(
-        client=client or build_client(settings),
+        token=web.token,
         signing_secret=signing_secret,
         # Socket Mode needs no signing secret; in HTTP mode a missing one fails loudly at the first request
         request_verification_enabled=signing_secret is not None,
-        token_verification_enabled=True,
+        token_verification_enabled=False,
         process_before_response=False,  # the HTTP answer goes back at ack(); slow work goes to the answer pool
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_WORKERS, thread_name_prefix="dnabot-listener"),
         logger=logging.getLogger("dnabot.slack.bolt"),
     )
+    _point_at(app.client, web)
     app.use(metrics.count_slack_calls)  # listeners' own clients count their calls too
     app.use(dedup_middleware(settings))
     register_listeners(app, settings)  # with an answer pool of its own (closed by `bot.answers.shutdown`)
     return app
+
+
+def _point_at(bolt_client: WebClient, ours: WebClient) -> None:
+    """Make Bolt's client (the model of each request's client) talk to Slack the way `ours` does."""
+    bolt_client.base_url = ours.base_url
+    bolt_client.timeout = ours.timeout
+    bolt_client.proxy = ours.proxy
+    bolt_client.ssl = ours.ssl
+    bolt_client.retry_handlers = list(ours.retry_handlers)
 
 
 def delivery_key(body: dict[str, Any]) -> str | None:

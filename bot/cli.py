@@ -345,9 +345,19 @@ def serve(
     """Run the Slack bot: Socket Mode or HTTP, with scheduled syncs that open and update incident threads."""
 
     def body() -> None:
-        from bot import runtime
+        from pydantic import ValidationError
+        from rich.markup import escape
 
-        runtime.serve(_settings(), host=host, port=port, socket_mode=socket_mode)
+        from bot import preflight, runtime
+
+        try:
+            try:
+                settings = get_settings()
+            except ValidationError as exc:
+                raise preflight.invalid_values(exc) from None
+            runtime.serve(settings, host=host, port=port, socket_mode=socket_mode)
+        except preflight.SettingsProblems as exc:  # nothing was touched: bad input, exit 2
+            _fail(escape(str(exc)), exc.exit_code)
 
     _guard(body)
 

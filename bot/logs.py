@@ -6,7 +6,8 @@ never doubles lines). Every record that reaches the handler gets the ids bound w
 and arguments as the record is made (a log record factory, so other handlers such as uvicorn's or a test's
 never see them either), again in a handler filter, then once more in the finished line, which also covers
 tracebacks. No line is longer than 2 kB (`LINE_BYTES`): messages are cut as the record is made, and the finished
-line (or each line of a traceback) once more. Bolt's and slack_sdk's loggers write WARNING and up only.
+line (or each line of a traceback) once more. Bolt's, slack_sdk's, APScheduler's and Alembic's loggers write
+WARNING and up only (everything at DNABOT_LOG_LEVEL=DEBUG).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ MIN_SECRET_CHARS = 6  # shorter values would mask ordinary words all over the lo
 NOISY = ("httpx", "httpx2", "httpcore")  # a line per HTTP request at INFO: kept for DEBUG only
 # Bolt logs a refused request's whole body at INFO (an unauthenticated way to fill the disk): WARNING and up only
 BOLT = ("slack_bolt", "slack_sdk", "dnabot.slack.bolt")
+# APScheduler logs "Running job"/"executed successfully" for every run (~86k lines a day at a 2 s outbox poll);
+# Alembic its context ("Context impl SQLiteImpl") each time a migration context opens: DNA Bot's own lines say
+# what a tick did and when the store was migrated (`storage.db.migrate`)
+CHATTY = ("apscheduler", "alembic")
 LINE_BYTES = 2048  # no line written is longer, whatever a request or an error carried
 MESSAGE_BYTES = 1536  # a record's message, leaving room on its line for the time, level, logger and ids
 TRUNCATED = " …[truncated]"
@@ -226,6 +231,6 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
-    for name in (*NOISY, *BOLT):
+    for name in (*NOISY, *BOLT, *CHATTY):
         logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else max(level, logging.WARNING))
     return handler

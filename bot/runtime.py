@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import math
 import signal
@@ -23,7 +24,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import answers, digest, services
+from bot import answers, digest, preflight, services
 from bot.app import build_app, build_client
 from bot.delivery import StoppableNotifier, notifier_for, router_for, shared_notifier  # noqa: F401 - re-exported
 from bot.http_protocol import with_read_timeout
@@ -31,7 +32,7 @@ from bot.logs import configure_logging
 from bot.notifier import Notifier, PublishResult
 from bot.settings import Settings
 from storage import coordination, outbox
-from storage.db import SyncAlreadyRunning, reap_dead_runs, session_factory
+from storage.db import SyncAlreadyRunning, normalise_url, reap_dead_runs, session_factory
 from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,13 @@ class TickResult:
     published: PublishResult | None = None
     skipped: str | None = None
     errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def tick(settings: Settings, notifier: Notifier) -> TickResult:
-    """One scheduled pass: sync + incidents, then bring Slack up to date (even when the sync failed)."""
+    """One scheduled pass: sync + incidents, then bring Slack up to date (even when the sync failed); logged as
+    one line with its figures (INFO, or WARNING when something failed)."""
+    began = time.perf_counter()
     result = TickResult()
     try:
         synced = asyncio.run(services.sync(settings))
@@ -65,9 +69,43 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
         result.published = notifier.publish(engine)
     except (DnaBotError, SQLAlchemyError) as exc:
         result.errors.append(str(exc))
-    for error in result.errors:
-        log.warning("tick: %s", error)
+    result.seconds = round(time.perf_counter() - began, 3)
+    log.log(logging.WARNING if result.errors else logging.INFO, "tick: %s", tick_line(result))
     return result
+
+
+def sync_line(sync: dict[str, Any]) -> str:
+    """A sync run in a few figures: `sync run 12 (incremental) 74 entities, 2 changes, incidents 1 opened, …`."""
+    head = f"sync run {sync.get('run_id')} ({sync.get('mode')})"
+    if sync.get("status") != "succeeded":
+        return f"{head} {sync.get('status')}"
+    changes = sum((sync.get("changes_by_kind") or {}).values())
+    line = f"{head} {sync.get('entities_seen', 0)} entities, {changes} changes"
+    found = sync.get("incidents")
+    if found:
+        opened = set(found.get("opened") or [])
+        touched = {*found.get("reopened", []), *map(int, found.get("attached") or {}), *found.get("unsnoozed", [])}
+        touched |= set(found.get("mirrored") or [])
+        line += (
+            f", incidents {len(opened)} opened, {len(touched - opened)} updated, {len(found.get('resolved') or [])}"
+            " resolved"
+        )
+    return f"{line} in {float(sync.get('duration_seconds') or 0):.2f} s"
+
+
+def tick_line(result: TickResult) -> str:
+    """The one log line of a tick: the sync's figures, what reached Slack, what failed, how long it all took."""
+    if result.sync is not None:
+        parts = [sync_line(result.sync)]
+    else:
+        parts = [f"sync skipped ({result.skipped})" if result.skipped else "no sync"]
+    if result.published is not None:
+        sent = result.published
+        parts.append(f"Slack {len(sent.posted)} posted, {len(sent.updated)} updated, {sent.replies} replies")
+        if sent.failed:
+            parts.append(f"{len(sent.failed)} incidents not delivered (retried)")
+    parts.extend(result.errors)
+    return "; ".join(parts) + f"; {result.seconds:.2f} s"
 
 
 LEADER = coordination.SCHEDULER_LEASE
@@ -83,6 +121,7 @@ def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[
         if not synced.ok:
             log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
             return False
+        log.info("targeted sync of %d entities: %s", len(targets), sync_line(synced.to_dict()))
         if notifier is not None:
             notifier.publish(services.engine_for(settings))
         return True
@@ -253,17 +292,23 @@ def shut_down(settings: Settings, replica: Replica, scheduler: BackgroundSchedul
 
 
 def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket_mode: bool | None = None) -> None:
-    """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running."""
+    """Serve Slack (Socket Mode when SLACK_APP_TOKEN is set, else HTTP on `port`) with the scheduler running.
+
+    In order: the settings are checked (every problem at once, nothing touched: `SettingsProblems`), Slack is
+    asked about the bot token, and in Socket Mode the app token (`SlackRefused`, `SlackUnreachable`), the store
+    is migrated, Socket Mode connects, and only then do the scheduler and the HTTP server start."""
+    use_socket = preflight.socket_mode_for(settings, socket_mode)
+    preflight.check_settings(settings, socket_mode)
     configure_logging(settings)
-    services.migrate(settings)
     client = build_client(settings)
+    me = preflight.verify_bot_token(client)
+    if use_socket and settings.slack_app_token:
+        preflight.verify_app_token(client, settings.slack_app_token.get_secret_value())
+    log.info("Slack: signed in as %s in %s", me.get("user") or me.get("user_id"), me.get("team") or me.get("team_id"))
+    _migrate(settings)
     notifier = shared_notifier(settings, client)
     bolt = build_app(settings, client=client)
-    use_socket = bool(settings.slack_app_token) if socket_mode is None else socket_mode
-    if use_socket and not settings.slack_app_token:
-        raise DnaBotError("Socket Mode needs SLACK_APP_TOKEN (an app-level token with connections:write)")
-    if not use_socket and not settings.slack_signing_secret:
-        raise DnaBotError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)")
+    handler = _connect_socket(settings, bolt, client) if use_socket else None
     replica = Replica(settings, notifier)
     reaped = reap_dead_runs(replica.engine)  # no sync runs anywhere: runs still `running` were left by dead ones
     if reaped:
@@ -276,25 +321,50 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
     try:
         with _stop_signals():
             try:
-                _run_slack(settings, bolt, replica, use_socket=use_socket, host=host, port=port)
+                if handler is not None:
+                    threading.Event().wait()  # Socket Mode's threads serve Slack until a stop signal
+                else:
+                    _run_http(settings, bolt, replica, host=host, port=port)
             except _StopSignal as stop:
                 log.info("%s: shutting down", stop)
     finally:
+        if handler is not None:
+            handler.close()  # no new events; the ones under way finish in the shutdown that follows
         shut_down(settings, replica, scheduler)
 
 
-def _run_slack(settings: Settings, bolt: Any, replica: Replica, *, use_socket: bool, host: str, port: int) -> None:
-    """Serve Slack until a stop signal: Socket Mode's connection, or uvicorn on `port`."""
-    if use_socket:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+def _migrate(settings: Settings) -> None:
+    """Bring the store's schema up to date, or say in one line why the store cannot be used."""
+    try:
+        services.migrate(settings)
+    except SQLAlchemyError as exc:
+        where = normalise_url(settings.database_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DnaBotError(f"the store at {where} cannot be used ({reason}): check DATABASE_URL") from None
 
-        token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
-        handler = SocketModeHandler(bolt, app_token=token)
-        try:
-            handler.start()
-        finally:
-            handler.close()  # no new events; the ones under way finish in the shutdown that follows
-        return
+
+def _connect_socket(settings: Settings, bolt: Any, client: Any) -> Any:
+    """Open the Socket Mode connection with the app-level token (its own threads serve it from then on)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    handler = SocketModeHandler(bolt, app_token=token, web_client=client)
+    try:
+        handler.connect()
+    except SlackApiError as exc:  # the app token was accepted moments ago (`preflight.verify_app_token`)
+        handler.close()
+        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+        raise preflight.SlackRefused("SLACK_APP_TOKEN", error, preflight.APP_TOKEN_FIX) from None
+    except (OSError, http.client.HTTPException) as exc:
+        handler.close()
+        raise preflight.SlackUnreachable(f"Socket Mode could not connect to Slack ({exc})") from None
+    log.info("Slack: connected over Socket Mode")
+    return handler
+
+
+def _run_http(settings: Settings, bolt: Any, replica: Replica, *, host: str, port: int) -> None:
+    """Serve Slack's HTTP requests (and the OpenMetadata webhook) on `port` until a stop signal."""
     import uvicorn
 
     from bot.http import create_http_app

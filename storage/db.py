@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ from sqlalchemy.pool import StaticPool
 
 from storage.errors import DnaBotError
 from storage.models import SyncRun, json_serializer
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_LOCK_NAME = "dnabot-sync"
@@ -170,11 +174,22 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 
 def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
-    """Upgrade the database to `revision` (head by default), one process at a time."""
-    with _engine_for(url_or_engine) as engine, _migration_lock(engine), _migration_connection(engine) as connection:
-        cfg = alembic_config(engine.url)
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    """Upgrade the database to `revision` (head by default), one process at a time; a store already there is left
+    alone (no lock, no Alembic run), and one INFO line says when a migration did run."""
+    with _engine_for(url_or_engine) as engine:
+        target = head_revision() if revision == "head" else revision
+        if current_revision(engine) == target:
+            return  # every sync calls this: the usual case costs one query
+        with _migration_lock(engine), _migration_connection(engine) as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
+            if before is not None and before not in _known_revisions():
+                raise SchemaOutOfDate(before, head_revision(), newer=True)
+            cfg = alembic_config(engine.url)
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+            after = MigrationContext.configure(connection).get_current_revision()
+        if after != before:
+            log.info("migrated the store from %s to %s", before or "an empty database", after)
 
 
 def downgrade(url_or_engine: str | URL | Engine, revision: str = "base") -> None:
@@ -185,8 +200,9 @@ def downgrade(url_or_engine: str | URL | Engine, revision: str = "base") -> None
         command.downgrade(cfg, revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
-    """The newest migration revision shipped with the code."""
+    """The newest migration revision shipped with the code (read from the scripts once per process)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -200,8 +216,12 @@ def ensure_migrated(engine: Engine) -> None:
     """Raise `SchemaOutOfDate` unless the database is at the head revision."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-        raise SchemaOutOfDate(current, head, newer=current is not None and current not in known)
+        raise SchemaOutOfDate(current, head, newer=current is not None and current not in _known_revisions())
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset({rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()})
 
 
 def lock_key(name: str) -> int:
