@@ -164,6 +164,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
         detail = services.incident_detail(settings, incident_id)
         last = detail.events[-1]
         console.print(f"incident {incident_id} is {detail.incident.status}: {last.reason or last.note}")
+    console.print("Asked again, `dnabot why orders` says what broke, when, and what healed it:")
+    terminal_incidents.print_why(console, asyncio.run(services.why(settings, "orders", None)))
 
     console.rule("11. Time travel (dnabot dna stg_orders --at <time>)")
     cols = lambda view: ", ".join(c["name"] for c in view.genes["schema"]["columns"])  # noqa: E731

@@ -23,6 +23,10 @@ def test_the_demo_tells_the_whole_story_and_posts_to_slack_when_configured(tmp_p
     text = console.export_text()
     assert "SEV1" in text and "order_state AS status" in text
     assert "joined incident" in text and "is resolved: change reverted" in text
+    # `why` tells the incident's story: its cause, confidence and column path, then what healed it
+    assert "Most likely cause (95%)" in text and "table-level" not in text
+    assert "Column path: `warehouse.shop.staging.stg_orders.status` → `warehouse.shop.analytics.orders.status`" in text
+    assert "What healed it*: change #3 stg_orders.order_state renamed to status" in text
     out = tmp_path / "out"
     card = json.loads((out / "slack-card.json").read_text())
     assert card["blocks"][0]["type"] == "header"
