@@ -8,7 +8,7 @@ Pure functions over incident views (or the plain dicts the tests' fakes give) an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,13 +88,13 @@ def _column_path(fqn: str, details: Mapping[str, Any], top: Mapping[str, Any]) -
     return []
 
 
-def _entity_path(fqn: str, top: Mapping[str, Any], upstream_paths: Iterable[Sequence[str]]) -> list[str]:
+def _entity_path(fqn: str, top: Mapping[str, Any], upstream_paths: Callable[[], Iterable[Sequence[str]]]) -> list[str]:
     """The incident's lineage path cut at `fqn` (the asked dataset), else a lineage path from the cause to it."""
     path = list(top.get("path") or ())
     if fqn in path:
         return path[: path.index(fqn) + 1]
     cause = top.get("cause_fqn")
-    found = next((list(p) for p in upstream_paths if p and p[0] == cause), None)
+    found = next((list(p) for p in upstream_paths() if p and p[0] == cause), None)
     return found or [p for p in (cause, fqn) if p]
 
 
@@ -121,9 +121,12 @@ def incident_ref(incident: Any) -> dict[str, Any]:
     return out
 
 
-def cause_for(fqn: str, incident: Any, upstream_paths: Iterable[Sequence[str]] = ()) -> dict[str, Any] | None:
+def cause_for(
+    fqn: str, incident: Any, upstream_paths: Callable[[], Iterable[Sequence[str]]] = tuple
+) -> dict[str, Any] | None:
     """The incident's top hypothesis as the cause of `fqn`'s trouble (its root, or an asset it breaks), with the
-    column path to `fqn` when the lineage has one and the proposed fix; None when the incident holds no analysis."""
+    column path to `fqn` when the lineage has one and the proposed fix; None when the incident holds no analysis.
+    `upstream_paths` (lineage paths down to `fqn`) is called only when the incident's own path misses `fqn`."""
     details = _details(incident)
     hypotheses = [h for h in details.get("hypotheses") or () if isinstance(h, Mapping)]
     if not hypotheses:
@@ -150,7 +153,7 @@ def cause_for(fqn: str, incident: Any, upstream_paths: Iterable[Sequence[str]] =
         "confidence": top.get("confidence"),
         "distance": distance,
         "path": list(top.get("path") or ()) if fqn == root or not known else _entity_path(fqn, top, upstream_paths),
-        "column_path": _column_path(fqn, details, top) if fqn != root and known else [],
+        "column_path": _column_path(fqn, details, top) if known else [],
         "fix": _fix(details),
     }
 

@@ -253,7 +253,7 @@ class StoreWhyTools:
         if covering is None:
             return story
         story["incident"] = why_incident.incident_ref(covering)
-        story["cause"] = why_incident.cause_for(fqn, covering, graph.upstream_paths(fqn, limit=20))
+        story["cause"] = why_incident.cause_for(fqn, covering, lambda: graph.upstream_paths(fqn, limit=20))
         if story["incident"]["status"] != "resolved":
             return story
         events, links = _history(session, story["incident"]["id"])

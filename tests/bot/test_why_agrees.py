@@ -126,12 +126,12 @@ def test_after_the_revert_why_says_what_broke_when_and_what_healed_it(broken, om
         assert answer["cause"] is None, name  # the revert is not a new cause
         assert "Most likely cause" not in text
         res = answer["resolution"]
-        assert (res["incident_id"], res["by"], res["automatic"]) == (incident_id, "run", True)
+        assert (res["incident_id"], res["by"], res["automatic"]) == (incident_id, "dnabot", True)
         assert [c["id"] for c in res["changes"]] == [revert_change["id"]]
         assert f"*Resolved*: incident #{incident_id} SEV1" in text
         assert "*What broke (95%)*: stg_orders.status renamed to order_state" in text
         assert f"*What healed it*: change #{revert_change['id']} stg_orders.order_state renamed to status" in text
-        assert "run resolved it automatically: change reverted: status is back." in text
+        assert "dnabot resolved it automatically: change reverted: status is back." in text
         assert f"healed incident #{incident_id}" in text
     # nothing is open any more: the shown trust is the snapshot's again, in both views
     after = json.loads(run("incident", str(incident_id), "--json").stdout)
