@@ -162,11 +162,11 @@ def _candidate(
     distance, path = reach[c.entity_fqn]
     column = _cause_column(c)
     via: tuple[str, ...] = ()
-    if column and root[1] is not None:
-        via = next(
-            (ci.via for ci in graph.blast_radius(c.entity_fqn, column).columns if (ci.entity_fqn, ci.column) == root),
-            (),
-        )
+    if column:
+        fed = graph.blast_radius(c.entity_fqn, column).columns
+        # about one column: that column's chain; about the whole asset ("why did orders break?"): the chain to
+        # any of its columns, so a column-level path is used whenever the lineage has one
+        via = next((ci.via for ci in fed if (ci.entity_fqn, ci.column if root[1] else None) == root), ())
     by_column = bool(via) or (c.entity_fqn == root[0] and column is not None and column == root[1])
     confidence = _score(weight, distance, by_column, timing)
     evidence = [_change_evidence(c), *_path_evidence(path)]
@@ -175,7 +175,7 @@ def _candidate(
     link = "a column-level" if by_column else "a table-level"
     hops = "on the asset itself" if distance == 0 else f"{distance} hop{'s' * (distance != 1)} upstream"
     summary = f"{change_summary(c)}, {hops} through {link} lineage path"
-    hypothesis = Hypothesis(c.entity_fqn, column, c.kind, c.id, summary, confidence, tuple(evidence), path)
+    hypothesis = Hypothesis(c.entity_fqn, column, c.kind, c.id, summary, confidence, tuple(evidence), path, via)
     return confidence, distance, -c.detected_at.timestamp(), c.id, hypothesis
 
 

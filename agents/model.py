@@ -61,6 +61,7 @@ class Hypothesis(_Json):
     confidence: float
     evidence: tuple[Evidence, ...] = ()
     path: tuple[str, ...] = ()
+    column_path: tuple[str, ...] = ()  # the column chain from the changed column to the asset, when lineage has one
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,11 @@ class WhyAnswer:
     steps: int = 0
     degraded: tuple[str, ...] = ()
     fallback_reason: str | None = None
+    # the facts behind the words, the same for the rules and the LLM answer (`answer_facts`)
+    cause: dict[str, Any] | None = None  # the most likely cause: confidence, change, path, column path, fix
+    incident: dict[str, Any] | None = None  # the open (or recently resolved) incident the answer follows
+    resolution: dict[str, Any] | None = None  # how that incident healed: who, when, why, the healing changes
+    trust: dict[str, Any] | None = None  # the trust score now (open incidents take points off)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -137,17 +142,71 @@ def _short_ts(value: Any) -> str:
     return str(value or "")[:16].replace("T", " ")
 
 
+def _pct(value: Any) -> str:
+    return f"{float(value or 0):.0%}"
+
+
+def _known(top: dict[str, Any] | None) -> bool:
+    return bool(top) and top.get("cause_fqn") not in (None, "unknown") and float(top.get("confidence") or 0) > 0
+
+
+def _cause_lines(top: dict[str, Any], label: str) -> tuple[list[str], list[str]]:
+    """The cause, its lineage path (column-level when the lineage has one) and the incident's proposed fix."""
+    ref = f" (change #{top['change_id']})" if top.get("change_id") is not None else ""
+    source = f", from incident #{top['incident_id']}'s analysis" if top.get("incident_id") is not None else ""
+    lines = [f"*{label} ({_pct(top.get('confidence'))})*: {top.get('summary', '')}{ref}{source}."]
+    columns, path = top.get("column_path") or (), top.get("path") or ()
+    if len(columns) > 1:
+        lines.append("Column path: " + " → ".join(f"`{p}`" for p in columns) + ".")
+    elif len(path) > 1:
+        lines.append("Path: " + " → ".join(f"`{p}`" for p in path) + ".")
+    fix = top.get("fix") or {}
+    if fix.get("title"):
+        sim = f" (simulated: resolves {fix['resolves']} of {fix['of']} breaks)" if fix.get("simulated") else ""
+        lines.append(f"Proposed fix: {fix['title']}{sim}.")
+    cites = [top["cause_fqn"]] + ([f"change:{top['change_id']}"] if ref else [])
+    return lines, cites + ([f"incident:{top['incident_id']}"] if source else [])
+
+
+def _resolution_lines(facts: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What broke, when, and what healed it (the revert and/or who resolved it), for a resolved incident."""
+    inc, res = facts["incident"], facts["resolution"]
+    lines = [
+        f"*Resolved*: incident #{inc['id']} {inc.get('severity') or ''} {inc.get('title') or ''} "
+        f"(broke {_short_ts(inc.get('opened_at'))}, resolved {_short_ts(res.get('resolved_at'))} UTC)."
+    ]
+    cites = [f"incident:{inc['id']}"]
+    broke = facts.get("incident_cause")
+    if _known(broke):
+        more, refs = _cause_lines({**broke, "fix": None}, "What broke")
+        lines += more
+        cites += refs
+    who = res.get("by") or "someone"
+    how = f"{who} resolved it" + (" automatically" if res.get("automatic") else "")
+    why = f": {res['reason']}" if res.get("reason") else ""
+    healed = res.get("changes") or []
+    if healed:
+        what = "; ".join(f"change #{c['id']} {c['summary']} ({_short_ts(c.get('detected_at'))})" for c in healed[:3])
+        lines.append(f"*What healed it*: {what}; then {how}{why}.")
+        cites += [ref for c in healed[:3] for ref in (f"change:{c['id']}", c["entity_fqn"])]
+    else:
+        lines.append(f"*What healed it*: {how}{why}.")
+    return lines, cites
+
+
 def rules_text(fqn: str, facts: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     """The templated answer from `rules_answer` facts, and what it cites."""
     cites: list[str] = [fqn]
     lines: list[str] = []
     top = facts.get("hypothesis") or {}
-    if top.get("cause_fqn") and top.get("cause_fqn") != "unknown" and top.get("confidence", 0) > 0:
-        ref = f" (change #{top['change_id']})" if top.get("change_id") is not None else ""
-        lines.append(f"*Most likely cause ({top['confidence']:.0%})*: {top.get('summary', '')}{ref}.")
-        if len(top.get("path") or ()) > 1:
-            lines.append("Path: " + " → ".join(f"`{p}`" for p in top["path"]) + ".")
-        cites += [top["cause_fqn"]] + ([f"change:{top['change_id']}"] if ref else [])
+    if _known(top):
+        more, refs = _cause_lines(top, "Most likely cause")
+        lines += more
+        cites += refs
+    if (facts.get("incident") or {}).get("status") == "resolved" and facts.get("resolution"):
+        more, refs = _resolution_lines(facts)
+        lines += more
+        cites += refs
     open_incidents = facts.get("incidents") or []
     if open_incidents:
         lines.append("*Open incidents*")
@@ -163,9 +222,10 @@ def rules_text(fqn: str, facts: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
         for c in changes[:5]:
             where = "on it" if not c.get("distance") else f"{c['distance']} hop(s) upstream"
             subject = f" `{c['subject']}`" if c.get("subject") else ""
+            role = f", {c['role']}" if c.get("role") else ""
             lines.append(
                 f"• change #{c['id']} {c['kind'].replace('_', ' ')}{subject} on `{c['entity_fqn']}` ({where}, "
-                f"{_short_ts(c.get('detected_at'))})"
+                f"{_short_ts(c.get('detected_at'))}{role})"
             )
             cites += [f"change:{c['id']}", c["entity_fqn"]]
         if len(changes) > 5:
@@ -174,15 +234,28 @@ def rules_text(fqn: str, facts: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
         days = facts.get("since_days", 7)
         lines.append(f"I found no open incident and no change on `{fqn}` or upstream of it in the last {days} days.")
     if facts.get("trust_score") is not None:
-        lines.append(f"Trust score now: {facts['trust_score']}.")
+        note = (facts.get("trust") or {}).get("note")
+        lines.append(f"Trust score now: {facts['trust_score']}" + (f" ({note})" if note else "") + ".")
     return "\n".join(lines), tuple(dict.fromkeys(cites))
+
+
+def answer_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts every answer carries whatever its words (rules or LLM): cause, incident, resolution, trust."""
+    top = facts.get("hypothesis")
+    trust = facts.get("trust") or ({"score": facts["trust_score"]} if facts.get("trust_score") is not None else None)
+    return {
+        "cause": top if _known(top) else None,
+        "incident": facts.get("incident"),
+        "resolution": facts.get("resolution"),
+        "trust": trust,
+    }
 
 
 def rules_why(question: str, fqn: str, facts: dict[str, Any], *, steps: int = 0) -> WhyAnswer:
     """The rules-only answer."""
     text, cites = rules_text(fqn, facts)
     degraded = tuple(facts.get("degraded") or ())
-    return WhyAnswer(question, fqn, text, cites, "rules", steps, degraded)
+    return WhyAnswer(question, fqn, text, cites, "rules", steps, degraded, **answer_facts(facts))
 
 
 # ------------------------------------------------------------------------------------------- LLM path
@@ -391,7 +464,9 @@ async def answer(
     checked = loop.checked(text) if text is not None else reason
     if isinstance(checked, tuple):
         body = checked[0] + (f"\n_({reason}: this answer may be incomplete.)_" if budget else "")
-        return WhyAnswer(question, target, body, checked[1], "llm", loop.steps, tuple(loop.degraded))
+        return WhyAnswer(
+            question, target, body, checked[1], "llm", loop.steps, tuple(loop.degraded), **answer_facts(facts)
+        )
     reason = reason or checked
     note = f"\n_(Answered from the rules: {reason}.)_"
     return replace(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agents import analyst
+from agents import analyst, why_incident
 from agents.model import CAUSE_INCIDENT_KINDS
 from storage import graph as graph_store
 from storage import store
@@ -121,6 +121,7 @@ class StoreWhyTools:
     def dna(self, fqn: str) -> dict[str, Any]:
         with self.session_factory() as session:
             view = store.dna_at(session, fqn)
+            trust = _trust_now(session, fqn, view)
         if view is None:
             raise DatasetNotFound(fqn)
         genes, n = view.genes, self.max_items
@@ -132,7 +133,8 @@ class StoreWhyTools:
             "display_name": (genes.get("entity") or {}).get("display_name"),
             "deleted": view.deleted,
             "taken_at": view.taken_at.isoformat(),
-            "trust_score": view.trust_score,
+            "trust_score": trust["score"],  # now: open incidents take points off (storage/trust.py)
+            "snapshot_trust_score": view.trust_score,
             "columns": [
                 {"name": c.get("name"), "type": c.get("type")} for c in (genes.get("schema") or {}).get("columns", [])
             ][:n],
@@ -174,15 +176,18 @@ class StoreWhyTools:
             "paths": [list(p) for p in g.upstream_paths(fqn, column, limit=5)],
         }
 
-    def _incident_rows(self, session: Session, fqn: str) -> list[dict[str, Any]] | None:
+    def _incident_views(self, session: Session, fqn: str) -> list[Any] | None:
+        """The incidents on `fqn` this answer may name; None without incident storage."""
         try:
             from storage.incidents import incidents_for
         except ImportError:  # incident storage not installed: answer without it
             return None
         views = incidents_for(session, fqn)
-        if self.visible is not None:
-            views = self.visible(views)
-        return [_incident_dict(v) for v in views]
+        return self.visible(views) if self.visible is not None else views
+
+    def _incident_rows(self, session: Session, fqn: str) -> list[dict[str, Any]] | None:
+        views = self._incident_views(session, fqn)
+        return None if views is None else [_incident_dict(v) for v in views]
 
     def incidents(self, fqn: str) -> dict[str, Any]:
         with self.session_factory() as session:
@@ -193,26 +198,68 @@ class StoreWhyTools:
         with self.session_factory() as session:
             view = store.dna_at(session, fqn)
             history = store.snapshots_between(session, fqn, self._now() - timedelta(days=30))
+            now = _trust_now(session, fqn, view)
         if view is None:
             raise DatasetNotFound(fqn)
         points = [{"at": s.taken_at.isoformat(), "score": s.trust_score} for s in history][-self.max_items :]
-        return {"fqn": fqn, "score": view.trust_score, "factors": view.trust_factors, "history": points}
+        return {
+            "fqn": fqn,
+            "score": now["score"],
+            "snapshot_score": view.trust_score,
+            "open_incidents_note": now["note"],
+            "factors": view.trust_factors,
+            "history": points,
+        }
+
+    def _story(
+        self, session: Session, fqn: str, views: list[Any], graph: LineageGraph, now: datetime, window: timedelta
+    ) -> dict[str, Any]:
+        """What the incident covering `fqn` says: its cause for `fqn`, how it healed, the changes it explains."""
+        story: dict[str, Any] = {"incident": None, "cause": None, "resolution": None, "spent": set(), "healed": set()}
+        for v in views:  # what resolved incidents explained is no longer a cause
+            if why_incident.field_of(v, "status") == "resolved":
+                story["spent"] |= why_incident.spent_change_ids(v)
+        covering = why_incident.covering(views, now, window)
+        if covering is None:
+            return story
+        story["incident"] = why_incident.incident_ref(covering)
+        story["cause"] = why_incident.cause_for(fqn, covering, lambda: graph.upstream_paths(fqn, limit=20))
+        if story["incident"]["status"] != "resolved":
+            return story
+        events, links = _history(session, story["incident"]["id"])
+        story["spent"] |= why_incident.spent_change_ids(covering, links)
+        opened = why_incident.field_of(covering, "opened_at") or (now - window)
+        root = story["incident"]["root_fqn"]
+        where = {root, (story["cause"] or {}).get("cause_fqn") or root} - {"unknown"}
+        around = [c for f in sorted(where) for c in store.timeline(session, f, opened)]
+        story["resolution"] = why_incident.healing(covering, events, links, around)
+        story["healed"] = {c["id"] for c in (story["resolution"] or {}).get("changes") or ()}
+        return story
 
     def rules_answer(self, fqn: str, question: str) -> dict[str, Any]:
-        since = self._now() - timedelta(days=self.since_days)
+        now, window = self._now(), timedelta(days=self.since_days)
         with self.session_factory() as session:
             g = self.graph_loader(session)
             ups = g.upstream(fqn)[: self.max_items]
             distance = {fqn: 0, **{i.fqn: i.distance for i in ups}}
-            views = [(c, d) for f, d in distance.items() for c in store.timeline(session, f, since)]
-            changes = [_change_dict(c, d) for c, d in views]
-            rows = self._incident_rows(session, fqn)
-            view = store.dna_at(session, fqn)
+            views = [(c, d) for f, d in distance.items() for c in store.timeline(session, f, now - window)]
+            incident_views = self._incident_views(session, fqn)
+            story = self._story(session, fqn, incident_views or [], g, now, window)
+            trust = _trust_now(session, fqn, store.dna_at(session, fqn))
+        rows = None if incident_views is None else [_incident_dict(v) for v in incident_views]
+        ref = story["incident"]
+        spent, healed = story["spent"], story["healed"]
+        changes = [_change_dict(c, d) | _role(c.id, ref, spent, healed) for c, d in views]
         changes.sort(key=lambda c: (c["detected_at"], c["id"]), reverse=True)
-        if self.analyst is not None:
-            top = self.analyst(fqn, changes, g)
-        else:
-            top = analyst_hypothesis(fqn, [c for c, _ in views], g, self._now(), timedelta(days=self.since_days))
+        open_cause = ref is not None and ref["status"] in OPEN_STATUSES and story["cause"] is not None
+        if open_cause:  # the incident's own analysis: the same cause, confidence and path as its card
+            top = story["cause"]
+        else:  # the analyst itself, on what no resolved incident already explained (never the revert)
+            live = [(c, d) for c, d in views if c.id not in spent and c.id not in healed]
+            if self.analyst is not None:
+                top = self.analyst(fqn, [ch for ch in changes if ch["id"] in {c.id for c, _ in live}], g)
+            else:
+                top = analyst_hypothesis(fqn, [c for c, _ in live], g, now, window)
         if top is not None and not isinstance(top, dict):
             top = top.to_dict()
         return {
@@ -221,6 +268,41 @@ class StoreWhyTools:
             "incidents": [r for r in rows or [] if r["status"] in OPEN_STATUSES],
             "changes": changes[: self.max_items],
             "hypothesis": top,
-            "trust_score": view.trust_score if view else None,
+            "incident": ref,
+            "incident_cause": story["cause"],
+            "resolution": story["resolution"],
+            "trust_score": trust["score"],
+            "trust": trust,
             "degraded": [] if rows is not None else ["incident history unavailable"],
         }
+
+
+def _role(change_id: int, ref: dict[str, Any] | None, spent: set[int], healed: set[int]) -> dict[str, Any]:
+    """What a change was to the incident the answer follows: its cause or symptom, or what healed it."""
+    if ref is None:
+        return {}
+    if change_id in healed:
+        return {"role": f"healed incident #{ref['id']}"}
+    if change_id in spent:
+        return {"role": f"explained by incident #{ref['id']}"}
+    return {}
+
+
+def _history(session: Session, incident_id: int) -> tuple[list[Any], list[Any]]:
+    """An incident's events and linked changes; empty when the incident store cannot say."""
+    try:
+        from storage.incidents import get_incident
+    except ImportError:
+        return [], []
+    detail = get_incident(session, incident_id)
+    return list(detail.events), list(detail.links)
+
+
+def _trust_now(session: Session, fqn: str, view: Any) -> dict[str, Any]:
+    """The trust score shown now (`storage.incidents.trust_now`: open incidents take points off), as a dict."""
+    try:
+        from storage.incidents import trust_now
+    except ImportError:  # no incident storage: the snapshot's score is all there is
+        stored = view.trust_score if view is not None else None
+        return {"score": stored, "stored": stored, "penalty": 0, "open_incidents": [], "note": ""}
+    return trust_now(session, [fqn])[fqn].to_dict()

@@ -17,6 +17,7 @@ from bot import services, terminal, terminal_incidents
 from bot.blocks import render_incident_card, render_incident_thread
 from bot.blocks_text import blocks_to_text, builder_url
 from bot.lineage_png import incident_png
+from bot.terminal_text import mrkdwn
 from bot.settings import Settings, get_settings
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
@@ -37,7 +38,7 @@ def _slack_preview(console: Console, out: Path, detail: Any) -> None:
     card = render_incident_card(detail.incident)
     thread = render_incident_thread(detail)
     console.rule("The Slack card DNA Bot posts for it (parent message; technical detail goes in the thread)")
-    console.print(blocks_to_text(card), markup=False, highlight=False)
+    console.print(mrkdwn(blocks_to_text(card)), highlight=False)
     _save(out, "slack-card.json", {"blocks": card})
     _save(out, "slack-thread.json", [{"blocks": blocks} for blocks in thread])
     console.print(f"{len(thread)} thread replies and the lineage PNG follow. JSON: {out}/slack-card.json")
@@ -165,6 +166,8 @@ def _story(console: Console, settings: Settings, om_url: str, out: Path) -> None
         detail = services.incident_detail(settings, incident_id)
         last = detail.events[-1]
         console.print(f"incident {incident_id} is {detail.incident.status}: {last.reason or last.note}")
+    console.print("Asked again, `dnabot why analytics.orders` says what broke, when, and what healed it:")
+    terminal_incidents.print_why(console, asyncio.run(services.why(settings, "analytics.orders", None)))
 
     console.rule("11. Time travel (dnabot dna stg_orders --at <time>)")
     cols = lambda view: ", ".join(c["name"] for c in view.genes["schema"]["columns"])  # noqa: E731

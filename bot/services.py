@@ -204,7 +204,7 @@ def incidents_list(settings: Settings, which: str) -> list[IncidentView]:
 def incident_detail(settings: Settings, incident_id: int) -> IncidentDetailView:
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        return incidents.get_incident(session, incident_id)
+        return incidents.with_trust(session, incidents.get_incident(session, incident_id))
 
 
 def set_incident_status(

@@ -85,6 +85,18 @@ def _results_table(results: list[dict[str, Any]], limit: int = 10) -> Table:
     return table
 
 
+def _trust_table(trust: dict[str, dict[str, Any]]) -> Table:
+    """The trust score now of the incident's assets: the snapshot's less points per open incident (storage/trust)."""
+    table = Table(title="trust now (open incidents take points off)", title_justify="left")
+    for name in ("asset", "now", "snapshot", "open incidents"):
+        table.add_column(name)
+    for fqn, t in trust.items():
+        now, stored = t.get("score"), t.get("stored")
+        ids = ", ".join(f"#{i}" for i in t.get("open_incidents") or ())
+        table.add_row(Name(fqn), "-" if now is None else str(now), "-" if stored is None else str(stored), ids)
+    return table
+
+
 def print_incident(console: Console, detail: Any) -> None:
     inc = detail.incident
     d = inc.details or {}
@@ -107,6 +119,11 @@ def print_incident(console: Console, detail: Any) -> None:
         console.print(Text("dashboards: " + ", ".join(d["dashboards"])))
     for h in (d.get("hypotheses") or [])[:3]:
         console.print(Text(f"cause ({h['confidence']:.0%}): {h['summary']}"))
+        if len(h.get("column_path") or ()) > 1:
+            console.print(Text("    column path: " + " → ".join(h["column_path"])), soft_wrap=False)
+    trust = getattr(detail, "trust", None) or {}
+    if trust:
+        console.print(_trust_table(trust))
     for f in d.get("fixes") or []:
         resolved, remaining = len(f.get("resolves", [])), len(f.get("remains", []))
         sim = f" — simulated: resolves {resolved} of {resolved + remaining} breaks" if f.get("simulated") else ""

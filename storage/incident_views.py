@@ -78,12 +78,14 @@ class EvidenceView:
 
 @dataclass(frozen=True, slots=True)
 class IncidentDetailView:
-    """An incident with its history (oldest first), linked changes and evidence."""
+    """An incident with its history (oldest first), linked changes and evidence; `trust` (filled by
+    `incidents.with_trust`) holds the trust score now of its root and the assets it breaks, by FQN."""
 
     incident: IncidentView
     events: list[EventView]
     links: list[LinkView]
     evidence: list[EvidenceView]
+    trust: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from storage import outbox
+from storage import outbox, store, trust
 from storage.errors import IncidentNotFound, InvalidTransition
 from storage.incident_views import EventView, EvidenceView, IncidentDetailView, IncidentView, LinkView
 from storage.models import Change, Incident, IncidentEvent, IncidentEvidence, IncidentLink
+from storage.trust import TrustNow
 
 # The functions below flush but never commit: the caller owns the transaction (one per pipeline run or click).
 
@@ -439,8 +440,37 @@ def _mentions(details: Mapping[str, Any], fqn: str) -> bool:
     return any(fqn in (details.get(key) or ()) for key in ("dashboards", "charts"))
 
 
+def covers(incident: IncidentView | Incident, fqn: str) -> bool:
+    """Whether the incident is rooted at `fqn` or breaks it (details.breaks, dashboards, charts)."""
+    return incident.root_fqn == fqn or _mentions(incident.details or {}, fqn)
+
+
 def incidents_for(session: Session, fqn: str) -> list[IncidentView]:
     """Incidents rooted at `fqn` or that break it (details.breaks, dashboards, charts), most severe first."""
     # Filtered in Python: JSON containment differs between SQLite and PostgreSQL, and incidents are few.
     rows = session.scalars(_ordered(_incidents()))
-    return [_view(i) for i in rows if i.root_fqn == fqn or _mentions(i.details or {}, fqn)]
+    return [_view(i) for i in rows if covers(i, fqn)]
+
+
+def trust_now(session: Session, fqns: Iterable[str]) -> dict[str, TrustNow]:
+    """The trust score shown now of each asset: its snapshot's, less the points of the open incidents on it
+    (`storage.trust.trust_now`); the why answer and the incident view both read it here."""
+    open_list = open_incidents(session)
+    out: dict[str, TrustNow] = {}
+    for fqn in dict.fromkeys(fqns):
+        view = store.dna_at(session, fqn)
+        found = [(i.id, i.severity) for i in open_list if covers(i, fqn)]
+        out[fqn] = trust.trust_now(view.trust_score if view is not None else None, found)
+    return out
+
+
+TRUST_SHOWN = 20  # assets of one incident whose trust score the incident view shows
+
+
+def with_trust(session: Session, detail: IncidentDetailView) -> IncidentDetailView:
+    """The detail with the trust score now (`trust_now`) of its root and of the first assets it breaks."""
+    details = detail.incident.details or {}
+    broken = [b.get("entity_fqn") if isinstance(b, Mapping) else b for b in details.get("breaks") or ()]
+    fqns = [detail.incident.root_fqn, *broken, *(details.get("dashboards") or ())]
+    shown = list(dict.fromkeys(f for f in fqns if isinstance(f, str)))[:TRUST_SHOWN]
+    return replace(detail, trust={fqn: t.to_dict() for fqn, t in trust_now(session, shown).items()})

@@ -14,13 +14,19 @@ Formula: ``score = round(Σ weight × factor)``, each factor in 0..1, the weight
 - **freshness** (15): over the pipelines in ``pipeline.runs`` with a known last run: any Failed → 0,
   all Successful → 1, otherwise (pending, skipped) → 0.7; none known → 0.7.
 
+**The score now, with open incidents** (`trust_now`). The score stored with a snapshot comes from the genes alone,
+so a table that a DNA Bot incident says is broken can still score 100. Wherever the score is shown *now* (the why
+answer, `dnabot incident N` and its JSON) every open DNA Bot incident (open, acknowledged or snoozed) rooted at the
+asset or breaking it takes points off: SEV1 30, SEV2 20, SEV3 10, SEV4 5, floor 0. The stored score is kept as is
+(the trust history, trust-drop detection and `dnabot dna` show it).
+
 A deleted entity scores 0 with a single `deleted` factor. A column mapping is *broken* when a column of this
 entity it names (the `to` of an upstream mapping, a `from` of a downstream one) is no longer in its schema.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +35,8 @@ from storage.fqn import quote_name
 
 WEIGHTS = {"ownership": 20, "documentation": 15, "quality": 25, "lineage": 15, "usage": 10, "freshness": 15}
 OPEN_INCIDENT_PENALTY = 0.1
+# points an open DNA Bot incident takes off the score shown now (`trust_now`), by severity
+INCIDENT_PENALTY = {"SEV1": 30, "SEV2": 20, "SEV3": 10, "SEV4": 5}
 MAX_LISTED = 3
 
 
@@ -224,3 +232,33 @@ def trust_score(genes: Mapping[str, Any], *, now: datetime | None = None) -> Tru
 def trust_dropped(old: TrustScore | None, new: TrustScore, threshold: int = 15) -> bool:
     """Whether the score fell by at least `threshold` points since the last snapshot."""
     return old is not None and old.score - new.score >= threshold
+
+
+@dataclass(frozen=True, slots=True)
+class TrustNow:
+    """The trust score shown now: the snapshot's, less the points of the open incidents on the asset."""
+
+    score: int | None
+    stored: int | None
+    penalty: int
+    open_incidents: tuple[int, ...]
+
+    def note(self) -> str:
+        """How the shown score came about, e.g. "100 in the last snapshot, −30 for 1 open incident"."""
+        if not self.open_incidents or self.stored is None:
+            return ""
+        n = len(self.open_incidents)
+        return f"{self.stored} in the last snapshot, −{self.penalty} for {_count(n, 'open incident')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "open_incidents": list(self.open_incidents), "note": self.note()}
+
+
+def trust_now(stored: int | None, open_incidents: Iterable[tuple[int, str]]) -> TrustNow:
+    """The score shown now from the stored one and the (id, severity) of the open incidents on the asset."""
+    found = sorted(set(open_incidents))
+    penalty = sum(INCIDENT_PENALTY.get(severity, 0) for _, severity in found)
+    if stored is None:
+        return TrustNow(None, None, 0, tuple(i for i, _ in found))
+    taken = min(stored, penalty)
+    return TrustNow(stored - taken, stored, taken, tuple(i for i, _ in found))

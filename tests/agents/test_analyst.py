@@ -134,6 +134,19 @@ def test_a_column_path_beats_a_table_level_one_at_the_same_distance():
     assert "table-level lineage path" in ranked[1].summary  # customer_id does not feed orders.status
 
 
+def test_a_question_about_the_whole_table_follows_the_column_lineage_when_there_is_one():
+    """A question about the whole table names no column: the rename still reaches orders.status by column lineage."""
+    on_path = rename_change(id=81, at=later(-1))
+    off_column = change(83, "column_removed", STG_ORDERS, "customer_id", {"type": "NUMBER"}, at=later(-1))
+
+    best, second = why_test_fails([off_column, on_path], column=None)
+
+    assert (best.change_id, best.column_path) == (81, (f"{STG_ORDERS}.status", f"{ORDERS}.status"))
+    assert "1 hop upstream through a column-level lineage path" in best.summary
+    assert second.column_path == () and "table-level lineage path" in second.summary
+    assert best.confidence > second.confidence
+
+
 def test_a_change_just_before_the_symptom_beats_an_older_one_of_the_same_kind():
     recent = rename_change(id=84, at=later(-1))
     older = change(

@@ -51,6 +51,11 @@ def test_the_demo_tells_the_whole_story_and_posts_to_slack_when_configured(tmp_p
     for path in (tmp_path / "out").iterdir():
         assert path.name in closing or path.name.endswith((".lock", "-shm", "-wal"))
     assert "slack-thread.json" in closing and "dnabot.db" in closing
+    # `why` tells the incident's story: its cause, confidence and column path, then what healed it
+    assert "Most likely cause (95%)" in text and "table-level" not in text
+    assert "Column path: warehouse.shop.staging.stg_orders.status → warehouse.shop.analytics.orders.status" in text
+    assert "What healed it: change #3 stg_orders.order_state renamed to status" in text
+    assert "*Customer health*" not in text  # the card preview is terminal text, not Slack markup
     out = tmp_path / "out"
     card = json.loads((out / "slack-card.json").read_text())
     assert card["blocks"][0]["type"] == "header"

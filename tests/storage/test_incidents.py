@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from storage import db
 from storage import incidents as inc
 from storage.errors import DnaBotError, IncidentNotFound, InvalidTransition
-from storage.models import Change, Entity, Incident, IncidentEvent, IncidentEvidence, IncidentLink, SyncRun
+from storage.models import Change, Entity, Incident, IncidentEvent, IncidentEvidence, IncidentLink, Snapshot, SyncRun
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ORDERS = "warehouse.shop.public.orders"
@@ -503,3 +503,35 @@ def test_a_change_made_by_another_process_is_seen_and_built_upon(session: Sessio
         ("open", "acknowledged"),
         ("acknowledged", "resolved"),
     ]
+
+
+def _scored(session: Session, fqn: str, score: int) -> None:
+    run = SyncRun(started_at=T0, finished_at=T0, status="succeeded")
+    entity = Entity(fqn=fqn, entity_type="table", name=fqn.rsplit(".", 1)[-1], first_seen=T0, last_seen=T0)
+    session.add_all([run, entity])
+    session.flush()
+    genes = {"entity": {"fqn": fqn, "type": "table", "deleted": False}}
+    snap = Snapshot(entity_id=entity.id, sync_run_id=run.id, taken_at=T0, fingerprint=f"fp-{fqn}", genes=genes,
+                    trust_score=score, trust_factors=[])  # fmt: skip
+    session.add(snap)
+    session.flush()
+    entity.current_snapshot_id = snap.id
+    session.flush()
+
+
+def test_the_incident_view_shows_the_trust_now_of_its_root_and_what_it_breaks(session: Session) -> None:
+    _scored(session, REVENUE, 90)
+    view = open_one(session)  # SEV2, rooted at orders (no snapshot here), breaking daily_revenue and a dashboard
+    other = open_one(session, "fp-other", severity="SEV4", root_fqn=REVENUE, details={})
+
+    trust = inc.with_trust(session, inc.get_incident(session, view.id)).trust
+
+    assert list(trust) == [ORDERS, REVENUE, DASHBOARD]
+    assert (trust[REVENUE]["score"], trust[REVENUE]["stored"], trust[REVENUE]["open_incidents"]) == (
+        65,
+        90,
+        [view.id, other.id],
+    )
+    assert trust[ORDERS]["score"] is None and trust[ORDERS]["open_incidents"] == [view.id]
+    inc.set_status(session, view.id, "resolved", actor="U_ALICE", now=T0 + timedelta(hours=1))
+    assert inc.trust_now(session, [REVENUE])[REVENUE].score == 85  # only the open SEV4 is left

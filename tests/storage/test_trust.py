@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from storage import om_models as om
 from storage.dna import Edge, build_genes
-from storage.trust import WEIGHTS, TrustFactor, TrustScore, trust_dropped, trust_score
+from storage.trust import WEIGHTS, TrustFactor, TrustScore, trust_dropped, trust_now, trust_score
 
 SHOP = "shop.db.public"
 ORDERS = f"{SHOP}.orders"
@@ -149,3 +149,17 @@ def test_factors_round_trip_through_json():
     again = TrustScore.from_json(score.score, score.factors_json())
     assert again == score
     assert score.factors[0].__dict__ == score.factors_json()[0]
+
+
+def test_open_incidents_take_points_off_the_score_shown_now_by_severity():
+    now = trust_now(100, [(2, "SEV1"), (5, "SEV3")])
+    assert (now.score, now.stored, now.penalty, now.open_incidents) == (60, 100, 40, (2, 5))
+    assert now.note() == "100 in the last snapshot, −40 for 2 open incidents"
+    assert trust_now(100, [(2, "SEV1"), (2, "SEV1")]).score == 70  # one incident counts once
+
+
+def test_the_score_shown_now_never_goes_below_zero_and_is_the_snapshots_without_incidents():
+    assert (trust_now(25, [(1, "SEV1")]).score, trust_now(25, [(1, "SEV1")]).penalty) == (0, 25)
+    calm = trust_now(88, [])
+    assert (calm.score, calm.note(), calm.to_dict()["open_incidents"]) == (88, "", [])
+    assert trust_now(None, [(1, "SEV2")]).score is None  # not scored stays not scored
