@@ -17,8 +17,8 @@ from bot import services, terminal, terminal_incidents
 from bot.blocks import render_incident_card, render_incident_thread
 from bot.blocks_text import blocks_to_text, builder_url
 from bot.lineage_png import incident_png
-from bot.terminal_text import mrkdwn
 from bot.settings import Settings, get_settings
+from bot.terminal_text import mrkdwn
 from storage.fqn import url_segment
 from storage.simulator import Catalog, create_app, run_in_thread
 
