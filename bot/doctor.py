@@ -240,10 +240,22 @@ def groups() -> list[tuple[str, Group, float, bool]]:
     ]
 
 
+def check_local_settings(settings: Settings) -> list[Check]:
+    """The settings `dnabot serve` checks before it starts, apart from Slack and OpenMetadata (their groups say
+    those): the store's URL, the log level, the routing and MCP files — one line each, in serve's words."""
+    from bot.preflight import local_problems
+
+    problems = local_problems(settings)
+    if not problems:
+        return [ok("settings", "DATABASE_URL, DNABOT_LOG_LEVEL and the files named by DNABOT_CONFIG/DNABOT_MCP_CONFIG")]
+    return [fail(f"settings {p.setting}", p.message, p.fix) for p in problems]
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, groups side by side, each time-boxed; details and fixes masked for the settings' secrets."""
     planned = groups()
-    results = await asyncio.gather(*(_boxed(n, g, settings, s, o) for n, g, s, o in planned))
+    results = [check_local_settings(settings)]
+    results += await asyncio.gather(*(_boxed(n, g, settings, s, o) for n, g, s, o in planned))
     secrets = secrets_of(settings)
     return [
         Check(c.name, c.status, scrub(c.detail, secrets), scrub(c.fix, secrets) if c.fix else None)

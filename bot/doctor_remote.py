@@ -181,7 +181,9 @@ def check_slack(settings: Settings) -> list[Check]:
 
     mode = _mode(settings)
     if settings.slack_bot_token is None:
-        fix = "set SLACK_BOT_TOKEN to the Bot User OAuth Token (xoxb-…) from your Slack app's OAuth & Permissions"
+        from bot.preflight import BOT_TOKEN_FIX
+
+        fix = f"set SLACK_BOT_TOKEN: {BOT_TOKEN_FIX}"
         return [fail("slack", "SLACK_BOT_TOKEN is not set", fix), *_not_checked(SLACK_NAMES[1:], "no token"), mode]
     base = settings.slack_api_url or WebClient.BASE_URL
     client = WebClient(
@@ -201,10 +203,11 @@ def _slack_problem(exc: Exception, base: str) -> tuple[str, str]:
 
     if isinstance(exc, SlackApiError):
         error = str(exc.response.get("error") or "error")
-        if error in ("invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"):
-            fix = "copy the Bot User OAuth Token (xoxb-…) again into SLACK_BOT_TOKEN; reinstall the app if revoked"
-            return f"Slack refused SLACK_BOT_TOKEN ({error})", fix
-        return f"auth.test failed: {error}", "check SLACK_BOT_TOKEN and the app's installation"
+        from bot.preflight import REFUSALS, refusal_fix  # the words `dnabot serve` uses for the same refusal
+
+        if error in REFUSALS:
+            return f"Slack refused SLACK_BOT_TOKEN ({error})", refusal_fix(error)
+        return f"auth.test failed: {error}", refusal_fix(error)
     reason = short(getattr(exc, "reason", None) or exc)
     return f"cannot reach Slack at {base}: {reason}", "check the network (proxy, firewall) or SLACK_API_URL"
 
@@ -270,16 +273,16 @@ def _channels(settings: Settings, client: Any) -> Check:
 def _mode(settings: Settings) -> Check:
     """Socket Mode (SLACK_APP_TOKEN set) needs an app-level token that opens a connection; HTTP mode a signing
     secret."""
+    from bot.preflight import mode_problems  # the words `dnabot serve` stops with
+
     name = "slack mode"
+    mode = "Socket Mode" if settings.slack_app_token is not None else "HTTP mode"
+    problems = mode_problems(settings)
+    if problems:
+        detail = f"{mode}: " + "; ".join(f"{p.setting} {p.message}" for p in problems)
+        return fail(name, detail, "; ".join(dict.fromkeys(p.fix for p in problems)))
     if settings.slack_app_token is not None:
-        token = settings.slack_app_token.get_secret_value()
-        if not token.startswith("xapp-"):
-            fix = "create an app-level token with connections:write (Basic Information → App-Level Tokens)"
-            return fail(name, "Socket Mode: SLACK_APP_TOKEN is not an app-level token (xapp-…)", fix)
-        return _socket_mode(settings, token)
-    if settings.slack_signing_secret is None:
-        fix = "set SLACK_SIGNING_SECRET (Basic Information → App Credentials), or SLACK_APP_TOKEN for Socket Mode"
-        return fail(name, "HTTP mode (no SLACK_APP_TOKEN) needs SLACK_SIGNING_SECRET", fix)
+        return _socket_mode(settings, settings.slack_app_token.get_secret_value().strip())
     return ok(name, "HTTP mode: signing secret set; Slack must reach /slack/events on this host")
 
 

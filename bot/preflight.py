@@ -101,9 +101,25 @@ def socket_mode_for(settings: Settings, socket_mode: bool | None) -> bool:
 def serve_problems(settings: Settings, socket_mode: bool | None) -> list[Problem]:
     """Every problem in `settings` that would stop `dnabot serve` (in `socket_mode`, or the mode it would pick)."""
     use_socket = socket_mode_for(settings, socket_mode)
-    found = [*_slack_problems(settings, use_socket), *_openmetadata_problems(settings)]
-    found += [*_database_problems(settings), *_file_problems(settings), *_log_problems(settings)]
-    return found
+    return [*_slack_problems(settings, use_socket), *_openmetadata_problems(settings), *local_problems(settings)]
+
+
+def local_problems(settings: Settings) -> list[Problem]:
+    """The problems `serve_problems` finds outside Slack and OpenMetadata: the store's URL, the log level, the
+    routing and MCP files (`dnabot doctor` reports them in these words too)."""
+    return [*_database_problems(settings), *_file_problems(settings), *_log_problems(settings)]
+
+
+def mode_problems(settings: Settings, socket_mode: bool | None = None) -> list[Problem]:
+    """What the mode `serve` would pick needs and lacks: SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET."""
+    return [
+        p for p in _slack_problems(settings, socket_mode_for(settings, socket_mode)) if p.setting != "SLACK_BOT_TOKEN"
+    ]
+
+
+def refusal_fix(error: str) -> str:
+    """What to do when Slack refuses the bot token with `error`."""
+    return REFUSALS.get(error, "check SLACK_BOT_TOKEN and the app's installation in this workspace")
 
 
 def check_settings(settings: Settings, socket_mode: bool | None) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from bot import cli
 from bot.doctor_remote import BOT_SCOPES, check_openmetadata
+from bot.preflight import BOT_TOKEN_FIX, SIGNING_FIX
 from bot.settings import Settings, get_settings
 from storage import db
 from tests.fakes.omserver import PROFILE_VERSIONS
@@ -58,6 +59,7 @@ def test_a_healthy_setup_is_all_ok_and_exits_0(doctor, fake_llm):
     code, _, checks = doctor("--json", OPENAI_BASE_URL=fake_llm.url, OPENAI_API_KEY="sk-test-key-123456")
     assert code == 0
     assert statuses(checks) == {
+        "settings": "ok",
         "database": "ok",
         "database schema": "ok",
         "openmetadata": "ok",
@@ -86,9 +88,10 @@ def test_the_human_report_is_one_line_per_check_and_a_verdict(doctor):
     code, out, _ = doctor()
     lines = out.strip().splitlines()
     assert code == 0
-    assert lines[0].split() == ["ok", "database", "sqlite", "at", lines[0].split()[-1]]
+    assert lines[0].split()[:2] == ["ok", "settings"]
+    assert lines[1].split() == ["ok", "database", "sqlite", "at", lines[1].split()[-1]]
     assert any(line.startswith("skip  llm ") for line in lines)
-    assert lines[-1] == "11 ok, 3 skip: nothing blocks serving"
+    assert lines[-1] == "12 ok, 3 skip: nothing blocks serving"
 
 
 @pytest.mark.parametrize("om_version", PROFILE_VERSIONS)
@@ -222,7 +225,8 @@ def test_http_mode_without_a_signing_secret_fails_and_socket_mode_needs_a_workin
     monkeypatch.delenv("SLACK_SIGNING_SECRET")
     code, _, checks = doctor("--json")
     assert code == 1
-    assert checks["slack mode"]["detail"] == "HTTP mode (no SLACK_APP_TOKEN) needs SLACK_SIGNING_SECRET"
+    assert checks["slack mode"]["detail"] == "HTTP mode: SLACK_SIGNING_SECRET is not set (HTTP mode needs it)"
+    assert checks["slack mode"]["fix"] == SIGNING_FIX  # the words `dnabot serve` stops with
     code, _, checks = doctor("--json", SLACK_APP_TOKEN=slack_api.app_token)
     assert code == 0
     assert checks["slack mode"]["detail"] == "Socket Mode: the app token opens a connection"
@@ -233,7 +237,7 @@ def test_no_bot_token_or_a_refused_one(doctor, monkeypatch):
     code, _, checks = doctor("--json")
     assert code == 1
     assert checks["slack"]["detail"] == "SLACK_BOT_TOKEN is not set"
-    assert checks["slack"]["fix"].startswith("set SLACK_BOT_TOKEN to the Bot User OAuth Token")
+    assert checks["slack"]["fix"] == f"set SLACK_BOT_TOKEN: {BOT_TOKEN_FIX}"
     assert checks["slack scopes"]["status"] == "skip"
     code, out, _ = doctor(SLACK_BOT_TOKEN="xoxb-revoked-0123456789")
     assert code == 1 and "fail  slack" in out and "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in out
@@ -360,3 +364,14 @@ def test_a_check_that_breaks_is_one_line_not_a_traceback(doctor, monkeypatch):
     code, out, _ = doctor()
     assert code == 1 and "Traceback" not in out
     assert "fail  slack" in out and "the check failed: the Slack SDK changed under us" in out
+
+
+def test_settings_serve_would_refuse_fail_in_serves_own_words(doctor, tmp_path):
+    routing = tmp_path / "routing.yml"
+    routing.write_text("rules: [not a mapping]\n", encoding="utf-8")
+    code, _, checks = doctor("--json", DNABOT_CONFIG=str(routing), DNABOT_LOG_LEVEL="LOUD")
+    assert code == 1
+    assert checks["settings DNABOT_LOG_LEVEL"]["status"] == "fail"
+    assert checks["settings DNABOT_LOG_LEVEL"]["detail"] == "is 'LOUD', not a level"
+    assert checks["settings DNABOT_CONFIG"]["status"] == "fail"
+    assert "settings" not in checks
