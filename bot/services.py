@@ -257,10 +257,18 @@ def assign_incident(settings: Settings, incident_id: int, assignee: str | None, 
 _checked: set[int] = set()
 
 
+def _no_sqlite_file(engine: Engine) -> bool:
+    """A SQLite store whose file does not exist yet: asking it anything would create an empty file."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    return not Path(url.database).exists()
+
+
 def store_engine(settings: Settings) -> Engine | None:
     """The shared engine of a store at the code's schema revision, or None while the store is empty."""
     engine = engine_for(settings)
-    if id(engine) not in _checked and db.current_revision(engine) is None:
+    if id(engine) not in _checked and (_no_sqlite_file(engine) or db.current_revision(engine) is None):
         return None
     return _reader(settings)
 
@@ -270,7 +278,7 @@ def _reader(settings: Settings) -> Engine:
     engine = engine_for(settings)
     if id(engine) in _checked:
         return engine
-    if db.current_revision(engine) is None:
+    if _no_sqlite_file(engine) or db.current_revision(engine) is None:  # (a missing file is not created)
         where = engine.url.render_as_string(hide_password=True)
         raise DnaBotError(f"the DNA store at {where} is empty: run `dnabot sync` first (or `dnabot migrate`)")
     db.ensure_migrated(engine)

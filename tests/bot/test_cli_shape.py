@@ -169,6 +169,14 @@ def test_a_missing_openmetadata_url_is_one_line_exit_2_and_creates_no_store(dnab
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_questions_to_a_store_that_does_not_exist_yet_create_no_file(dnabot, monkeypatch, tmp_path):
+    monkeypatch.delenv("DATABASE_URL")  # the default store: ./dnabot.db, not there yet
+    for args in (("incidents",), ("dna", "orders"), ("runs", "--json"), ("blast", "stg_orders")):
+        result = dnabot(*args)
+        assert result.exit_code == 1 and "run `dnabot sync` first" in one_error_line(result), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_json_of_migrate_outbox_and_outbox_retry(dnabot):
     migrated = dnabot("migrate", "--json")
     assert migrated.exit_code == 0 and json.loads(migrated.stdout)["revision"] not in ("", "base")
