@@ -99,6 +99,7 @@ class LineageGraph:
         self._up = _Side(0)
         self._charts_of: dict[str, tuple[str, ...]] = {}
         self._dashboards_of: dict[str, tuple[str, ...]] = {}
+        self._node_cols: dict[int, list[int]] | None = None
 
     # -- building ---------------------------------------------------------------------------------------
     @classmethod
@@ -193,6 +194,19 @@ class LineageGraph:
     def edge_count(self) -> int:
         """How many edges the graph holds."""
         return len(self._edge_pipeline)
+
+    def mapped_columns(self, fqn: str) -> set[str]:
+        """Names of the columns of `fqn` that some column mapping names (a dropped column may live on here)."""
+        node = self._ids.get(fqn)
+        if node is None:
+            return set()
+        if self._node_cols is None:  # built on first use: only a question about an unknown column needs it
+            by_node: dict[int, list[int]] = {}
+            for cid, owner in enumerate(self._col_node):
+                by_node.setdefault(owner, []).append(cid)
+            self._node_cols = by_node
+        cut = len(fqn) + 1
+        return {unquote_name(self._col_fqns[cid][cut:]) for cid in self._node_cols.get(node, ())}
 
     def type_of(self, fqn: str) -> str | None:
         """The entity type of a node, None when unknown."""

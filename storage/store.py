@@ -231,10 +231,25 @@ def _snapshots_in_force(at: datetime | None) -> sa.Subquery:
     return sa.select(ranked.c.snapshot_id).where(ranked.c.rank == 1).subquery()
 
 
-def entity_types(session: Session) -> dict[str, str]:
-    """FQN → entity type of every entity not deleted."""
-    rows = session.execute(sa.select(Entity.fqn, Entity.entity_type).where(Entity.deleted_at.is_(None)))
-    return {fqn: entity_type for fqn, entity_type in rows}
+def entity_types(session: Session, fqns: Iterable[str] | None = None) -> dict[str, str]:
+    """FQN → entity type of every entity not deleted (only of `fqns` when given)."""
+    stmt = sa.select(Entity.fqn, Entity.entity_type).where(Entity.deleted_at.is_(None))
+    if fqns is None:
+        return {fqn: entity_type for fqn, entity_type in session.execute(stmt)}
+    out: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(fqns))):
+        out.update((fqn, entity_type) for fqn, entity_type in session.execute(stmt.where(Entity.fqn.in_(chunk))))
+    return out
+
+
+def columns_of(session: Session, fqn: str, at: datetime | None = None) -> list[str]:
+    """Top-level column names (in position order) of one entity alive at `at` (None = now); [] otherwise.
+    The same answer as `entity_columns(session, at).get(fqn, [])`, from one snapshot instead of all."""
+    view = dna_at(session, fqn, at)
+    if view is None or view.deleted:
+        return []
+    schema = view.genes.get("schema") or {}
+    return [c["name"] for c in schema.get("columns") or [] if "name" in c]
 
 
 def entity_columns(session: Session, at: datetime | None = None) -> dict[str, list[str]]:
@@ -306,30 +321,63 @@ def recent_changes(
 # ----------------------------------------------------------------------------------------------- edges
 
 
-def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
-    """The lineage edges live at `at` (None = now): seen by then and not yet removed."""
-    _aware(at)
-    stmt = sa.select(LineageEdge).order_by(LineageEdge.from_fqn, LineageEdge.to_fqn, LineageEdge.id)
+IN_BATCH = 500  # values per `IN (…)`: well under SQLite's bound-parameter limit
+
+
+def _chunks(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+_EDGE_COLUMNS = (
+    LineageEdge.from_fqn,
+    LineageEdge.from_type,
+    LineageEdge.to_fqn,
+    LineageEdge.to_type,
+    LineageEdge.pipeline_fqn,
+    LineageEdge.columns,
+    LineageEdge.first_seen,
+    LineageEdge.removed_at,
+)
+
+
+def _live_at(stmt: sa.Select[Any], at: datetime | None) -> sa.Select[Any]:
     if at is None:
-        stmt = stmt.where(LineageEdge.removed_at.is_(None))
-    else:
-        stmt = stmt.where(
-            LineageEdge.first_seen <= at,
-            sa.or_(LineageEdge.removed_at.is_(None), LineageEdge.removed_at > at),
-        )
-    return [
-        EdgeView(
-            from_fqn=e.from_fqn,
-            from_type=e.from_type,
-            to_fqn=e.to_fqn,
-            to_type=e.to_type,
-            pipeline_fqn=e.pipeline_fqn,
-            columns=list(e.columns or []),
-            first_seen=e.first_seen,
-            removed_at=e.removed_at,
-        )
-        for e in session.scalars(stmt)
-    ]
+        return stmt.where(LineageEdge.removed_at.is_(None))
+    return stmt.where(
+        LineageEdge.first_seen <= at,
+        sa.or_(LineageEdge.removed_at.is_(None), LineageEdge.removed_at > at),
+    )
+
+
+def _by_code_point(session: Session, column: Any) -> Any:
+    """`column` ordered by code point, as Python sorts str: PostgreSQL's default collation sorts otherwise."""
+    return column.collate("C") if session.get_bind().dialect.name == "postgresql" else column
+
+
+def _edge_views(rows: Iterable[Any]) -> list[EdgeView]:
+    return [EdgeView(a, b, c, d, p, list(cols or []), first, removed) for a, b, c, d, p, cols, first, removed in rows]
+
+
+def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
+    """The lineage edges live at `at` (None = now): seen by then and not yet removed; by (from, to) in code-point
+    order. Plain rows (no ORM object per edge): a 100k-node graph reads in a fraction of the time."""
+    _aware(at)
+    order = (_by_code_point(session, LineageEdge.from_fqn), _by_code_point(session, LineageEdge.to_fqn))
+    stmt = _live_at(sa.select(*_EDGE_COLUMNS), at).order_by(*order, LineageEdge.id)
+    return _edge_views(session.execute(stmt))
+
+
+def edges_touching(
+    session: Session, fqns: Iterable[str], at: datetime | None = None, *, side: str = "from"
+) -> list[EdgeView]:
+    """The edges live at `at` whose `side` end ("from" or "to") is one of `fqns`, unordered."""
+    _aware(at)
+    end = LineageEdge.from_fqn if side == "from" else LineageEdge.to_fqn
+    out: list[EdgeView] = []
+    for chunk in _chunks(sorted(set(fqns))):
+        out += _edge_views(session.execute(_live_at(sa.select(*_EDGE_COLUMNS), at).where(end.in_(chunk))))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -366,6 +414,66 @@ def last_successful_run(session: Session) -> RunView | None:
     )
     run = session.scalars(stmt).first()
     return None if run is None else _run_view(run)
+
+
+# Counts in a run's stats that say it wrote something the lineage graph is built from (edges, entities, their DNA).
+GRAPH_INPUTS = (
+    "edges_added",
+    "edges_removed",
+    "edges_changed",
+    "entities_added",
+    "entities_deleted",
+    "snapshots_written",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphVersion:
+    """What a lineage graph was built from, in a few indexed look-ups: the newest committed (succeeded) sync run,
+    and the highest edge, snapshot and entity ids (rows written outside a run move these)."""
+
+    run_id: int | None
+    run_finished_at: datetime | None
+    max_edge_id: int | None
+    max_snapshot_id: int | None
+    max_entity_id: int | None
+
+
+def graph_version(session: Session) -> GraphVersion:
+    """The store's `GraphVersion` now, in one round trip."""
+    newest = sa.select(SyncRun.id).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
+    run_id = newest.scalar_subquery()
+    finished = sa.select(SyncRun.finished_at).where(SyncRun.id == run_id).scalar_subquery()
+    row = session.execute(
+        sa.select(
+            run_id,
+            finished,
+            sa.select(sa.func.max(LineageEdge.id)).scalar_subquery(),
+            sa.select(sa.func.max(Snapshot.id)).scalar_subquery(),
+            sa.select(sa.func.max(Entity.id)).scalar_subquery(),
+        )
+    ).one()
+    return GraphVersion(*row)
+
+
+def graph_inputs_unchanged(session: Session, old: GraphVersion, new: GraphVersion) -> bool:
+    """Whether a graph built at `old` still holds at `new`: no row was added, the run `old` names is still there
+    as it was, and every run committed since says it wrote no edge, entity or snapshot (a quiet tick)."""
+    same_rows = (old.max_edge_id, old.max_snapshot_id, old.max_entity_id) == (
+        new.max_edge_id,
+        new.max_snapshot_id,
+        new.max_entity_id,
+    )
+    if not same_rows or old.run_id is None or new.run_id is None or new.run_id <= old.run_id:
+        return False
+    kept = sa.select(SyncRun.finished_at).where(SyncRun.id == old.run_id, SyncRun.status == "succeeded")
+    still = session.scalar(kept)
+    if still is None or _utc(still) != _utc(old.run_finished_at or still):
+        return False
+    since = sa.select(SyncRun.stats).where(
+        SyncRun.status == "succeeded", SyncRun.id > old.run_id, SyncRun.id <= new.run_id
+    )
+    return all(all((stats or {}).get(k, 1) == 0 for k in GRAPH_INPUTS) for stats in session.scalars(since))
 
 
 # ------------------------------------------------------------------------------------------- freshness
