@@ -12,7 +12,7 @@ import difflib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,17 +27,34 @@ from storage.models import Entity, Snapshot
 
 log = logging.getLogger(__name__)
 
-CHART_TYPES = frozenset({"dashboard", "chart"})  # reaching one of these needs the dashboards' chart lists
 
-
-def dashboard_charts(session: Session) -> dict[str, list[str]]:
-    """Dashboard FQN → the charts it holds, from the current dashboard snapshots."""
-    rows = session.execute(
+def _contains(session: Session, entity_type: str, fqns: Iterable[str] | None, what: str) -> dict[str, list[str]]:
+    """FQN → the `what` list of the `contains` genes of current `entity_type` snapshots (only `fqns` when given)."""
+    stmt = (
         select(Entity.fqn, Snapshot.genes)
         .join(Snapshot, Snapshot.id == Entity.current_snapshot_id)
-        .where(Entity.entity_type == "dashboard", Entity.deleted_at.is_(None))
+        .where(Entity.entity_type == entity_type, Entity.deleted_at.is_(None))
     )
-    return {fqn: list((genes.get("contains") or {}).get("charts", [])) for fqn, genes in rows}
+    batches = [stmt] if fqns is None else [stmt.where(Entity.fqn.in_(b)) for b in store.in_batches(sorted(set(fqns)))]
+    out: dict[str, list[str]] = {}
+    for batch in batches:
+        out.update((fqn, list((genes.get("contains") or {}).get(what, []))) for fqn, genes in session.execute(batch))
+    return out
+
+
+def dashboard_charts(session: Session, dashboards: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Dashboard FQN → the charts it holds, from the current dashboard snapshots (only of `dashboards` if given)."""
+    return _contains(session, "dashboard", dashboards, "charts")
+
+
+def _charts_reached(session: Session, types: dict[str, str | None]) -> dict[str, list[str]]:
+    """The chart lists a walk over these typed nodes reads: of the dashboards among them, and of the dashboards
+    that hold the charts among them (a chart's DNA names its dashboards)."""
+    dashboards = {f for f, t in types.items() if t == "dashboard"}
+    charts = [f for f, t in types.items() if t == "chart"]
+    if charts:
+        dashboards.update(d for held in _contains(session, "chart", charts, "dashboards").values() for d in held)
+    return dashboard_charts(session, dashboards) if dashboards else {}
 
 
 def graph_at(session: Session, at: datetime | None = None) -> LineageGraph:
@@ -67,9 +84,11 @@ def downstream_graph(
             depth += 1
         edges.sort(key=lambda e: (e.from_fqn, e.to_fqn))  # live_edges' order: the same BFS ties, the same paths
         types = store.entity_types(session, seen)
-        reaches_charts = any((types.get(e.to_fqn) or e.to_type) in CHART_TYPES for e in edges)
-        contains = dashboard_charts(session) if reaches_charts or types.get(fqn) in CHART_TYPES else {}
-        return LineageGraph.build(edges, types, contains)
+        typed: dict[str, str | None] = {fqn: types.get(fqn)}
+        for e in edges:
+            typed[e.from_fqn] = types.get(e.from_fqn) or e.from_type
+            typed[e.to_fqn] = types.get(e.to_fqn) or e.to_type
+        return LineageGraph.build(edges, types, _charts_reached(session, typed))
 
 
 def _mapped_columns(session: Session, fqn: str, at: datetime | None, graph: LineageGraph | None) -> set[str]:

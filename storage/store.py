@@ -237,7 +237,7 @@ def entity_types(session: Session, fqns: Iterable[str] | None = None) -> dict[st
     if fqns is None:
         return {fqn: entity_type for fqn, entity_type in session.execute(stmt)}
     out: dict[str, str] = {}
-    for chunk in _chunks(sorted(set(fqns))):
+    for chunk in in_batches(sorted(set(fqns))):
         out.update((fqn, entity_type) for fqn, entity_type in session.execute(stmt.where(Entity.fqn.in_(chunk))))
     return out
 
@@ -324,7 +324,8 @@ def recent_changes(
 IN_BATCH = 500  # values per `IN (…)`: well under SQLite's bound-parameter limit
 
 
-def _chunks(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
+def in_batches(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
+    """`items` in slices of at most `size` (for `IN (…)` lists)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -375,7 +376,7 @@ def edges_touching(
     _aware(at)
     end = LineageEdge.from_fqn if side == "from" else LineageEdge.to_fqn
     out: list[EdgeView] = []
-    for chunk in _chunks(sorted(set(fqns))):
+    for chunk in in_batches(sorted(set(fqns))):
         out += _edge_views(session.execute(_live_at(sa.select(*_EDGE_COLUMNS), at).where(end.in_(chunk))))
     return out
 
