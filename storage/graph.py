@@ -59,9 +59,9 @@ def _charts_reached(session: Session, types: dict[str, str | None]) -> dict[str,
 
 def graph_at(session: Session, at: datetime | None = None) -> LineageGraph:
     """The lineage graph live at `at` (None: now), built from the whole store."""
+    types, contains = store.entity_types(session), dashboard_charts(session)
     with _gc_paused():
-        edges = store.live_edges(session, at)
-        return LineageGraph.build(edges, store.entity_types(session), dashboard_charts(session))
+        return LineageGraph.build(store.stream_live_edges(session, at), types, contains)
 
 
 def downstream_graph(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -367,6 +367,15 @@ def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
     order = (_by_code_point(session, LineageEdge.from_fqn), _by_code_point(session, LineageEdge.to_fqn))
     stmt = _live_at(sa.select(*_EDGE_COLUMNS), at).order_by(*order, LineageEdge.id)
     return _edge_views(session.execute(stmt))
+
+
+def stream_live_edges(session: Session, at: datetime | None = None, *, batch: int = 5_000) -> Iterator[Any]:
+    """`live_edges` as a stream of plain rows (`from_fqn, from_type, to_fqn, to_type, pipeline_fqn, columns`),
+    `batch` at a time: what a graph build reads, never held whole."""
+    _aware(at)
+    order = (_by_code_point(session, LineageEdge.from_fqn), _by_code_point(session, LineageEdge.to_fqn))
+    stmt = _live_at(sa.select(*_EDGE_COLUMNS[:6]), at).order_by(*order, LineageEdge.id)
+    yield from session.execute(stmt, execution_options={"yield_per": batch})
 
 
 def edges_touching(
