@@ -14,16 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from storage import store
 from storage.errors import ColumnNotFound
 from storage.fqn import unquote_name
 from storage.lineage import BlastRadius, LineageGraph, _gc_paused
-from storage.models import Entity, Snapshot
+from storage.models import Entity, LineageEdge, Snapshot, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,73 @@ def blast_radius(
 
 # ------------------------------------------------------------------------------------------------ cache
 
+# Counts in a run's stats that say it wrote something the lineage graph is built from (edges, entities, their DNA).
+GRAPH_INPUTS = (
+    "edges_added",
+    "edges_removed",
+    "edges_changed",
+    "entities_added",
+    "entities_deleted",
+    "snapshots_written",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphVersion:
+    """What a lineage graph was built from, in a few indexed look-ups: the newest committed (succeeded) sync run,
+    and the highest edge, snapshot and entity ids (rows written outside a run move these)."""
+
+    run_id: int | None
+    run_finished_at: datetime | None
+    max_edge_id: int | None
+    max_snapshot_id: int | None
+    max_entity_id: int | None
+
+
+def graph_version(session: Session) -> GraphVersion:
+    """The store's `GraphVersion` now, in one round trip."""
+    newest = select(SyncRun.id).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
+    run_id = newest.scalar_subquery()
+    finished = select(SyncRun.finished_at).where(SyncRun.id == run_id).scalar_subquery()
+    row = session.execute(
+        select(
+            run_id,
+            finished,
+            select(func.max(LineageEdge.id)).scalar_subquery(),
+            select(func.max(Snapshot.id)).scalar_subquery(),
+            select(func.max(Entity.id)).scalar_subquery(),
+        )
+    ).one()
+    return GraphVersion(*row)
+
+
+def _as_utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite may hand a naive UTC value back
+
+
+def graph_inputs_unchanged(session: Session, old: GraphVersion, new: GraphVersion) -> bool:
+    """Whether a graph built at `old` still holds at `new`: no row was added, the run `old` names is still there
+    as it was, and every run committed since says it wrote no edge, entity or snapshot (a quiet tick)."""
+    same_rows = (old.max_edge_id, old.max_snapshot_id, old.max_entity_id) == (
+        new.max_edge_id,
+        new.max_snapshot_id,
+        new.max_entity_id,
+    )
+    if not same_rows or old.run_id is None or new.run_id is None or new.run_id <= old.run_id:
+        return False
+    kept = select(SyncRun.finished_at).where(SyncRun.id == old.run_id, SyncRun.status == "succeeded")
+    still = session.scalar(kept)
+    if still is None or _as_utc(still) != _as_utc(old.run_finished_at or still):
+        return False
+    since = select(SyncRun.stats).where(
+        SyncRun.status == "succeeded", SyncRun.id > old.run_id, SyncRun.id <= new.run_id
+    )
+    return all(all((stats or {}).get(k, 1) == 0 for k in GRAPH_INPUTS) for stats in session.scalars(since))
+
 
 @dataclass(frozen=True, slots=True)
 class _Built:
-    version: store.GraphVersion
+    version: GraphVersion
     graph: LineageGraph
 
 
@@ -164,7 +227,7 @@ class GraphCache:
 
     def graph(self, session: Session) -> LineageGraph:
         """The store's current lineage graph, read through `session` when it has to be (re)built."""
-        version = store.graph_version(session)
+        version = graph_version(session)
         built = self._built
         if built is not None and built.version == version:
             return built.graph
@@ -172,7 +235,7 @@ class GraphCache:
             built = self._built
             if built is not None and built.version == version:
                 return built.graph  # another thread built it while this one waited
-            if built is not None and store.graph_inputs_unchanged(session, built.version, version):
+            if built is not None and graph_inputs_unchanged(session, built.version, version):
                 self._built = _Built(version, built.graph)
                 return built.graph
             began = time.perf_counter()

@@ -426,66 +426,6 @@ def last_successful_run(session: Session) -> RunView | None:
     return None if run is None else _run_view(run)
 
 
-# Counts in a run's stats that say it wrote something the lineage graph is built from (edges, entities, their DNA).
-GRAPH_INPUTS = (
-    "edges_added",
-    "edges_removed",
-    "edges_changed",
-    "entities_added",
-    "entities_deleted",
-    "snapshots_written",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class GraphVersion:
-    """What a lineage graph was built from, in a few indexed look-ups: the newest committed (succeeded) sync run,
-    and the highest edge, snapshot and entity ids (rows written outside a run move these)."""
-
-    run_id: int | None
-    run_finished_at: datetime | None
-    max_edge_id: int | None
-    max_snapshot_id: int | None
-    max_entity_id: int | None
-
-
-def graph_version(session: Session) -> GraphVersion:
-    """The store's `GraphVersion` now, in one round trip."""
-    newest = sa.select(SyncRun.id).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
-    run_id = newest.scalar_subquery()
-    finished = sa.select(SyncRun.finished_at).where(SyncRun.id == run_id).scalar_subquery()
-    row = session.execute(
-        sa.select(
-            run_id,
-            finished,
-            sa.select(sa.func.max(LineageEdge.id)).scalar_subquery(),
-            sa.select(sa.func.max(Snapshot.id)).scalar_subquery(),
-            sa.select(sa.func.max(Entity.id)).scalar_subquery(),
-        )
-    ).one()
-    return GraphVersion(*row)
-
-
-def graph_inputs_unchanged(session: Session, old: GraphVersion, new: GraphVersion) -> bool:
-    """Whether a graph built at `old` still holds at `new`: no row was added, the run `old` names is still there
-    as it was, and every run committed since says it wrote no edge, entity or snapshot (a quiet tick)."""
-    same_rows = (old.max_edge_id, old.max_snapshot_id, old.max_entity_id) == (
-        new.max_edge_id,
-        new.max_snapshot_id,
-        new.max_entity_id,
-    )
-    if not same_rows or old.run_id is None or new.run_id is None or new.run_id <= old.run_id:
-        return False
-    kept = sa.select(SyncRun.finished_at).where(SyncRun.id == old.run_id, SyncRun.status == "succeeded")
-    still = session.scalar(kept)
-    if still is None or _utc(still) != _utc(old.run_finished_at or still):
-        return False
-    since = sa.select(SyncRun.stats).where(
-        SyncRun.status == "succeeded", SyncRun.id > old.run_id, SyncRun.id <= new.run_id
-    )
-    return all(all((stats or {}).get(k, 1) == 0 for k in GRAPH_INPUTS) for stats in session.scalars(since))
-
-
 # ------------------------------------------------------------------------------------------- freshness
 
 RECENT_FAILURES = 5

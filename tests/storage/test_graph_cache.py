@@ -130,7 +130,7 @@ def test_concurrent_questions_build_the_graph_once(demo_store, monkeypatch):
     n = 8
     checked: list[int] = []
     release = threading.Event()
-    real_version = store.graph_version
+    real_version = graph.graph_version
 
     def counted_version(session):
         checked.append(1)
@@ -140,7 +140,7 @@ def test_concurrent_questions_build_the_graph_once(demo_store, monkeypatch):
         release.wait(timeout=30)  # held until every thread has asked: all of them want a graph at once
         return graph.graph_at(session)
 
-    monkeypatch.setattr(store, "graph_version", counted_version)
+    monkeypatch.setattr(graph, "graph_version", counted_version)
     cache = graph.GraphCache(loader=slow_build)
     answers: list[set[str]] = []
 
@@ -179,7 +179,7 @@ def test_a_question_about_the_past_bypasses_the_warm_graph(demo_store, db_url, o
 def test_the_version_moves_with_rows_written_outside_a_run(demo_store):
     _, factory = demo_store
     with factory() as session:
-        first = store.graph_version(session)
+        first = graph.graph_version(session)
         assert first.run_id is not None and first.max_edge_id
         assert first.run_finished_at is not None and first.run_finished_at.tzinfo is not None
     from storage.models import LineageEdge
@@ -200,7 +200,7 @@ def test_the_version_moves_with_rows_written_outside_a_run(demo_store):
         )
     cache = graph.GraphCache()
     with factory() as session:
-        assert store.graph_version(session) != first
+        assert graph.graph_version(session) != first
         assert CUSTOMERS in downstream(cache.graph(session).blast_radius(RAW_ORDERS))
 
 
