@@ -88,3 +88,12 @@ def test_a_cold_dnabot_blast_process_answers_as_the_warm_app(synced):
     warm = services.blast_json(services.blast(settings, "stg_orders", "status", None))
     assert json.loads(done.stdout) == warm
     assert {"looker.customer_health", "looker.sales_overview"} <= set(warm["dashboards"])
+
+
+def test_building_the_slack_app_keeps_the_graph_warm(synced):
+    settings, cache = synced
+    from bot.app import build_app
+
+    build_app(settings)
+    services.blast(settings, "stg_orders", None, None)
+    assert cache.keep_warm and cache.builds == 1  # the app's first question builds the graph the next ones reuse
