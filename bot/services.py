@@ -308,13 +308,13 @@ def keep_graphs_warm(settings: Settings) -> None:
 def warm_graphs(settings: Settings) -> None:
     """Bring the process's lineage graph up to date after a sync committed (a no-op when nothing it is built
     from changed); a failure is logged, and the next question builds it instead."""
-    engine = store_engine(settings)
-    if engine is None:
-        return
     began = time.perf_counter()
     try:
+        engine = store_engine(settings)
+        if engine is None:
+            return
         cache = graph.warm(engine)
-    except Exception as exc:  # a cache is never worth failing a tick for
+    except Exception as exc:  # a cache is never worth failing a tick (or a scheduler job) for
         log.warning("lineage graph not warmed (the next question builds it): %s", exc)
         return
     log.debug("lineage graph warm after %.2f s (%d builds so far)", time.perf_counter() - began, cache.builds)

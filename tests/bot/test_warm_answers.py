@@ -97,3 +97,9 @@ def test_building_the_slack_app_keeps_the_graph_warm(synced):
     build_app(settings)
     services.blast(settings, "stg_orders", None, None)
     assert cache.keep_warm and cache.builds == 1  # the app's first question builds the graph the next ones reuse
+
+
+def test_warming_an_unreachable_store_is_a_warning_not_an_error(bot_env, tmp_path, caplog):
+    settings = bot_env(DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}")
+    services.warm_graphs(settings)  # the scheduler job must not raise
+    assert "lineage graph not warmed" in caplog.text
