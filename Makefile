@@ -33,7 +33,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/sync_bench.py
 
-.PHONY: bench-ack bench-webhook
+.PHONY: bench-ack bench-webhook bench-answers
+bench-answers: $(STAMP)  # ARGS="--calls 50 --skip-100k" (or --store PATH: a 10k store built before)
+	$(BIN)/python bench/answer_bench.py $(ARGS)
+
 bench-ack: $(STAMP)  # ARGS="--postgres --rate 20 --duration 30" to change the run
 	$(BIN)/python bench/ack_bench.py $(ARGS)
 

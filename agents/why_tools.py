@@ -152,7 +152,7 @@ class StoreWhyTools:
 
     def blast(self, fqn: str, column: str | None = None) -> dict[str, Any]:
         with self.session_factory() as session:
-            radius = graph_store.blast_radius(session, fqn, column)
+            radius = graph_store.blast_radius(session, fqn, column, graph=self.graph_loader(session))
         n = self.max_items
         return {
             "root": fqn,

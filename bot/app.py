@@ -73,6 +73,9 @@ def build_app(settings: Settings, *, client: WebClient | None = None) -> App:
     app.use(metrics.count_slack_calls)  # listeners' own clients count their calls too
     app.use(dedup_middleware(settings))
     register_listeners(app, settings)  # with an answer pool of its own (closed by `bot.answers.shutdown`)
+    from bot import services  # late: services pulls in the agents
+
+    services.keep_graphs_warm(settings)  # questions reuse one lineage graph until a sync changes it
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import logging
 import math
@@ -59,6 +60,8 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
         result.sync = synced.to_dict()
         if not synced.ok:
             result.errors.append(f"sync failed: {synced.error}")
+        else:  # committed: rebuild the warm lineage graph now, not in the next question's time
+            services.warm_graphs(settings)
     except SyncAlreadyRunning:
         result.skipped = "another sync is running"
     except DnaBotError as exc:
@@ -122,6 +125,7 @@ def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[
             log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
             return False
         log.info("targeted sync of %d entities: %s", len(targets), sync_line(synced.to_dict()))
+        services.warm_graphs(settings)
         if notifier is not None:
             notifier.publish(services.engine_for(settings))
         return True
@@ -238,6 +242,10 @@ def start_scheduler(settings: Settings, notifier: Notifier, replica: Replica | N
         **common,
     )
     scheduler.add_job(replica.drain, "interval", seconds=settings.outbox_poll_seconds, id="dnabot-outbox", **common)
+    # every replica: rebuild the warm lineage graph soon after another replica's sync commits (one small query
+    # when nothing changed)
+    warm = functools.partial(services.warm_graphs, settings)
+    scheduler.add_job(warm, "interval", seconds=settings.outbox_poll_seconds, id="dnabot-graph", **common)
     scheduler.add_job(
         replica.digest,
         "cron",

@@ -170,7 +170,8 @@ async def why(
     incidents the answer may name (its readers' channels); all of them when None (the command line)."""
     config = agent_config(settings)
     engine = _reader(settings)
-    tools = StoreWhyTools(db.session_factory(engine), visible=visible)
+    # the process's warm graph: a Slack answer reuses it, the command line builds it once for its question
+    tools = StoreWhyTools(db.session_factory(engine), graph.cache_for(engine).graph, visible=visible)
     fqn = None
     if question is None and " " in text.strip():
         question = text  # the whole question was given: the dataset is found inside it
@@ -308,7 +309,30 @@ def blast(settings: Settings, text: str, column: str | None, depth: int | None) 
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
         fqn = store.resolve_fqn(session, text)
-        return graph.blast_radius(session, fqn, column, max_depth=depth)
+        # warm graph in a long-lived process; else (`dnabot blast`) only what is downstream of fqn is read
+        warm = graph.question_graph(engine, session)
+        return graph.blast_radius(session, fqn, column, max_depth=depth, graph=warm)
+
+
+def keep_graphs_warm(settings: Settings) -> None:
+    """Keep the lineage graph of the store warm in this process (the Slack app): questions reuse it until a sync
+    commits a change, and a sync run in this process rebuilds it right after committing (`warm_graphs`)."""
+    graph.cache_for(engine_for(settings)).keep_warm = True
+
+
+def warm_graphs(settings: Settings) -> None:
+    """Bring the process's lineage graph up to date after a sync committed (a no-op when nothing it is built
+    from changed); a failure is logged, and the next question builds it instead."""
+    began = time.perf_counter()
+    try:
+        engine = store_engine(settings)
+        if engine is None:
+            return
+        cache = graph.warm(engine)
+    except Exception as exc:  # a cache is never worth failing a tick (or a scheduler job) for
+        log.warning("lineage graph not warmed (the next question builds it): %s", exc)
+        return
+    log.debug("lineage graph warm after %.2f s (%d builds so far)", time.perf_counter() - began, cache.builds)
 
 
 def runs(settings: Settings, limit: int) -> list[store.RunView]:

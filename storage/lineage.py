@@ -99,6 +99,7 @@ class LineageGraph:
         self._up = _Side(0)
         self._charts_of: dict[str, tuple[str, ...]] = {}
         self._dashboards_of: dict[str, tuple[str, ...]] = {}
+        self._node_cols: dict[int, list[int]] | None = None
 
     # -- building ---------------------------------------------------------------------------------------
     @classmethod
@@ -108,22 +109,18 @@ class LineageGraph:
         entity_types: Mapping[str, str],
         contains: Mapping[str, Iterable[str]] | None = None,
     ) -> LineageGraph:
-        """A graph from edge-likes (`from_fqn, from_type, to_fqn, to_type, pipeline_fqn, columns`)."""
+        """A graph from edge-likes (`from_fqn, from_type, to_fqn, to_type, pipeline_fqn, columns`).
+
+        One pass: each edge is indexed as it arrives, so `edges` may be a stream of rows that is never held whole
+        (at 100k nodes the decoded column mappings outweigh the graph)."""
         g = cls()
-        raw: list[tuple[int, int, Any]] = []
-        for e in edges:
-            a = g._node(e.from_fqn, entity_types.get(e.from_fqn) or e.from_type)
-            b = g._node(e.to_fqn, entity_types.get(e.to_fqn) or e.to_type)
-            g._edge_ends.extend((a, b))
-            g._edge_pipeline.append(e.pipeline_fqn or None)
-            raw.append((a, b, e.columns))
         g._charts_of = {d: tuple(sorted(set(cs))) for d, cs in (contains or {}).items()}
         back: dict[str, set[str]] = {}
         for dash, charts in g._charts_of.items():
             for chart in charts:
                 back.setdefault(chart, set()).add(dash)
         g._dashboards_of = {c: tuple(sorted(ds)) for c, ds in back.items()}
-        g._index(raw)
+        g._index(edges, entity_types)
         return g
 
     def _node(self, fqn: str, entity_type: str | None) -> int:
@@ -132,6 +129,9 @@ class LineageGraph:
             node = self._ids[fqn] = len(self._fqns)
             self._fqns.append(fqn)
             self._types.append(entity_type)
+            for side in (self._down, self._up):
+                side.edges.append([])
+                side.unmapped.append([])
         return node
 
     def _column(self, col: str, node: int) -> int:
@@ -147,20 +147,24 @@ class LineageGraph:
         self._col_node.append(node)
         return cid
 
-    def _index(self, raw: list[tuple[int, int, Any]]) -> None:
-        n = len(self._fqns)
-        down, up = self._down, self._up = _Side(n), _Side(n)
+    def _index(self, edges: Iterable[Any], entity_types: Mapping[str, str]) -> None:
+        down, up = self._down, self._up
         src: list[int] = []
         dst: list[int] = []
         eids: list[int] = []
         add_src, add_dst, add_eid = src.append, dst.append, eids.append
-        fqns, get, col_node, column = self._fqns, self._col_ids.get, self._col_node, self._column
-        for eid, (a, b, columns) in enumerate(raw):
+        fqns, get, col_node, column, node = self._fqns, self._col_ids.get, self._col_node, self._column, self._node
+        ends, pipelines, types = self._edge_ends, self._edge_pipeline, entity_types.get
+        for eid, e in enumerate(edges):
+            a = node(e.from_fqn, types(e.from_fqn) or e.from_type)
+            b = node(e.to_fqn, types(e.to_fqn) or e.to_type)
+            ends.extend((a, b))
+            pipelines.append(e.pipeline_fqn or None)
             down.edges[a].append(eid)
             up.edges[b].append(eid)
             a_prefix, b_prefix = fqns[a] + ".", fqns[b] + "."
             before = len(src)
-            for from_cols, to_col in _mappings(columns):
+            for from_cols, to_col in _mappings(e.columns):
                 t = get(to_col, -1)
                 if t < 0 or col_node[t] != b:
                     if not to_col.startswith(b_prefix):
@@ -193,6 +197,19 @@ class LineageGraph:
     def edge_count(self) -> int:
         """How many edges the graph holds."""
         return len(self._edge_pipeline)
+
+    def mapped_columns(self, fqn: str) -> set[str]:
+        """Names of the columns of `fqn` that some column mapping names (a dropped column may live on here)."""
+        node = self._ids.get(fqn)
+        if node is None:
+            return set()
+        if self._node_cols is None:  # built on first use: only a question about an unknown column needs it
+            by_node: dict[int, list[int]] = {}
+            for cid, owner in enumerate(self._col_node):
+                by_node.setdefault(owner, []).append(cid)
+            self._node_cols = by_node
+        cut = len(fqn) + 1
+        return {unquote_name(self._col_fqns[cid][cut:]) for cid in self._node_cols.get(node, ())}
 
     def type_of(self, fqn: str) -> str | None:
         """The entity type of a node, None when unknown."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -239,10 +239,25 @@ def _snapshots_in_force(at: datetime | None) -> sa.Subquery:
     return sa.select(ranked.c.snapshot_id).where(ranked.c.rank == 1).subquery()
 
 
-def entity_types(session: Session) -> dict[str, str]:
-    """FQN → entity type of every entity not deleted."""
-    rows = session.execute(sa.select(Entity.fqn, Entity.entity_type).where(Entity.deleted_at.is_(None)))
-    return {fqn: entity_type for fqn, entity_type in rows}
+def entity_types(session: Session, fqns: Iterable[str] | None = None) -> dict[str, str]:
+    """FQN → entity type of every entity not deleted (only of `fqns` when given)."""
+    stmt = sa.select(Entity.fqn, Entity.entity_type).where(Entity.deleted_at.is_(None))
+    if fqns is None:
+        return {fqn: entity_type for fqn, entity_type in session.execute(stmt)}
+    out: dict[str, str] = {}
+    for chunk in in_batches(sorted(set(fqns))):
+        out.update((fqn, entity_type) for fqn, entity_type in session.execute(stmt.where(Entity.fqn.in_(chunk))))
+    return out
+
+
+def columns_of(session: Session, fqn: str, at: datetime | None = None) -> list[str]:
+    """Top-level column names (in position order) of one entity alive at `at` (None = now); [] otherwise.
+    The same answer as `entity_columns(session, at).get(fqn, [])`, from one snapshot instead of all."""
+    view = dna_at(session, fqn, at)
+    if view is None or view.deleted:
+        return []
+    schema = view.genes.get("schema") or {}
+    return [c["name"] for c in schema.get("columns") or [] if "name" in c]
 
 
 def entity_columns(session: Session, at: datetime | None = None) -> dict[str, list[str]]:
@@ -314,30 +329,73 @@ def recent_changes(
 # ----------------------------------------------------------------------------------------------- edges
 
 
-def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
-    """The lineage edges live at `at` (None = now): seen by then and not yet removed."""
-    _aware(at)
-    stmt = sa.select(LineageEdge).order_by(LineageEdge.from_fqn, LineageEdge.to_fqn, LineageEdge.id)
+IN_BATCH = 500  # values per `IN (…)`: well under SQLite's bound-parameter limit
+
+
+def in_batches(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
+    """`items` in slices of at most `size` (for `IN (…)` lists)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+_EDGE_COLUMNS = (
+    LineageEdge.from_fqn,
+    LineageEdge.from_type,
+    LineageEdge.to_fqn,
+    LineageEdge.to_type,
+    LineageEdge.pipeline_fqn,
+    LineageEdge.columns,
+    LineageEdge.first_seen,
+    LineageEdge.removed_at,
+)
+
+
+def _live_at(stmt: sa.Select[Any], at: datetime | None) -> sa.Select[Any]:
     if at is None:
-        stmt = stmt.where(LineageEdge.removed_at.is_(None))
-    else:
-        stmt = stmt.where(
-            LineageEdge.first_seen <= at,
-            sa.or_(LineageEdge.removed_at.is_(None), LineageEdge.removed_at > at),
-        )
-    return [
-        EdgeView(
-            from_fqn=e.from_fqn,
-            from_type=e.from_type,
-            to_fqn=e.to_fqn,
-            to_type=e.to_type,
-            pipeline_fqn=e.pipeline_fqn,
-            columns=list(e.columns or []),
-            first_seen=e.first_seen,
-            removed_at=e.removed_at,
-        )
-        for e in session.scalars(stmt)
-    ]
+        return stmt.where(LineageEdge.removed_at.is_(None))
+    return stmt.where(
+        LineageEdge.first_seen <= at,
+        sa.or_(LineageEdge.removed_at.is_(None), LineageEdge.removed_at > at),
+    )
+
+
+def _by_code_point(session: Session, column: Any) -> Any:
+    """`column` ordered by code point, as Python sorts str: PostgreSQL's default collation sorts otherwise."""
+    return column.collate("C") if session.get_bind().dialect.name == "postgresql" else column
+
+
+def _edge_views(rows: Iterable[Any]) -> list[EdgeView]:
+    return [EdgeView(a, b, c, d, p, list(cols or []), first, removed) for a, b, c, d, p, cols, first, removed in rows]
+
+
+def live_edges(session: Session, at: datetime | None = None) -> list[EdgeView]:
+    """The lineage edges live at `at` (None = now): seen by then and not yet removed; by (from, to) in code-point
+    order. Plain rows (no ORM object per edge): a 100k-node graph reads in a fraction of the time."""
+    _aware(at)
+    order = (_by_code_point(session, LineageEdge.from_fqn), _by_code_point(session, LineageEdge.to_fqn))
+    stmt = _live_at(sa.select(*_EDGE_COLUMNS), at).order_by(*order, LineageEdge.id)
+    return _edge_views(session.execute(stmt))
+
+
+def stream_live_edges(session: Session, at: datetime | None = None, *, batch: int = 5_000) -> Iterator[Any]:
+    """`live_edges` as a stream of plain rows (`from_fqn, from_type, to_fqn, to_type, pipeline_fqn, columns`),
+    `batch` at a time: what a graph build reads, never held whole."""
+    _aware(at)
+    order = (_by_code_point(session, LineageEdge.from_fqn), _by_code_point(session, LineageEdge.to_fqn))
+    stmt = _live_at(sa.select(*_EDGE_COLUMNS[:6]), at).order_by(*order, LineageEdge.id)
+    yield from session.execute(stmt, execution_options={"yield_per": batch})
+
+
+def edges_touching(
+    session: Session, fqns: Iterable[str], at: datetime | None = None, *, side: str = "from"
+) -> list[EdgeView]:
+    """The edges live at `at` whose `side` end ("from" or "to") is one of `fqns`, unordered."""
+    _aware(at)
+    end = LineageEdge.from_fqn if side == "from" else LineageEdge.to_fqn
+    out: list[EdgeView] = []
+    for chunk in in_batches(sorted(set(fqns))):
+        out += _edge_views(session.execute(_live_at(sa.select(*_EDGE_COLUMNS), at).where(end.in_(chunk))))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ runs
