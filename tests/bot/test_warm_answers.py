@@ -100,6 +100,10 @@ def test_building_the_slack_app_keeps_the_graph_warm(synced):
 
 
 def test_warming_an_unreachable_store_is_a_warning_not_an_error(bot_env, tmp_path, caplog):
-    settings = bot_env(DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}")
+    settings = bot_env(DATABASE_URL=f"sqlite:///{tmp_path}")  # a folder, not a database file: connecting fails
     services.warm_graphs(settings)  # the scheduler job must not raise
     assert "lineage graph not warmed" in caplog.text
+    caplog.clear()
+    missing = bot_env(DATABASE_URL=f"sqlite:///{tmp_path / 'nowhere.db'}")
+    services.warm_graphs(missing)  # no store yet: nothing to warm, and no file is created for it
+    assert caplog.text == "" and not (tmp_path / "nowhere.db").exists()
