@@ -12,26 +12,24 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from agents import pipeline
-from agents import why as why_agent
-from agents.config import AgentConfig
-from agents.llm import LLMClient
-from agents.pipeline import PipelineResult
-from agents.why import WhyAnswer
-from agents.why_tools import StoreWhyTools
-from bot import metrics
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings, agent_config, mcp_options, process_env
 from storage import db, graph, incidents, store
 from storage.errors import DnaBotError, OMConfigError, SnapshotNotFound
 from storage.incident_views import IncidentDetailView, IncidentView
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
-from storage.sync_fetch import Progress
+
+if TYPE_CHECKING:  # the agents, the sync and the OpenMetadata client load when a command needs them: a question
+    # answered from the store (`dnabot blast`) starts without the pipeline, the MCP SDK or httpx
+    from agents.config import AgentConfig
+    from agents.pipeline import PipelineResult
+    from agents.why import WhyAnswer
+    from storage.om_client import OpenMetadataClient
+    from storage.sync import SyncResult
+    from storage.sync_fetch import Progress
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +64,8 @@ def require_openmetadata(settings: Settings) -> None:
 
 
 def client_for(settings: Settings) -> OpenMetadataClient:
+    from storage.om_client import OpenMetadataClient
+
     require_openmetadata(settings)
     token = settings.openmetadata_token.get_secret_value() if settings.openmetadata_token else None
     return OpenMetadataClient(
@@ -89,6 +89,9 @@ async def sync(
     """Run one sync, then the incident pipeline on what it found; the schema is brought up to date first.
 
     `targets` ((entity type, FQN) pairs, e.g. from OpenMetadata webhooks) makes it a targeted re-sync of those."""
+    from bot import metrics
+    from storage.sync import SyncOptions, run_sync
+
     require_openmetadata(settings)  # before the engine: a configuration error must not create the store file
     engine = engine_for(settings)
     db.migrate(engine)
@@ -153,6 +156,9 @@ async def _pipeline_turn(engine: Engine, wait_seconds: float = 300.0) -> AsyncIt
 
 async def process_incidents(settings: Settings, engine: Engine, run_id: int) -> PipelineResult:
     """Observer → analyst → fixer → explainer on one run, with the LLM and MCP tools when configured."""
+    from agents import pipeline
+    from agents.llm import LLMClient
+
     config = agent_config(settings)
     llm = LLMClient.from_config(config.llm)
     toolbox = _toolbox(settings, config, "sync")
@@ -168,6 +174,10 @@ async def why(
 ) -> WhyAnswer:
     """Answer "why did X break?": `text` is a dataset (then `question`), or the whole question. `visible` picks the
     incidents the answer may name (its readers' channels); all of them when None (the command line)."""
+    from agents import why as why_agent
+    from agents.llm import LLMClient
+    from agents.why_tools import StoreWhyTools
+
     config = agent_config(settings)
     engine = _reader(settings)
     # the process's warm graph: a Slack answer reuses it, the command line builds it once for its question

@@ -8,24 +8,24 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
-from sqlalchemy import Connection, Engine, create_engine, event, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from storage.errors import DnaBotError
+
+if TYPE_CHECKING:  # Alembic loads only when a migration runs: reading a store that is up to date never needs it
+    from alembic.config import Config
 from storage.models import SyncRun, json_serializer
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def alembic_config(url: str | URL | None = None) -> Config:
     """An Alembic Config pointing at the package's migrations, without any alembic.ini."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -180,6 +182,9 @@ def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
         target = head_revision() if revision == "head" else revision
         if current_revision(engine) == target:
             return  # every sync calls this: the usual case costs one query
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+
         with _migration_lock(engine), _migration_connection(engine) as connection:
             before = MigrationContext.configure(connection).get_current_revision()
             if before is not None and before not in _known_revisions():
@@ -194,22 +199,50 @@ def migrate(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
 
 def downgrade(url_or_engine: str | URL | Engine, revision: str = "base") -> None:
     """Downgrade the database to `revision` (everything dropped by default)."""
+    from alembic import command
+
     with _engine_for(url_or_engine) as engine, _migration_lock(engine), _migration_connection(engine) as connection:
         cfg = alembic_config(engine.url)
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:\"([^\"]*)\"|'([^']*)'|None)\s*$", re.M)
+
+
+@functools.cache
+def _script_revisions() -> dict[str, str | None]:
+    """revision → down_revision of every migration script shipped with the code, read from the scripts' own
+    `revision = "…"` / `down_revision = "…"` lines (a linear history; importing Alembic to read them costs a
+    quarter of a second per command; tests/storage/test_migrations.py holds this equal to Alembic's own reading)."""
+    found: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        values = {m[0]: m[1] or m[2] or None for m in _REVISION_LINE.findall(path.read_text(encoding="utf-8"))}
+        if values.get("revision"):
+            found[values["revision"]] = values.get("down_revision")
+    return found
+
+
 @functools.cache
 def head_revision() -> str | None:
     """The newest migration revision shipped with the code (read from the scripts once per process)."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    revisions = _script_revisions()
+    downs = {down for down in revisions.values() if down}
+    heads = [rev for rev in revisions if rev not in downs]
+    if len(heads) != 1:
+        from alembic.script import ScriptDirectory  # branches: Alembic knows best
+
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return heads[0]
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when it was never migrated)."""
+    """The revision the database is at (None when it was never migrated), read from `alembic_version`."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        versions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+    return versions[0] if len(versions) == 1 else None if not versions else ",".join(sorted(versions))
 
 
 def ensure_migrated(engine: Engine) -> None:
@@ -219,9 +252,8 @@ def ensure_migrated(engine: Engine) -> None:
         raise SchemaOutOfDate(current, head, newer=current is not None and current not in _known_revisions())
 
 
-@functools.cache
 def _known_revisions() -> frozenset[str]:
-    return frozenset({rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()})
+    return frozenset(_script_revisions())
 
 
 def lock_key(name: str) -> int:

@@ -185,3 +185,30 @@ def test_several_dnabot_migrate_at_once_on_a_fresh_database_all_succeed(blank_db
         assert schema_diffs(engine) == []
     finally:
         engine.dispose()
+
+
+def test_the_scripts_are_read_as_alembic_reads_them_and_the_revision_as_alembic_sees_it(db_url: str) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(db.alembic_config())
+    assert db._script_revisions() == {rev.revision: rev.down_revision for rev in scripts.walk_revisions()}
+    assert db.head_revision() == scripts.get_current_head()
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            assert db.current_revision(engine) == MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_a_question_to_an_up_to_date_store_never_imports_alembic(db_url: str) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from storage import db; e = db.make_engine(sys.argv[1]); db.ensure_migrated(e); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
