@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from typer.testing import CliRunner
 
+from bot import cli
 from bot.settings import Settings, get_settings
 
 NO_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG")
@@ -30,4 +32,24 @@ def bot_env(tmp_path, om_demo, slack_api, monkeypatch) -> Iterator[Callable[...,
         return get_settings()
 
     yield settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def dnabot(tmp_path, om_demo, monkeypatch):
+    """Run `dnabot ARGS…` in-process against the demo simulator and a fresh SQLite store (no LLM, no MCP)."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
+    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str):
+        get_settings.cache_clear()
+        return runner.invoke(cli.app, list(args))
+
+    yield run
     get_settings.cache_clear()

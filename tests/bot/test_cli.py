@@ -5,32 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
-from typer.testing import CliRunner
-
-from bot import cli
-from bot.settings import get_settings
 from storage.fqn import url_segment
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
-
-
-@pytest.fixture
-def dnabot(tmp_path, om_demo, monkeypatch):
-    """Run `dnabot ARGS…` in-process against the demo simulator and a fresh SQLite store."""
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str):
-        get_settings.cache_clear()
-        return runner.invoke(cli.app, list(args))
-
-    yield run
-    get_settings.cache_clear()
 
 
 def rename_status(om_demo) -> None:

@@ -92,25 +92,6 @@ def test_every_command_that_prints_data_has_json():
     assert len(without) >= 15
 
 
-@pytest.fixture
-def dnabot(tmp_path, om_demo, monkeypatch):
-    """Run `dnabot ARGS…` in-process against the demo simulator and a fresh SQLite store (no LLM, no MCP)."""
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    monkeypatch.setenv("OPENMETADATA_URL", om_demo.url)
-    monkeypatch.setenv("OPENMETADATA_TOKEN", om_demo.token)
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def run(*args: str):
-        get_settings.cache_clear()
-        return runner.invoke(cli.app, list(args))
-
-    yield run
-    get_settings.cache_clear()
-
-
 def one_error_line(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
