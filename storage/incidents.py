@@ -455,11 +455,12 @@ def incidents_for(session: Session, fqn: str) -> list[IncidentView]:
 def trust_now(session: Session, fqns: Iterable[str]) -> dict[str, TrustNow]:
     """The trust score shown now of each asset: its snapshot's, less the points of the open incidents on it
     (`storage.trust.trust_now`); the why answer and the incident view both read it here."""
-    open_list = open_incidents(session)
+    # the rows themselves, not views: a view deep-copies the incident's details, and only id and severity count
+    open_rows = list(session.scalars(_ordered(_incidents().where(Incident.status != "resolved"))))
     out: dict[str, TrustNow] = {}
     for fqn in dict.fromkeys(fqns):
         view = store.dna_at(session, fqn)
-        found = [(i.id, i.severity) for i in open_list if covers(i, fqn)]
+        found = [(i.id, i.severity) for i in open_rows if covers(i, fqn)]
         out[fqn] = trust.trust_now(view.trust_score if view is not None else None, found)
     return out
 

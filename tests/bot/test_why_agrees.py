@@ -16,14 +16,14 @@ from bot.blocks_dna import render_why
 from bot.blocks_text import blocks_to_text
 from bot.settings import get_settings
 from storage.fqn import url_segment
-from tests.bot.test_cli import STG_ORDERS, dnabot, rename_status  # noqa: F401 (the fixture)
+from tests.bot.test_cli import STG_ORDERS, rename_status
 
 ORDERS = "warehouse.shop.analytics.orders"
 NO_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG")
 
 
 @pytest.fixture
-def broken(dnabot, om_demo, monkeypatch):  # noqa: F811
+def broken(dnabot, om_demo, monkeypatch):
     """The demo store after the breaking rename: (run, incident id, `dnabot incident N --json`)."""
     for var in NO_KEYS:
         monkeypatch.delenv(var, raising=False)
