@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from agents import analyst, why_incident
 from agents.model import CAUSE_INCIDENT_KINDS
 from storage import graph as graph_store
-from storage import store
+from storage import names, store
 from storage.errors import DatasetNotFound
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class StoreWhyTools:
         """The dataset a name means. Several sharing the name (raw.orders, analytics.orders, model.orders) raise
         AmbiguousDataset: the answer asks which one rather than guessing."""
         with self.session_factory() as session:
-            return store.resolve_fqn(session, text)
+            return names.resolve_fqn(session, text)
 
     def dna(self, fqn: str) -> dict[str, Any]:
         with self.session_factory() as session:

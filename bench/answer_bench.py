@@ -48,7 +48,7 @@ from agents import why as why_agent  # noqa: E402
 from agents.why_tools import StoreWhyTools  # noqa: E402
 from bot import services  # noqa: E402
 from bot.settings import Settings, agent_config  # noqa: E402
-from storage import db, graph, store  # noqa: E402
+from storage import db, graph, names, store  # noqa: E402
 from storage.errors import ColumnNotFound  # noqa: E402
 from storage.lineage import LineageGraph  # noqa: E402
 from storage.models import LineageEdge  # noqa: E402
@@ -152,7 +152,7 @@ def old_graph_at(session: Any) -> LineageGraph:
 def old_blast(settings: Settings, text: str, column: str | None) -> Any:
     """`services.blast` before: every edge and (for a column) every entity's columns, a whole graph per question."""
     with db.session_factory(services.engine_for(settings))() as session:
-        fqn = store.resolve_fqn(session, text)
+        fqn = names.resolve_fqn(session, text)
         edges = old_live_edges(session)
         if column is not None:
             known = set(store.entity_columns(session).get(fqn, []))

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings, agent_config, mcp_options, process_env
-from storage import db, graph, incidents, store
+from storage import db, graph, incidents, names, store
 from storage.errors import DnaBotError, OMConfigError, SnapshotNotFound
 from storage.incident_views import IncidentDetailView, IncidentView
 
@@ -300,7 +300,7 @@ def _reader(settings: Settings) -> Engine:
 def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotView:
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        fqn = store.resolve_fqn(session, text)
+        fqn = names.resolve_fqn(session, text)
         view = store.dna_at(session, fqn, at)
         if view is None:
             when = f" at {at.isoformat()}" if at else ""
@@ -311,14 +311,14 @@ def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotVie
 def timeline(settings: Settings, text: str, since: datetime) -> tuple[str, list[store.ChangeView]]:
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        fqn = store.resolve_fqn(session, text)
+        fqn = names.resolve_fqn(session, text)
         return fqn, store.timeline(session, fqn, since)
 
 
 def blast(settings: Settings, text: str, column: str | None, depth: int | None) -> Any:
     engine = _reader(settings)
     with db.session_factory(engine)() as session:
-        fqn = store.resolve_fqn(session, text)
+        fqn = names.resolve_fqn(session, text)
         # warm graph in a long-lived process; else (`dnabot blast`) only what is downstream of fqn is read
         warm = graph.question_graph(engine, session)
         return graph.blast_radius(session, fqn, column, max_depth=depth, graph=warm)

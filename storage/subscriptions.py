@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from storage.errors import DatasetNotFound
 from storage.incident_views import IncidentView
 from storage.models import Entity, Subscription
-from storage.store import resolve_fqn
+from storage.names import resolve_fqn
 
 KINDS = ("fqn", "service", "domain")
 DOMAIN_PREFIX = "domain:"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from storage import store
+from storage import names, store
 from storage.errors import AmbiguousDataset, DatasetNotFound
 from storage.fqn import last
 from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
@@ -125,31 +125,31 @@ def catalog(session: Session) -> Catalog:
 
 
 def test_an_exact_fqn_resolves_to_itself(session: Session, catalog: Catalog) -> None:
-    assert store.resolve_fqn(session, "warehouse.shop.analytics.orders") == "warehouse.shop.analytics.orders"
+    assert names.resolve_fqn(session, "warehouse.shop.analytics.orders") == "warehouse.shop.analytics.orders"
 
 
 def test_case_does_not_matter_even_outside_ascii(session: Session, catalog: Catalog) -> None:
-    assert store.resolve_fqn(session, "WAREHOUSE.Shop.Analytics.ORDERS") == "warehouse.shop.analytics.orders"
-    assert store.resolve_fqn(session, "Warehouse.МАГАЗИН.Заказы") == "warehouse.магазин.заказы"
-    assert store.resolve_fqn(session, "metabase.sales_dashboard") == "metabase.Sales_Dashboard"
+    assert names.resolve_fqn(session, "WAREHOUSE.Shop.Analytics.ORDERS") == "warehouse.shop.analytics.orders"
+    assert names.resolve_fqn(session, "Warehouse.МАГАЗИН.Заказы") == "warehouse.магазин.заказы"
+    assert names.resolve_fqn(session, "metabase.sales_dashboard") == "metabase.Sales_Dashboard"
 
 
 def test_a_unique_name_or_suffix_is_enough(session: Session, catalog: Catalog) -> None:
-    assert store.resolve_fqn(session, "orders") == "warehouse.shop.analytics.orders"
-    assert store.resolve_fqn(session, " `analytics.Orders` ") == "warehouse.shop.analytics.orders"
-    assert store.resolve_fqn(session, "заказы") == "warehouse.магазин.заказы"
+    assert names.resolve_fqn(session, "orders") == "warehouse.shop.analytics.orders"
+    assert names.resolve_fqn(session, " `analytics.Orders` ") == "warehouse.shop.analytics.orders"
+    assert names.resolve_fqn(session, "заказы") == "warehouse.магазин.заказы"
 
 
 def test_a_dotted_name_resolves_quoted_or_not(session: Session, catalog: Catalog) -> None:
-    assert store.resolve_fqn(session, '"dim.product"') == 'warehouse.shop."dim.product"'
-    assert store.resolve_fqn(session, "\u201cdim.product\u201d") == 'warehouse.shop."dim.product"'
-    assert store.resolve_fqn(session, "dim.product") == 'warehouse.shop."dim.product"'
-    assert store.resolve_fqn(session, 'shop."DIM.product"') == 'warehouse.shop."dim.product"'
+    assert names.resolve_fqn(session, '"dim.product"') == 'warehouse.shop."dim.product"'
+    assert names.resolve_fqn(session, "\u201cdim.product\u201d") == 'warehouse.shop."dim.product"'
+    assert names.resolve_fqn(session, "dim.product") == 'warehouse.shop."dim.product"'
+    assert names.resolve_fqn(session, 'shop."DIM.product"') == 'warehouse.shop."dim.product"'
 
 
 def test_a_typo_is_answered_with_suggestions(session: Session, catalog: Catalog) -> None:
     with pytest.raises(DatasetNotFound) as caught:
-        store.resolve_fqn(session, "ordres")
+        names.resolve_fqn(session, "ordres")
     assert caught.value.query == "ordres"
     assert caught.value.suggestions[0] == "warehouse.shop.analytics.orders"
     assert len(caught.value.suggestions) <= 5
@@ -158,33 +158,33 @@ def test_a_typo_is_answered_with_suggestions(session: Session, catalog: Catalog)
 
 def test_suggestions_cover_quoted_and_non_ascii_names(session: Session, catalog: Catalog) -> None:
     with pytest.raises(DatasetNotFound) as quoted:
-        store.resolve_fqn(session, '"dim.prodcut"')
+        names.resolve_fqn(session, '"dim.prodcut"')
     assert quoted.value.suggestions[0] == 'warehouse.shop."dim.product"'
     with pytest.raises(DatasetNotFound) as cyrillic:
-        store.resolve_fqn(session, "заказ")
+        names.resolve_fqn(session, "заказ")
     assert cyrillic.value.suggestions == ["warehouse.магазин.заказы"]
 
 
 def test_nothing_alike_gives_no_suggestions(session: Session, catalog: Catalog) -> None:
     with pytest.raises(DatasetNotFound) as caught:
-        store.resolve_fqn(session, "zzzz_qqqq")
+        names.resolve_fqn(session, "zzzz_qqqq")
     assert caught.value.suggestions == []
     with pytest.raises(DatasetNotFound):
-        store.resolve_fqn(session, "   ")
+        names.resolve_fqn(session, "   ")
 
 
 def test_an_ambiguous_name_lists_the_candidates(session: Session, catalog: Catalog) -> None:
     catalog.entity("warehouse.shop.staging.orders")
     catalog.commit()
     with pytest.raises(AmbiguousDataset) as caught:
-        store.resolve_fqn(session, "orders")
+        names.resolve_fqn(session, "orders")
     assert caught.value.candidates == ["warehouse.shop.analytics.orders", "warehouse.shop.staging.orders"]
     assert str(caught.value).startswith(
         "'orders' matches 2 datasets: warehouse.shop.analytics.orders, warehouse.shop.staging.orders. Which one?"
     )
     assert isinstance(caught.value, DatasetNotFound)  # every not-found handler answers it too
     # a longer part of the name is unique again
-    assert store.resolve_fqn(session, "staging.orders") == "warehouse.shop.staging.orders"
+    assert names.resolve_fqn(session, "staging.orders") == "warehouse.shop.staging.orders"
 
 
 def test_a_name_shared_by_many_lists_ten_and_counts_the_rest(session: Session, catalog: Catalog) -> None:
@@ -192,7 +192,7 @@ def test_a_name_shared_by_many_lists_ten_and_counts_the_rest(session: Session, c
         catalog.entity(f"warehouse.s{i:02d}.orders")
     catalog.commit()
     with pytest.raises(AmbiguousDataset) as caught:
-        store.resolve_fqn(session, "ORDERS")
+        names.resolve_fqn(session, "ORDERS")
     message = str(caught.value)
     assert message.startswith("'ORDERS' matches 14 datasets: warehouse.s00.orders, ")
     assert "…and 4 more." in message and message.count("warehouse.") == 10
@@ -206,11 +206,11 @@ def test_precedence_full_name_then_segments_then_text_and_never_a_partial_word(
     # segment by segment beats the same letters inside a quoted name
     catalog.entity('warehouse.shop."x.customers"')
     catalog.commit()
-    assert store.resolve_fqn(session, "Analytics.Orders") == "analytics.orders"
-    assert store.resolve_fqn(session, "customers") == "warehouse.shop.raw.customers"
+    assert names.resolve_fqn(session, "Analytics.Orders") == "analytics.orders"
+    assert names.resolve_fqn(session, "customers") == "warehouse.shop.raw.customers"
     # a unique partial word is only a suggestion: `order_it` is not silently `order_items`
     with pytest.raises(DatasetNotFound) as partial:
-        store.resolve_fqn(session, "order_it")
+        names.resolve_fqn(session, "order_it")
     assert not isinstance(partial.value, AmbiguousDataset)
     assert partial.value.suggestions[0] == "warehouse.shop.raw.order_items"
 
@@ -218,7 +218,7 @@ def test_precedence_full_name_then_segments_then_text_and_never_a_partial_word(
 def test_a_live_dataset_wins_over_a_deleted_namesake(session: Session, catalog: Catalog) -> None:
     catalog.entity("warehouse.old.analytics.orders", deleted_at=at(-5))
     catalog.commit()
-    assert store.resolve_fqn(session, "orders") == "warehouse.shop.analytics.orders"
+    assert names.resolve_fqn(session, "orders") == "warehouse.shop.analytics.orders"
 
 
 # ------------------------------------------------------------------------------------- DNA time travel

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import db, store
+from storage import db, names, store
 from storage.db import make_engine, session_factory
 from storage.fqn import url_segment
 from storage.om_client import OpenMetadataClient
@@ -90,8 +90,8 @@ def test_fqns_with_quotes_slashes_and_non_ascii_names_round_trip(db_url, om_samp
         view = read(db_url, store.dna_at, fqn)
         assert view is not None, fqn
         assert view.entity_fqn == fqn
-    assert read(db_url, store.resolve_fqn, "магазин") == f"{SHOP}.магазин"
-    assert read(db_url, store.resolve_fqn, "dim.api/client") == f'{SHOP}."dim.api/client"'
+    assert read(db_url, names.resolve_fqn, "магазин") == f"{SHOP}.магазин"
+    assert read(db_url, names.resolve_fqn, "dim.api/client") == f'{SHOP}."dim.api/client"'
 
 
 def test_schema_mutations_become_changes_through_the_events_feed(db_url, om_sample):
