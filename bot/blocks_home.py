@@ -222,16 +222,20 @@ def render_not_found(query: str, suggestions: Sequence[str]) -> list[dict[str, A
     blocks = [
         section(f":mag: No dataset matches {code(query)}. Did you mean:\n" + join_capped(lines, 2800, max_lines=5))
     ]
+    blocks += _show_buttons(suggestions, {s: s.rsplit(".", 1)[-1] or s for s in suggestions})
+    return blocks
+
+
+def _show_buttons(fqns: Sequence[str], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """An actions block with a "show its DNA" button for each of the first five datasets (none: no block)."""
     shown = []
-    for n, s in enumerate(suggestions[:5]):
+    for n, fqn in enumerate(fqns[:5]):
         try:
-            value = encode_value("dna", fqn=s)
+            value = encode_value("dna", fqn=fqn)
         except ValueError:
             continue  # an FQN too long for a button value still shows in the list above
-        shown.append(button(s.rsplit(".", 1)[-1] or s, ActionId.SHOW_DNA.nth(n), value=value))
-    if shown:
-        blocks.append(actions(shown))
-    return blocks
+        shown.append(button(labels.get(fqn, fqn), ActionId.SHOW_DNA.nth(n), value=value))
+    return [actions(shown)] if shown else []
 
 
 def render_ambiguous(query: str, candidates: Sequence[str]) -> list[dict[str, Any]]:
@@ -244,15 +248,7 @@ def render_ambiguous(query: str, candidates: Sequence[str]) -> list[dict[str, An
             + join_capped(lines, 2800, max_lines=10)
         )
     ]
-    shown = []
-    for n, fqn in enumerate(candidates[:5]):
-        try:
-            value = encode_value("dna", fqn=fqn)
-        except ValueError:
-            continue  # an FQN too long for a button value still shows in the list above
-        shown.append(button(names.get(fqn, fqn), ActionId.SHOW_DNA.nth(n), value=value))
-    if shown:
-        blocks.append(actions(shown))
+    blocks += _show_buttons(candidates, names)
     if candidates:
         example = names.get(candidates[0], candidates[0])
         blocks.append(context(f"Ask again with more of the name, e.g. {code(example)}."))
