@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.webhook import WebhookClient
 
+from tests.fakes import slack_state
 from tests.fakes.slack import SlackAPI, refusal_report
 from tests.fakes.slack_signing import (
     app_home_opened,
@@ -64,6 +66,22 @@ def test_a_card_is_posted_updated_and_threaded_with_its_metadata(slack_api: Slac
     with pytest.raises(SlackApiError) as missing:
         client.chat_update(channel="C1", ts="1.000001", text="x")
     assert missing.value.response["error"] == "message_not_found"
+
+
+def test_timestamps_are_the_posting_time_so_oldest_finds_a_message_posted_late_in_the_session(
+    slack_api: SlackAPI, client: WebClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One loopback serves the whole session; a message posted an hour in must carry that hour's ts, as Slack's
+    # do, or a read-back since "ten minutes before the incident opened" misses it (CI posted a second card so).
+    later = time.time_ns() + 3600 * 10**9
+    monkeypatch.setattr(slack_state, "time", SimpleNamespace(time_ns=lambda: later, time=lambda: later / 1e9))
+    first = client.chat_postMessage(channel="C1", text="orders broke", metadata=INCIDENT)
+    second = client.chat_postMessage(channel="C1", text="orders broke again")
+
+    assert abs(float(first["ts"]) - later / 1e9) < 1 and float(second["ts"]) > float(first["ts"])
+    oldest = f"{later / 1e9 - 600:.6f}"
+    found = client.conversations_history(channel="C1", oldest=oldest, include_all_metadata=True)["messages"]
+    assert [m["ts"] for m in found] == [second["ts"], first["ts"]]
 
 
 def test_files_upload_v2_stores_the_picture_in_the_thread(slack_api: SlackAPI, client: WebClient) -> None:

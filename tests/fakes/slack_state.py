@@ -112,7 +112,7 @@ class SlackState:
     refused: list[Refused] = field(default_factory=list)
     expected: set[str] = field(default_factory=set)  # error / policy codes the running test declared
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
-    epoch: int = field(default_factory=lambda: int(time.time()))
+    last_ts_us: int = 0  # the newest timestamp handed out, in microseconds
 
     def reset(self) -> None:
         """Forget all recorded traffic and configuration (tokens and the server URL stay)."""
@@ -130,8 +130,12 @@ class SlackState:
             self.strict = True
 
     def next_ts(self) -> str:
-        """A Slack-style timestamp, unique and increasing across all channels."""
-        return f"{self.epoch}.{next(self.seq):06d}"
+        """A Slack-style timestamp: the posting time (as Slack's are, so `oldest` / `latest` filter by the wall
+        clock), to the microsecond, unique and increasing across all channels."""
+        with self.cond:
+            self.last_ts_us = max(time.time_ns() // 1000, self.last_ts_us + 1)
+            seconds, micros = divmod(self.last_ts_us, 1_000_000)
+        return f"{seconds}.{micros:06d}"
 
     def next_id(self, prefix: str) -> str:
         """A Slack-style object id (`F…`, `V…`)."""
