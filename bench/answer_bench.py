@@ -46,7 +46,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from agents import why as why_agent  # noqa: E402
 from agents.why_tools import StoreWhyTools  # noqa: E402
-from bot import services  # noqa: E402
+from bot import heap, services  # noqa: E402
 from bot.settings import Settings, agent_config  # noqa: E402
 from storage import db, graph, names, store  # noqa: E402
 from storage.errors import ColumnNotFound  # noqa: E402
@@ -264,6 +264,9 @@ def bench(path: Path, calls: int, label: str) -> dict[str, Any]:
     began = time.perf_counter()
     services.warm_graphs(settings)
     out["warm_up_s"] = round(time.perf_counter() - began, 3)
+    nw = cycle(whys)  # side by side: the same questions with every full GC pass walking the whole heap
+    out["warm_why_unfrozen"] = ms(timed(lambda: asyncio.run(services.why(settings, nw(), None)), calls))
+    heap.keep_long_lived_out_of_full_collections()  # as `serve` does once started (`bot/heap.py`)
     nb, nw = cycle(blasts), cycle(whys)
     out["warm_blast"] = ms(timed(lambda: services.blast(settings, *nb(), None), calls))
     out["warm_why"] = ms(timed(lambda: asyncio.run(services.why(settings, nw(), None)), calls))
@@ -287,6 +290,7 @@ def report(f: dict[str, Any]) -> None:
         ("/dna blast, warm (new)", f["warm_blast"]),
         ("/dna blast, old (graph per question)", f["old_blast"]),
         ("/dna why rules, warm (new)", f["warm_why"]),
+        ("/dna why rules, warm, heap not frozen", f["warm_why_unfrozen"]),
         ("/dna why rules, old (graph per question)", f["old_why"]),
         ("blast service call, cold (new)", f["cold_service_blast"]),
     )

@@ -25,7 +25,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import answers, digest, preflight, services
+from bot import answers, digest, heap, preflight, services
 from bot.app import build_app, build_client
 from bot.delivery import StoppableNotifier, notifier_for, router_for, shared_notifier  # noqa: F401 - re-exported
 from bot.http_protocol import with_read_timeout
@@ -325,6 +325,7 @@ def serve(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000, socket
         from bot.webhook import TargetedSyncWorker
 
         replica.webhook_worker = TargetedSyncWorker(replica.engine, targeted_runner(settings, notifier)).start()
+    heap.keep_long_lived_out_of_full_collections()  # everything served with is imported by now
     scheduler = start_scheduler(settings, notifier, replica)
     try:
         with _stop_signals():

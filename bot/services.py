@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from bot import heap
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings, agent_config, mcp_options, process_env
 from storage import db, graph, incidents, names, store
@@ -342,6 +343,7 @@ def warm_graphs(settings: Settings) -> None:
     except Exception as exc:  # a cache is never worth failing a tick (or a scheduler job) for
         log.warning("lineage graph not warmed (the next question builds it): %s", exc)
         return
+    heap.after_graph_build(cache.builds)  # in `serve`: the new graph joins the frozen long-lived heap
     log.debug("lineage graph warm after %.2f s (%d builds so far)", time.perf_counter() - began, cache.builds)
 
 

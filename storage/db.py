@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock
-from filelock import Timeout as FileLockTimeout
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -165,6 +163,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if engine.url.get_backend_name() != "sqlite" or _is_sqlite_memory(engine.url):
         yield
         return
+    from filelock import FileLock  # only a migration needs it: not imported by every question's process
+    from filelock import Timeout as FileLockTimeout
+
     path = lock_file_path(Path(engine.url.database or "").resolve(), MIGRATE_LOCK_NAME)
     try:
         with FileLock(path, timeout=MIGRATE_LOCK_TIMEOUT_SECONDS):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 
-from bot import runtime, services
+from bot import heap, runtime, services
 from storage import graph
 from storage.db import session_factory
 from storage.fqn import url_segment
@@ -67,6 +69,35 @@ def test_a_sync_run_by_the_server_warms_the_graph_before_the_next_question(synce
     assert cache.builds == 2 and CUSTOMERS not in reached(radius)
     with session_factory(services.engine_for(settings))() as session:
         assert radius == graph.graph_at(session).blast_radius(STG_ORDERS)  # a fresh build's answer
+
+
+def test_a_serving_process_freezes_its_heap_and_each_new_graph_and_still_frees_the_old_graph(synced, om_demo):
+    settings, cache = synced
+    services.keep_graphs_warm(settings)
+    engine = services.engine_for(settings)
+    try:
+        heap.keep_long_lived_out_of_full_collections()  # what `serve` does once it has started
+        assert gc.get_freeze_count() > 0
+        services.warm_graphs(settings)
+        with session_factory(engine)() as session:
+            old = cache.graph(session)
+        tracked = {id(o) for o in gc.get_objects()}
+        assert id(old) not in tracked and id(old._ids) not in tracked  # frozen: full passes no longer walk it
+
+        om_demo.request(
+            "DELETE", f"/api/v1/lineage/table/name/{url_segment(STG_ORDERS)}/table/name/{url_segment(CUSTOMERS)}"
+        )
+        assert asyncio.run(services.sync(settings, incidents=False)).ok
+        services.warm_graphs(settings)
+        gone = weakref.ref(old)
+        del old
+        assert cache.builds == 2 and gone() is None  # the replaced graph is freed, frozen or not
+        with session_factory(engine)() as session:
+            new = cache.graph(session)
+        assert id(new) not in {id(o) for o in gc.get_objects()}  # the new graph is frozen in its turn
+    finally:
+        heap.reset()
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_command_line_reads_only_what_is_downstream(synced):
