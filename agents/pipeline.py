@@ -179,6 +179,14 @@ async def _process_run(
     return result
 
 
+def _graph(session: Session) -> LineageGraph:
+    """The lineage graph now: the process's warm one when it keeps one (`serve`: the build is then shared with
+    the questions that follow, not done twice per changed sync), else built for this run."""
+    bind = session.get_bind()
+    cache = graph_store.cache_for(bind if isinstance(bind, Engine) else bind.engine)
+    return cache.graph(session) if cache.keep_warm else graph_store.graph_at(session)
+
+
 def _phase_rules(
     session: Session, run_id: int, config: AgentConfig, now: datetime, result: PipelineResult
 ) -> list[_Pending]:
@@ -191,7 +199,7 @@ def _phase_rules(
     run.stats = {**stats, PROCESSED: True}
     if not changes and not stats.get("snapshots_written") and not _first(run):
         return []  # nothing moved in this run: no incident can have opened, grown or healed
-    graph = graph_store.graph_at(session)
+    graph = _graph(session)
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)
     # The very first sync records no changes: look at the entities it saw with a test already failing and an

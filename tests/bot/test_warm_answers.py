@@ -100,6 +100,24 @@ def test_a_serving_process_freezes_its_heap_and_each_new_graph_and_still_frees_t
     assert gc.get_freeze_count() == 0
 
 
+def test_a_changed_sync_in_the_server_builds_the_graph_once_for_its_pipeline_and_the_questions(
+    synced, om_demo, monkeypatch
+):
+    settings, cache = synced
+    services.keep_graphs_warm(settings)
+    services.blast(settings, "stg_orders", None, None)
+    direct = []  # whole-graph builds outside the process's cache (each costs ~1 s at 10k tables)
+    real = graph.graph_at
+    monkeypatch.setattr(graph, "graph_at", lambda session: direct.append(1) or real(session))
+    om_demo.admin("POST", f"/admin/tables/{url_segment(STG_ORDERS)}/columns/status/rename", {"newName": "state"})
+
+    synced_run = asyncio.run(services.sync(settings))  # the sync, then the incident pipeline on what changed
+    services.warm_graphs(settings)  # what the tick does next
+    assert synced_run.ok and synced_run.incidents["opened"]
+    assert cache.builds == 2 and not direct  # one build, shared by the pipeline and the questions after it
+    assert CUSTOMERS in reached(services.blast(settings, "stg_orders", None, None)) and cache.builds == 2
+
+
 def test_the_command_line_reads_only_what_is_downstream(synced):
     settings, cache = synced
     cold = services.blast(settings, "stg_orders", "status", None)
