@@ -10,8 +10,6 @@ from slack_bolt import App
 
 from bot import freshness, services
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
-from bot.authz import admins as admins  # re-exported: commands reads the admins from here
-from bot.authz import require_admin as require_admin
 from bot.authz import require_incident_rights
 from bot.blocks import (
     card_fallback_text,
