@@ -266,9 +266,9 @@ ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (reco
 
 def _transition(incident_id: int, status: str, by: str, reason: str | None, as_json: bool, **kw: object) -> None:
     def body() -> None:
-        from bot import services
+        from bot import services, writeback
 
-        view = services.set_incident_status(_settings(), incident_id, status, actor=by, reason=reason, **kw)
+        view = writeback.set_incident_status(_settings(), incident_id, status, actor=by, reason=reason, **kw)
         if as_json:
             _emit(services.plain(view))
         else:
