@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.blocks_kit import units
+from bot.slack_text import units
 
 VALUE_VERSION = 1
 MAX_VALUE_CHARS = 2000  # Slack's limit on a button value; private_metadata allows 3000

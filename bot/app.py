@@ -19,33 +19,21 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics, redact
 from bot.listeners import register_listeners
 from bot.settings import Settings
+from bot.slack_client import DEFAULT_API_URL as DEFAULT_API_URL  # re-exported, as is build_client
+from bot.slack_client import build_client
 from storage import coordination
 from storage.db import session_factory
-from storage.errors import DnaBotError
 
 log = logging.getLogger(__name__)
 
 # Listeners return within a Slack call or two (answers run on the answer pool); buttons and App Home still do
 # their store work here, so keep room for bursts of clicks.
 LISTENER_WORKERS = 32
-DEFAULT_API_URL = "https://slack.com/api/"
-
-
-def build_client(settings: Settings) -> WebClient:
-    """The Web API client: the bot token, SLACK_API_URL when set, and retries on 429 (Retry-After) and resets."""
-    if settings.slack_bot_token is None:
-        raise DnaBotError("SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-…) from your Slack app")
-    return metrics.CountingWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url or DEFAULT_API_URL,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=2)],
-    )
 
 
 def build_app(settings: Settings, *, client: WebClient | None = None) -> App:

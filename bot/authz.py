@@ -11,7 +11,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot import services
 from bot.settings import Settings
+from bot.slack_client import build_client
 from storage import db, store, subscriptions
 from storage.errors import DatasetNotFound, DnaBotError
 from storage.incident_views import IncidentView
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 
 USER_TTL_SECONDS = 300.0  # a click must stay fast; a changed Slack profile counts within five minutes
 GROUP_TTL_SECONDS = 300.0
+
+
+class NotAllowed(DnaBotError):
+    """The user may not do this (not an admin, not an owner); nothing was changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,6 @@ class Gate:
 
     def _slack(self) -> Any:
         if self._client is None:
-            from bot.app import build_client  # here, not at import time: bot.app registers the listeners
-
             self._client = build_client(self.settings)
         return self._client
 
@@ -152,8 +156,6 @@ class Gate:
                 log.info("Slack user %s not matched to an owner: %s", user_id, member.why_not)
             return False
         if names:
-            from bot import services  # late: services imports the write-back, which imports this module
-
             with db.session_factory(services.engine_for(self.settings))() as session:
                 wanted |= {e.strip().lower() for e in emails_of(session, names).values()}
         return member.email in wanted
@@ -188,8 +190,6 @@ def verified_email(settings: Settings, user_id: str) -> str | None:
 
 
 def _refuse(why: str) -> None:
-    from bot.listeners.errors import NotAllowed  # late: bot.listeners imports this module
-
     raise NotAllowed(why)
 
 
@@ -222,8 +222,6 @@ def require_incident_rights(settings: Settings, user_id: str, incident: Incident
 
 def dataset_owners(settings: Settings, fqn: str) -> list[str]:
     """The OpenMetadata owner names of a dataset, as its current DNA has them."""
-    from bot import services
-
     with db.session_factory(services.engine_for(settings))() as session:
         view = store.dna_at(session, fqn)
     owners = ((view.genes if view else {}).get("ownership") or {}).get("owners") or []
@@ -244,8 +242,6 @@ def require_subscription_rights(settings: Settings, user_id: str, target_text: s
     catalog is judged by its stored name."""
     if user_id in admins(settings):
         return
-    from bot import services
-
     with db.session_factory(services.engine_for(settings))() as session:
         try:
             kind, target = subscriptions.parse_target(session, target_text)

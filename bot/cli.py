@@ -7,15 +7,15 @@ line (`--debug` shows the traceback)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from bot.cli_guard import Guarded, State, err  # noqa: F401 - `err` is for the commands of other modules
+from bot import cli_doctor, cli_ops
+from bot.cli_guard import Guarded, JsonOpt, State, console
+from bot.cli_guard import emit as _emit
+from bot.cli_guard import err as err  # re-exported: the consoles and helpers live in cli_guard
 from bot.cli_guard import fail as _fail
 from bot.cli_guard import guard as _guard
 from bot.cli_guard import settings as _settings
@@ -32,9 +32,6 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rendering it with rich costs ~0.2 s of start-up per command
     help="DNA Bot: data incident response on OpenMetadata. Every command that prints data has --json for scripts.",
 )
-console = Console()
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
 def get_settings() -> Settings:
@@ -72,10 +69,6 @@ def _options(
 ) -> None:
     """DNA Bot: data incident response on OpenMetadata. Every command that prints data has --json for scripts."""
     State.debug = debug
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 @app.command()
@@ -266,9 +259,9 @@ ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (reco
 
 def _transition(incident_id: int, status: str, by: str, reason: str | None, as_json: bool, **kw: object) -> None:
     def body() -> None:
-        from bot import services
+        from bot import services, writeback
 
-        view = services.set_incident_status(_settings(), incident_id, status, actor=by, reason=reason, **kw)
+        view = writeback.set_incident_status(_settings(), incident_id, status, actor=by, reason=reason, **kw)
         if as_json:
             _emit(services.plain(view))
         else:
@@ -412,10 +405,10 @@ def main() -> None:
     app()
 
 
-import bot.cli_doctor  # noqa: E402, F401 - registers `doctor` on `app`
-from bot import cli_ops  # noqa: E402, F401 - registers `outbox` and `outbox-retry` on `app`
+cli_doctor.register(app)  # `doctor`, listed after the commands above
+cli_ops.register(app)  # `outbox` and `outbox-retry`
 
-if __name__ == "__main__":  # `python -m bot.cli`: run `bot.cli` itself, the module other modules add commands to
+if __name__ == "__main__":  # `python -m bot.cli`: run `bot.cli` itself, the module that registers every command
     from bot import cli as _imported
 
     _imported.main()

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from bot.cli import JsonOpt, _emit, app, console
+import typer
+
+from bot.cli_guard import JsonOpt, console
+from bot.cli_guard import emit as _emit
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    """Add `doctor` to the `dnabot` command line."""
+    app.command()(doctor)
+
+
 def doctor(as_json: JsonOpt = False) -> None:
     """Check the setup, one line per check with the fix when it fails; exit code 1 when something blocks serving."""
     import logging
 
-    import typer
     from rich.markup import escape
 
     from bot import doctor as checks

@@ -1,11 +1,13 @@
 """How every `dnabot` command fails: one line and an exit code (2 for bad input, 1 otherwise), tracebacks only
-with `--debug`. Kept free of heavy imports, like `bot.cli`."""
+with `--debug`; and what every command module shares (the consoles, `--json`, JSON output). Kept free of heavy
+imports, like `bot.cli`."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,7 +28,10 @@ from storage.errors import (
 if TYPE_CHECKING:
     from bot.settings import Settings
 
+console = Console()
 err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 # Errors in what the user typed or configured: exit 2 (README, "Exit codes"). Other DnaBotErrors are the
 # store's or a server's: exit 1.
@@ -45,6 +50,11 @@ ERROR_CHARS = 500  # an unexpected error's message is cut here: one or two lines
 
 class State:
     debug = False  # set by `--debug` on every invocation
+
+
+def emit(data: Any) -> None:
+    """Print `data` as indented JSON on stdout (`--json`)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -6,12 +6,21 @@ from typing import Annotated
 
 import typer
 
-from bot.cli import JsonOpt, _emit, _fail, _guard, _settings, app, console
+from bot.cli_guard import JsonOpt, console
+from bot.cli_guard import emit as _emit
+from bot.cli_guard import fail as _fail
+from bot.cli_guard import guard as _guard
+from bot.cli_guard import settings as _settings
 
 STATUSES = ("pending", "delivered", "skipped", "dead")
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    """Add `outbox` and `outbox-retry` to the `dnabot` command line."""
+    app.command()(outbox)
+    app.command("outbox-retry")(outbox_retry)
+
+
 def outbox(
     status: Annotated[str | None, typer.Option("--status", help="pending, delivered, skipped or dead.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many rows, newest first.")] = 30,
@@ -43,7 +52,6 @@ def outbox(
     _guard(body)
 
 
-@app.command("outbox-retry")
 def outbox_retry(
     ids: Annotated[
         list[int] | None, typer.Argument(help="Dead rows to retry (see `dnabot outbox --status dead`).")

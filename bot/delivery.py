@@ -16,7 +16,7 @@ from bot import metrics, services, writeback
 from bot import slack_lookup as lookup
 from bot.mentions import SlackMentions
 from bot.notifier import Notifier, PublishResult, bare_client
-from bot.routing import Router
+from bot.routing import Router, router_for
 from bot.settings import Settings
 from storage import db, incidents, outbox, threads
 from storage.coordination import replica_id
@@ -86,15 +86,6 @@ class StoppableNotifier(Notifier):
         if handed:
             log.warning("handed %d outbox rows back mid-delivery: the next deliverer checks Slack first", handed)
         return finished
-
-
-def router_for(settings: Settings) -> Router:
-    """The routing rules (DNABOT_CONFIG) or just the default channel (DNABOT_CHANNEL)."""
-    if settings.routing_config:
-        return Router.from_file(settings.routing_config, default_channel=settings.channel)
-    if not settings.channel:
-        raise DnaBotError("set DNABOT_CHANNEL (the default incident channel) or DNABOT_CONFIG (routing rules)")
-    return Router([], settings.channel)
 
 
 def notifier_for(settings: Settings, client: WebClient) -> Notifier:

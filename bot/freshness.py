@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bot.blocks_kit import ago, clip, esc
 from bot.redact import hide_internal, scrub, secrets_of
 from bot.settings import Settings
+from bot.slack_text import ago, clip, esc
 from storage import coordination, db, incidents, outbox, store
 from storage.coordination import LeaseView
 from storage.outbox import OutboxStats

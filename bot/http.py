@@ -249,8 +249,7 @@ def create_http_app(settings: Settings, *, bolt_app: App | None = None, replica:
 
     worker = getattr(replica, "webhook_worker", None)
     if worker is None:  # no replica runtime (tests, a bare ASGI deployment): a worker of this app's own
-        from bot.runtime import targeted_runner
-        from bot.webhook import TargetedSyncWorker
+        from bot.webhook import TargetedSyncWorker, targeted_runner
 
         worker = TargetedSyncWorker(services.engine_for(settings), targeted_runner(settings, None)).start()
 

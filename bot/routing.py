@@ -6,12 +6,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 # What a rule may match on; several keys in one rule must all match, a list of values matches any of them.
 MATCH_KEYS = ("fqn", "service", "domain", "dashboard", "owner_team", "owner")
@@ -118,6 +121,15 @@ class Router:
             raise RoutingConfigError(source, "needs default_channel (or DNABOT_CHANNEL)")
         rules = [_rule(raw, i, source) for i, raw in enumerate(_list(data.get("rules"), "rules", source))]
         return cls(rules=rules, default_channel=channel, owners=_owners(data.get("owners"), source))
+
+
+def router_for(settings: Settings) -> Router:
+    """The routing rules (DNABOT_CONFIG) or just the default channel (DNABOT_CHANNEL)."""
+    if settings.routing_config:
+        return Router.from_file(settings.routing_config, default_channel=settings.channel)
+    if not settings.channel:
+        raise DnaBotError("set DNABOT_CHANNEL (the default incident channel) or DNABOT_CONFIG (routing rules)")
+    return Router([], settings.channel)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -16,7 +16,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -32,6 +32,7 @@ from bot.http_protocol import with_read_timeout
 from bot.logs import configure_logging
 from bot.notifier import Notifier, PublishResult
 from bot.settings import Settings
+from bot.webhook import sync_line, targeted_runner
 from storage import coordination, outbox
 from storage.db import SyncAlreadyRunning, normalise_url, reap_dead_runs, session_factory
 from storage.errors import DnaBotError
@@ -77,25 +78,6 @@ def tick(settings: Settings, notifier: Notifier) -> TickResult:
     return result
 
 
-def sync_line(sync: dict[str, Any]) -> str:
-    """A sync run in a few figures: `sync run 12 (incremental) 74 entities, 2 changes, incidents 1 opened, …`."""
-    head = f"sync run {sync.get('run_id')} ({sync.get('mode')})"
-    if sync.get("status") != "succeeded":
-        return f"{head} {sync.get('status')}"
-    changes = sum((sync.get("changes_by_kind") or {}).values())
-    line = f"{head} {sync.get('entities_seen', 0)} entities, {changes} changes"
-    found = sync.get("incidents")
-    if found:
-        opened = set(found.get("opened") or [])
-        touched = {*found.get("reopened", []), *map(int, found.get("attached") or {}), *found.get("unsnoozed", [])}
-        touched |= set(found.get("mirrored") or [])
-        line += (
-            f", incidents {len(opened)} opened, {len(touched - opened)} updated, {len(found.get('resolved') or [])}"
-            " resolved"
-        )
-    return f"{line} in {float(sync.get('duration_seconds') or 0):.2f} s"
-
-
 def tick_line(result: TickResult) -> str:
     """The one log line of a tick: the sync's figures, what reached Slack, what failed, how long it all took."""
     if result.sync is not None:
@@ -112,25 +94,6 @@ def tick_line(result: TickResult) -> str:
 
 
 LEADER = coordination.SCHEDULER_LEASE
-
-
-def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[list[tuple[str, str]]], bool]:
-    """What the webhook worker runs: a targeted re-sync of the changed entities, the incident pipeline on it,
-    then the outbox drained at once (so a breaking change reaches Slack in about a second). Raises
-    `SyncAlreadyRunning` while another sync holds the lock (the worker waits and retries)."""
-
-    def run(targets: list[tuple[str, str]]) -> bool:
-        synced = asyncio.run(services.sync(settings, targets=targets))
-        if not synced.ok:
-            log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
-            return False
-        log.info("targeted sync of %d entities: %s", len(targets), sync_line(synced.to_dict()))
-        services.warm_graphs(settings)
-        if notifier is not None:
-            notifier.publish(services.engine_for(settings))
-        return True
-
-    return run
 
 
 def lease_ttl(settings: Settings) -> float:

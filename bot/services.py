@@ -180,7 +180,7 @@ async def why(
     from agents.why_tools import StoreWhyTools
 
     config = agent_config(settings)
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     # the process's warm graph: a Slack answer reuses it, the command line builds it once for its question
     tools = StoreWhyTools(db.session_factory(engine), graph.cache_for(engine).graph, visible=visible)
     fqn = None
@@ -205,7 +205,7 @@ def _toolbox(settings: Settings, config: AgentConfig, per: str) -> Any:
 
 
 def incidents_list(settings: Settings, which: str) -> list[IncidentView]:
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         if which == "open":
             return incidents.open_incidents(session)
@@ -214,56 +214,9 @@ def incidents_list(settings: Settings, which: str) -> list[IncidentView]:
 
 
 def incident_detail(settings: Settings, incident_id: int) -> IncidentDetailView:
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         return incidents.with_trust(session, incidents.get_incident(session, incident_id))
-
-
-def set_incident_status(
-    settings: Settings, incident_id: int, status: str, *, actor: str, reason: str | None = None, **kw: Any
-) -> IncidentView:
-    """Change the status; the card update, the thread reply and any OpenMetadata write-back are owed in the same
-    transaction (the outbox), and the write-back is tried at once."""
-    from bot import writeback  # late: writeback imports this module
-
-    engine = _reader(settings)
-    now = datetime.now(UTC)
-    lanes: list[str] = []
-    with db.session_factory(engine).begin() as session:
-        before = incidents.get_incident(session, incident_id).incident
-        view = incidents.set_status(session, incident_id, status, actor=actor, now=now, reason=reason, **kw)
-        if view.status != before.status:
-            lane = writeback.owe(
-                session, view, view.status, actor=actor, now=now, reason=reason, comment=kw.get("note")
-            )
-            lanes += [lane] if lane else []
-        assignee = kw.get("assignee")
-        if assignee and assignee != before.assignee and view.assignee == assignee:
-            lane = writeback.owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
-            lanes += [lane] if lane and lane not in lanes else []
-    for lane in lanes:  # committed: now tell OpenMetadata (a failure is a note and a retry, never an exception)
-        writeback.deliver_now(settings, engine, lane)
-    return view
-
-
-def assign_incident(settings: Settings, incident_id: int, assignee: str | None, *, actor: str) -> IncidentView:
-    """Give the incident to a Slack user without changing its status (recorded as a note; written back to
-    OpenMetadata for data-quality incidents)."""
-    from bot import writeback
-
-    engine = _reader(settings)
-    now = datetime.now(UTC)
-    with db.session_factory(engine).begin() as session:
-        before = incidents.get_incident(session, incident_id).incident.assignee
-        view = incidents.assign(session, incident_id, assignee, actor=actor, now=now)
-        lane = (
-            writeback.owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
-            if assignee and assignee != before
-            else None
-        )
-    if lane:
-        writeback.deliver_now(settings, engine, lane)
-    return view
 
 
 _checked: set[int] = set()
@@ -282,11 +235,12 @@ def store_engine(settings: Settings) -> Engine | None:
     engine = engine_for(settings)
     if id(engine) not in _checked and (_no_sqlite_file(engine) or db.current_revision(engine) is None):
         return None
-    return _reader(settings)
+    return ready_engine(settings)
 
 
-def _reader(settings: Settings) -> Engine:
-    """The engine of a store that exists and is at the code's schema revision (checked once per engine)."""
+def ready_engine(settings: Settings) -> Engine:
+    """The shared engine of a store that exists and is at the code's schema revision (checked once per engine);
+    DnaBotError, saying to run `dnabot sync` first, while the store is empty."""
     engine = engine_for(settings)
     if id(engine) in _checked:
         return engine
@@ -299,7 +253,7 @@ def _reader(settings: Settings) -> Engine:
 
 
 def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotView:
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         fqn = names.resolve_fqn(session, text)
         view = store.dna_at(session, fqn, at)
@@ -310,14 +264,14 @@ def dna(settings: Settings, text: str, at: datetime | None) -> store.SnapshotVie
 
 
 def timeline(settings: Settings, text: str, since: datetime) -> tuple[str, list[store.ChangeView]]:
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         fqn = names.resolve_fqn(session, text)
         return fqn, store.timeline(session, fqn, since)
 
 
 def blast(settings: Settings, text: str, column: str | None, depth: int | None) -> Any:
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         fqn = names.resolve_fqn(session, text)
         # warm graph in a long-lived process; else (`dnabot blast`) only what is downstream of fqn is read
@@ -349,7 +303,7 @@ def warm_graphs(settings: Settings) -> None:
 
 def runs(settings: Settings, limit: int) -> list[store.RunView]:
     """The last sync runs, their errors masked for every secret (a row stored before masking existed too)."""
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         items = store.last_runs(session, limit)
     secrets = secrets_of(settings)
@@ -435,7 +389,7 @@ def outbox_rows(settings: Settings, status: str | None, limit: int) -> list[Any]
     """The newest outbox rows (all, or of one status), for `dnabot outbox`."""
     from storage import outbox
 
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine)() as session:
         rows = outbox.rows(session, status=status, limit=limit)
     secrets = secrets_of(settings)
@@ -446,6 +400,6 @@ def outbox_requeue(settings: Settings, ids: list[int] | None) -> int:
     """Give dead outbox rows (these ids, or all) a fresh set of attempts."""
     from storage import outbox
 
-    engine = _reader(settings)
+    engine = ready_engine(settings)
     with db.session_factory(engine).begin() as session:
         return outbox.requeue(session, ids, now=datetime.now(UTC))

@@ -19,7 +19,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.routing import router_for
 from bot.settings import Settings
+from bot.slack_client import build_client
 from storage import db, subscriptions, threads
 from storage.errors import DnaBotError
 from storage.incident_views import IncidentView
@@ -103,8 +105,6 @@ DIRECTORY = ChannelDirectory()
 
 def channels_of(settings: Settings, items: Iterable[IncidentView]) -> dict[int, set[str]]:
     """Each incident's channels: its thread's, the routed one and the subscribed ones."""
-    from bot.delivery import router_for  # late: delivery wires the notifier, which imports the listeners' world
-
     items = list(items)
     try:
         router = router_for(settings)
@@ -168,8 +168,6 @@ def _slack(settings: Settings, client: Any, channels: dict[int, set[str]]) -> An
     """The Web API client to ask about channels with (None when none is needed or none can be built)."""
     if client is not None or not any(channels.values()):
         return client
-    from bot.app import build_client  # late: bot.app registers the listeners
-
     try:
         return build_client(settings)
     except DnaBotError:

@@ -1,4 +1,8 @@
-"""Write incident status changes back to OpenMetadata's Incident Manager (`testCaseIncidentStatus`).
+"""Incident status changes, and their write-back to OpenMetadata's Incident Manager (`testCaseIncidentStatus`).
+
+`set_incident_status` and `assign_incident` (behind the CLI and the card buttons) make the change and owe the
+write-back in one transaction, then try it at once by draining its outbox lane (`deliver_now`): they live here,
+above the service layer, because that drain is the outbox drainer's (`bot.notifier`).
 
 Only incidents opened from an OpenMetadata test case (`kind == "test_failing"` with `details.test_fqn` and
 `details.om_incident`) are written back. The write-back is an outbox row (`om_status`) written in the transaction
@@ -20,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from bot import authz
+from bot import authz, services
 from bot.notifier import Notifier, Permanent, Retryable
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings
@@ -91,6 +95,47 @@ def owe(
     return lane
 
 
+def set_incident_status(
+    settings: Settings, incident_id: int, status: str, *, actor: str, reason: str | None = None, **kw: Any
+) -> IncidentView:
+    """Change the status; the card update, the thread reply and any OpenMetadata write-back are owed in the same
+    transaction (the outbox), and the write-back is tried at once."""
+    engine = services.ready_engine(settings)
+    now = datetime.now(UTC)
+    lanes: list[str] = []
+    with db.session_factory(engine).begin() as session:
+        before = incidents.get_incident(session, incident_id).incident
+        view = incidents.set_status(session, incident_id, status, actor=actor, now=now, reason=reason, **kw)
+        if view.status != before.status:
+            lane = owe(session, view, view.status, actor=actor, now=now, reason=reason, comment=kw.get("note"))
+            lanes += [lane] if lane else []
+        assignee = kw.get("assignee")
+        if assignee and assignee != before.assignee and view.assignee == assignee:
+            lane = owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
+            lanes += [lane] if lane and lane not in lanes else []
+    for lane in lanes:  # committed: now tell OpenMetadata (a failure is a note and a retry, never an exception)
+        deliver_now(settings, engine, lane)
+    return view
+
+
+def assign_incident(settings: Settings, incident_id: int, assignee: str | None, *, actor: str) -> IncidentView:
+    """Give the incident to a Slack user without changing its status (recorded as a note; written back to
+    OpenMetadata for data-quality incidents)."""
+    engine = services.ready_engine(settings)
+    now = datetime.now(UTC)
+    with db.session_factory(engine).begin() as session:
+        before = incidents.get_incident(session, incident_id).incident.assignee
+        view = incidents.assign(session, incident_id, assignee, actor=actor, now=now)
+        lane = (
+            owe(session, view, "assigned", actor=actor, now=now, assignee=assignee)
+            if assignee and assignee != before
+            else None
+        )
+    if lane:
+        deliver_now(settings, engine, lane)
+    return view
+
+
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 
 
@@ -112,8 +157,6 @@ class OMUsers:
         return self._cache[user]
 
     def _lookup(self, slack_id: str) -> str | None:
-        from bot import services  # late: services imports this module
-
         email = authz.verified_email(self.settings, slack_id)
         if not email:
             log.warning("no verified email for Slack user %s: not named in OpenMetadata", slack_id)
@@ -181,8 +224,6 @@ def write_back(
 
     Never raises. A transient failure stays in the outbox and is retried; any failure is noted on the incident.
     """
-    from bot import services  # services imports this module: import late
-
     engine = services.engine_for(settings)
     with db.session_factory(engine).begin() as session:
         lane = owe(
@@ -221,8 +262,6 @@ async def _post(
     reason: str | None,
     comment: str | None,
 ) -> IncidentWrite:
-    from bot import services  # services imports this module: import late
-
     async with services.client_for(settings) as client:
         return await client.post_incident_status(
             test_fqn,
@@ -269,8 +308,6 @@ def _redact(settings: Settings, text: str) -> str:
 
 def _note(settings: Settings, incident_id: int, note: str) -> None:
     try:
-        from bot import services
-
         engine = services.engine_for(settings)
         with db.session_factory(engine).begin() as session:
             incidents.add_note(session, incident_id, actor=NOTE_ACTOR, note=note, now=datetime.now(UTC))

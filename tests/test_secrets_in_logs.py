@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, select
 
-from bot import runtime, services
+from bot import runtime, services, writeback
 from bot.actions import ActionId
 from bot.app import build_client
 from bot.blocks import incident_value
@@ -321,7 +321,7 @@ def test_no_secret_reaches_a_log_slack_an_llm_prompt_or_the_store(
         test_incident = next(i for i in services.incidents_list(settings, "open") if i.root_fqn == STG_CUSTOMERS)
         card = next(m for m in slack.parents(CHANNEL) if str(test_incident.id) in json.dumps(m.get("metadata")))
         # OpenMetadata has it Assigned, so ours starts acknowledged: reopen it (nothing is written back for that)
-        test_incident = services.set_incident_status(settings, test_incident.id, "open", actor=ADMIN)
+        test_incident = writeback.set_incident_status(settings, test_incident.id, "open", actor=ADMIN)
         # the write-back reads OpenMetadata's current state first: that read fails
         om.admin("POST", "/admin/faults", {"path_regex": "/testCases/name/", "method": "GET", "status": 500})
         slack.fail("chat.update", status=500, times=1)

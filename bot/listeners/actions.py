@@ -8,10 +8,8 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot import freshness, services
+from bot import freshness, services, writeback
 from bot.actions import SNOOZE_CHOICES, ActionId, ActionValue, decode_value, read_resolve_submission
-from bot.authz import admins as admins  # re-exported: commands reads the admins from here
-from bot.authz import require_admin as require_admin
 from bot.authz import require_incident_rights
 from bot.blocks import (
     card_fallback_text,
@@ -83,7 +81,7 @@ def register(app: App, settings: Settings) -> None:
 
     def change(body: dict[str, Any], client: Any, target: ActionValue, status: str, **kw: Any) -> None:
         adopt(settings, body, target.id)
-        services.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
+        writeback.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
         refresh_card(settings, client, target.id)
 
     @app.action(ActionId.ACK.pattern)
@@ -105,7 +103,7 @@ def register(app: App, settings: Settings) -> None:
         target = allowed(body, "assign")
         assignee = body["actions"][0].get("selected_user")
         adopt(settings, body, target.id)
-        services.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
+        writeback.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
         refresh_card(settings, client, target.id)
 
     @app.action(ActionId.SNOOZE.pattern)
@@ -150,7 +148,7 @@ def register(app: App, settings: Settings) -> None:
             from bot import delivery
 
             delivery.adopt_card(settings, target.id, target.get("ch"), target.get("ts"))
-        services.set_incident_status(
+        writeback.set_incident_status(
             settings, target.id, "resolved", actor=body["user"]["id"], reason=submission.reason, note=submission.comment
         )
         refresh_card(settings, client, target.id)

@@ -14,6 +14,7 @@ from slack_bolt import App
 
 from bot import freshness, services, visibility
 from bot.answers import AnswerPool, Refused
+from bot.authz import admins, require_admin
 from bot.blocks import (
     render_blast,
     render_dna_card,
@@ -24,7 +25,6 @@ from bot.blocks import (
     render_why,
 )
 from bot.blocks_kit import clip, code, esc, message, section, with_note
-from bot.listeners.actions import admins, require_admin
 from bot.listeners.errors import UsageError, reported
 from bot.redact import scrub, secrets_of
 from bot.settings import Settings

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import redact
+from bot.authz import NotAllowed as NotAllowed  # re-exported: raised by the rights checks, told to the user here
 from bot.blocks import render_ambiguous, render_error, render_not_found
 from bot.blocks_kit import esc, message, section
 from bot.timeparse import TimeArgError
@@ -28,10 +29,6 @@ from storage.errors import (
 log = logging.getLogger("dnabot.slack")
 STORE_DOWN = ":floppy_disk: The DNA store cannot be reached right now, so I cannot answer. Try again in a minute."
 TOO_SLOW = ":hourglass: That took too long, so I gave up. Try again in a minute."
-
-
-class NotAllowed(DnaBotError):
-    """The user may not do this (not an admin, not an owner); nothing was changed."""
 
 
 class UsageError(DnaBotError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot import authz, services
+from bot import authz, services, writeback
 from bot.actions import ActionId
 from bot.blocks import incident_value
 from bot.settings import Settings
@@ -81,9 +81,9 @@ def _before(bot, incident_id: int, action: str) -> None:
     """What an admin did first, that the click would undo (the issue's reproduction)."""
     if action == ActionId.ACK:
         until = datetime.now(UTC) + timedelta(hours=4)
-        services.set_incident_status(bot.settings, incident_id, "snoozed", actor=ADMIN, snoozed_until=until)
+        writeback.set_incident_status(bot.settings, incident_id, "snoozed", actor=ADMIN, snoozed_until=until)
     elif action == ActionId.REOPEN:
-        services.set_incident_status(bot.settings, incident_id, "resolved", actor=ADMIN, reason="fixed")
+        writeback.set_incident_status(bot.settings, incident_id, "resolved", actor=ADMIN, reason="fixed")
 
 
 @pytest.mark.parametrize(

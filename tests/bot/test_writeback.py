@@ -50,7 +50,7 @@ def _test_incident(settings: Settings):
     # OpenMetadata has it Assigned, so ours starts acknowledged (mirrored); reopen it here so the tests can act.
     # Reopening writes nothing back: OpenMetadata has no "open" state to post.
     assert incident.status == "acknowledged"
-    return services.set_incident_status(settings, incident.id, "open", actor="U1")
+    return writeback.set_incident_status(settings, incident.id, "open", actor="U1")
 
 
 def _history(om_demo, state_id: str) -> list[dict]:
@@ -80,17 +80,17 @@ def test_acknowledge_then_resolve_are_written_back(settings, om_demo):
     state_id = incident.details["om_incident"]["state_id"]
     before = [r["testCaseResolutionStatusType"] for r in _history(om_demo, state_id)]
 
-    view = services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    view = writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
     assert view.status == "acknowledged"
     rows = _history(om_demo, state_id)
     assert [r["testCaseResolutionStatusType"] for r in rows] == [*before, "Ack"]
     assert rows[-1]["testCaseReference"]["fullyQualifiedName"] == incident.details["test_fqn"]
 
     # the same status again changes nothing, so nothing is posted
-    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
     assert len(_history(om_demo, state_id)) == len(rows)
 
-    services.set_incident_status(
+    writeback.set_incident_status(
         settings, incident.id, "resolved", actor="U1", reason="false_positive", note="the check was wrong"
     )
     last = _history(om_demo, state_id)[-1]
@@ -109,7 +109,7 @@ def test_an_assignee_is_written_back_as_assigned_by_user_id(settings, om_demo):
     state_id = incident.details["om_incident"]["state_id"]
     before = _history(om_demo, state_id)
     assert before[-1]["testCaseResolutionStatusType"] == "Assigned"
-    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
+    writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
     rows = _history(om_demo, state_id)
     # OpenMetadata already has someone on it: an Ack would move it back (older servers refuse it), so only the
     # new assignee is written, as a full user reference (released servers resolve assignees by id)
@@ -137,7 +137,7 @@ def test_an_ack_after_openmetadata_resolved_it_opens_no_new_incident_there(setti
     states = {r["stateId"] for r in om_demo.get(INCIDENT_PATH, limit=1000)["data"]}
     rows = len(_history(om_demo, state_id))
 
-    services.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
+    writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U1", assignee="ana")
     assert len(_history(om_demo, state_id)) == rows
     assert {r["stateId"] for r in om_demo.get(INCIDENT_PATH, limit=1000)["data"]} == states  # no new incident
     notes = _notes(settings, incident.id)
@@ -157,7 +157,7 @@ def test_an_incident_that_is_not_a_test_gets_no_write_back(settings, om_demo):
     rows_before = om_demo.http.get(INCIDENT_PATH, params={"limit": 1000}).json()["paging"]["total"]
     om_demo.admin("POST", "/admin/faults", {"path_regex": "testCaseIncidentStatus", "method": "POST", "status": 500})
 
-    view = services.set_incident_status(settings, others[0].id, "acknowledged", actor="U1")
+    view = writeback.set_incident_status(settings, others[0].id, "acknowledged", actor="U1")
     assert view.status == "acknowledged"
     assert writeback.write_back(settings, view, "resolved", actor="U1") is None
     assert om_demo.http.get(INCIDENT_PATH, params={"limit": 1000}).json()["paging"]["total"] == rows_before
@@ -170,7 +170,7 @@ def test_om_failing_still_moves_the_store_and_leaves_a_note_without_the_token(se
     rows = len(_history(om_demo, state_id))
     om_demo.admin("POST", "/admin/faults", {"path_regex": "testCaseIncidentStatus", "method": "POST", "status": 500})
 
-    view = services.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
+    view = writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U1")
     assert view.status == "acknowledged"
     assert services.incident_detail(settings, incident.id).incident.status == "acknowledged"
     notes = _notes(settings, incident.id)
@@ -275,13 +275,13 @@ def test_slack_users_are_named_as_their_openmetadata_users(settings, om_demo, sl
     state_id = incident.details["om_incident"]["state_id"]
     before = len(_history(om_demo, state_id))
 
-    services.set_incident_status(settings, incident.id, "acknowledged", actor="U0STRANGER", assignee="U0STRANGER")
+    writeback.set_incident_status(settings, incident.id, "acknowledged", actor="U0STRANGER", assignee="U0STRANGER")
     assert [r["testCaseResolutionStatusType"] for r in _history(om_demo, state_id)[before:]] == ["Ack"]
     [note] = _notes(settings, incident.id)
     assert "no OpenMetadata user" in note and "U0STRANGER" in note
 
-    services.assign_incident(settings, incident.id, "U0BENOKAFOR", actor="U0BENOKAFOR")
-    services.set_incident_status(settings, incident.id, "resolved", actor="U0BENOKAFOR", reason="fixed", note="ok")
+    writeback.assign_incident(settings, incident.id, "U0BENOKAFOR", actor="U0BENOKAFOR")
+    writeback.set_incident_status(settings, incident.id, "resolved", actor="U0BENOKAFOR", reason="fixed", note="ok")
     rows = _history(om_demo, state_id)
     assert [r["testCaseResolutionStatusType"] for r in rows[before:]] == ["Ack", "Assigned", "Resolved"]
     assert rows[-2]["testCaseResolutionStatusDetails"]["assignee"]["name"] == "ben"
