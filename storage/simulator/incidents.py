@@ -252,6 +252,6 @@ def _int_or_none(value: str | None) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except ValueError as exc:
         raise SimError(400, f"Invalid number {value}") from exc
