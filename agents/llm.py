@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from agents import metrics
 from agents.config import LLMConfig
@@ -264,7 +264,7 @@ class LLMClient:
         problems = schema_errors(value, schema)
         if problems:
             self._fail(f"LLM answer does not match the schema: {problems[0]}", "schema_mismatch")
-        return value
+        return cast("dict[str, Any]", value)  # checked against `schema`, an object schema (strict mode wants one)
 
     async def chat_with_tools(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], *, max_tokens: int

@@ -74,7 +74,8 @@ class ServerSession:
     ) -> None:
         self.spec = spec
         self.tools: dict[str, types.Tool] = {}  # the last listed, kept while down so calls name the server
-        self.state, self.error = DOWN, spec.problem or "not started"
+        self.state = DOWN
+        self.error: str | None = spec.problem or "not started"
         self.restarts = 0
         self.tried = False  # its first start has settled (up, or failed): nobody waits for a restart's outcome
         self._start_timeout = start_timeout

@@ -6,7 +6,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def _plain(value: Any) -> Any:
@@ -20,9 +23,11 @@ def _plain(value: Any) -> Any:
 
 
 class _Json:
-    def to_dict(self) -> dict[str, Any]:
+    """The `to_dict` of the frozen dataclasses below (a mixin: only dataclasses inherit it)."""
+
+    def to_dict(self: DataclassInstance) -> dict[str, Any]:
         """A JSON-able dict (datetimes as ISO strings, tuples as lists)."""
-        return _plain(asdict(self))  # type: ignore[call-overload]
+        return {k: _plain(v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,8 @@ def _symptoms(
 def _places(kind: str, rows: Sequence[ChangeView], cause: _Cause) -> list[tuple[str, str | None]]:
     """The (entity, column) spots a symptom sits on, to look up in a blast radius."""
     if kind == "pipeline":
-        return [(cause.root_fqn, None)] + [(r.entity_fqn, None) for r in rows]
+        places: list[tuple[str, str | None]] = [(cause.root_fqn, None)]
+        return places + [(r.entity_fqn, None) for r in rows]
     return [(cause.root_fqn, cause.root_column)]
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from agents import analyst, explainer, fixer, observer
 from agents.config import AgentConfig
+from agents.facts import IncidentFacts
 from agents.model import CAUSE_INCIDENT_KINDS, Evidence, Explanation, Hypothesis, IncidentDraft
 from storage import graph as graph_store
 from storage import incidents, logctx, store
@@ -85,7 +86,7 @@ class GenesCache:
 @dataclass
 class _Pending:
     incident_id: int
-    facts: explainer.IncidentFacts
+    facts: IncidentFacts
     queries: list[str]
 
 
@@ -277,7 +278,7 @@ def _open(
     fixes = fixer.propose(
         **_fix_target(draft, cause, hypotheses, upstream), graph=graph, genes_of=genes_of, breaks=draft.breaks
     )
-    facts = explainer.IncidentFacts.from_draft(
+    facts = IncidentFacts.from_draft(
         draft,
         cause=cause,
         hypotheses=hypotheses,

@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from agents import metrics, untrusted
 from agents.config import AgentConfig
@@ -146,8 +146,10 @@ def _pct(value: Any) -> str:
     return f"{float(value or 0):.0%}"
 
 
-def _known(top: dict[str, Any] | None) -> bool:
-    return bool(top) and top.get("cause_fqn") not in (None, "unknown") and float(top.get("confidence") or 0) > 0
+def _known(top: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    if not top:
+        return False
+    return top.get("cause_fqn") not in (None, "unknown") and float(top.get("confidence") or 0) > 0
 
 
 def _cause_lines(top: dict[str, Any], label: str) -> tuple[list[str], list[str]]:

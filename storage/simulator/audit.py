@@ -162,7 +162,7 @@ def _ts(raw: str | None, name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw)
     except ValueError as exc:
         raise SimError(400, f"query param {name} must be a number") from exc
 

@@ -29,9 +29,9 @@ def quality(sim: Simulator, method: str, rest: list[str], q: Mapping[str, str], 
         return incidents(sim, method, rest[1:], q, body)
     if not rest and method == "GET":
         with cat.lock:
-            rows = cat.list_test_cases(include_param(q), q)
-            keys = [(r.name, r.id) for r in rows]
-            return sim.page("testCase", keys, rows, q)
+            cases = cat.list_test_cases(include_param(q), q)
+            keys = [(r.name, r.id) for r in cases]
+            return sim.page("testCase", keys, cases, q)
     return sim.collection("testCase", method, rest, q, body)
 
 

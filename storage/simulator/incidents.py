@@ -126,13 +126,14 @@ class IncidentsMixin(EntitiesMixin):
             if status_type not in INCIDENT_TYPES:
                 raise SimError(400, f"Invalid testCaseResolutionStatusType {status_type}")
             last = self.last_incident.get(rec.fqn)
-            is_open = last is not None and last["testCaseResolutionStatusType"] != "Resolved"
-            if is_open and self.profile.release < FLOW_CHECK_UNTIL:
-                _check_flow(last["testCaseResolutionStatusType"], status_type)  # type: ignore[index]
+            current = last if last is not None and last["testCaseResolutionStatusType"] != "Resolved" else None
+            is_open = current is not None
+            if current is not None and self.profile.release < FLOW_CHECK_UNTIL:
+                _check_flow(current["testCaseResolutionStatusType"], status_type)
             ts = timestamp if timestamp is not None else self.tick()
-            if is_open:
-                state_id = str(last["stateId"])  # type: ignore[index]
-                severity = severity or last.get("severity")  # type: ignore[union-attr]
+            if current is not None:
+                state_id = str(current["stateId"])
+                severity = severity or current.get("severity")
             else:
                 state_id = str(uuid.uuid4())
             if status_type == "Resolved" and resolved_by is None and not from_request:
@@ -252,6 +253,6 @@ def _int_or_none(value: str | None) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except ValueError as exc:
         raise SimError(400, f"Invalid number {value}") from exc

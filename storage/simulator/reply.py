@@ -23,7 +23,7 @@ def int_param(q: Mapping[str, str], name: str, default: int | None) -> int | Non
     if raw in (None, ""):
         return default
     try:
-        return int(raw)  # type: ignore[arg-type]
+        return int(raw)
     except ValueError as exc:
         raise SimError(400, f"query param {name} must be an integer") from exc
 

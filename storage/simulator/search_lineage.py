@@ -202,7 +202,11 @@ def _service_lineage(cat: Catalog, deleted: bool) -> bytes:
         for (src, dst), n in sorted(counts.items()):
             if dst != name or src not in refs:
                 continue
-            edge = {"fromEntity": _service_ref(refs[src]), "source": "ChildAssets", "docId": f"{src}--->{name}"}
+            edge: dict[str, Any] = {
+                "fromEntity": _service_ref(refs[src]),
+                "source": "ChildAssets",
+                "docId": f"{src}--->{name}",
+            }
             edge |= {"docUniqueId": f"{refs[src]['id']}--->{ref['id']}", "assetEdges": n}
             own.append(edge)
             up[edge["docId"]] = dumps({**edge, "toEntity": _service_ref(ref)})

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from storage.om_versions import Profile, profile_for
@@ -336,7 +336,7 @@ class CatalogStore:
         self.subscriptions.publish(rec.etype, raw)
         return event
 
-    def events_json(self, params: dict[str, str | None], timestamp: int) -> bytes:
+    def events_json(self, params: Mapping[str, str | None], timestamp: int) -> bytes:
         """`GET /v1/events`: ascending, inclusive timestamp, only the kinds named in the params."""
         return events_feed(self.events, self._event_ts, params, timestamp)
 

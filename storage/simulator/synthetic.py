@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from storage import fqn as fqnlib
 from storage.simulator.catalog import Catalog
@@ -14,11 +15,11 @@ TYPES = ("BIGINT", "VARCHAR", "TIMESTAMP", "DECIMAL", "BOOLEAN", "DATE", "INT", 
 TEAMS = ("data-platform", "analytics", "finance", "growth")
 
 
-def _columns(count: int, described: bool) -> list[dict[str, object]]:
-    cols: list[dict[str, object]] = [{"name": "id", "dataType": "BIGINT", "constraint": "PRIMARY_KEY"}]
+def _columns(count: int, described: bool) -> list[dict[str, Any]]:
+    cols: list[dict[str, Any]] = [{"name": "id", "dataType": "BIGINT", "constraint": "PRIMARY_KEY"}]
     for j in range(1, count):
         data_type = TYPES[j % len(TYPES)]
-        col: dict[str, object] = {"name": f"c{j:02d}", "dataType": data_type}
+        col: dict[str, Any] = {"name": f"c{j:02d}", "dataType": data_type}
         if data_type == "VARCHAR":
             col["dataLength"] = 64
         if described and j % 4 == 1:

@@ -291,8 +291,11 @@ def _destination(raw: Any, i: int) -> tuple[dict[str, Any], Destination | None]:
     if raw["type"] != "Webhook":
         return doc, None
     endpoint = config.get("endpoint")
-    parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    if (
+        not isinstance(endpoint, str)
+        or (parts := urlsplit(endpoint)).scheme not in ("http", "https")
+        or not parts.netloc
+    ):
         raise SimError(400, f"{where}.config.endpoint must be an http(s) URL")
     method = config.get("httpMethod") or "POST"
     if method not in ("POST", "PUT"):
