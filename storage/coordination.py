@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.db import rowcount
 from storage.models import InboundEvent, Lease, MentionThread, SyncRequest
 
 
@@ -64,7 +65,7 @@ def try_lease(session: Session, name: str, holder: str, *, ttl_seconds: float, n
         .values(renewed_at=now, expires_at=until)
         .execution_options(synchronize_session=False)
     )
-    if renewed.rowcount:
+    if rowcount(renewed):
         return True
     taken = session.execute(
         sa.update(Lease)
@@ -72,7 +73,7 @@ def try_lease(session: Session, name: str, holder: str, *, ttl_seconds: float, n
         .values(holder=holder, acquired_at=now, renewed_at=now, expires_at=until)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount:
+    if rowcount(taken):
         return True
     values = {"name": name, "holder": holder, "acquired_at": now, "renewed_at": now, "expires_at": until}
     return insert_ignore(session, Lease, values)
@@ -83,7 +84,7 @@ def release_lease(session: Session, name: str, holder: str) -> bool:
     result = session.execute(
         sa.delete(Lease).where(Lease.name == name, Lease.holder == holder).execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 SCHEDULER_LEASE = "scheduler"  # held by the replica that runs the sync tick and the daily digest
@@ -126,7 +127,7 @@ def purge_inbound(session: Session, now: datetime) -> int:
         .where(InboundEvent.expires_at < _aware(now))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 # ------------------------------------------------------------------------------------ webhook requests
@@ -162,7 +163,7 @@ def done_sync_requests(session: Session, ids: list[int], *, requested_before: da
     if requested_before is not None:
         stmt = stmt.where(SyncRequest.requested_at <= _aware(requested_before))
     result = session.execute(stmt.execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 # ------------------------------------------------------------------------------------- mention threads
@@ -192,4 +193,4 @@ def purge_threads(session: Session, older_than: datetime) -> int:
         .where(MentionThread.updated_at < _aware(older_than))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0

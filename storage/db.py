@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text, update
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -104,6 +104,12 @@ def make_engine(
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A sessionmaker whose objects stay readable after commit (views are built from them)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched: `Session.execute` of such a statement returns a `CursorResult`, though
+    its type says only `Result`."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 def alembic_config(url: str | URL | None = None) -> Config:
@@ -219,8 +225,8 @@ def _script_revisions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
         values = {m[0]: m[1] or m[2] or None for m in _REVISION_LINE.findall(path.read_text(encoding="utf-8"))}
-        if values.get("revision"):
-            found[values["revision"]] = values.get("down_revision")
+        if revision := values.get("revision"):
+            found[revision] = values.get("down_revision")
     return found
 
 
@@ -338,7 +344,7 @@ def fail_dead_runs(session: Session, *, now: datetime) -> int:
         .values(status="failed", finished_at=now, error=DEAD_RUN_ERROR.format(at=now.isoformat(timespec="seconds")))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 def reap_dead_runs(engine: Engine) -> int | None:

@@ -209,7 +209,9 @@ def _diff_lineage(old: Genes, new: Genes, out: list[ChangeRecord]) -> None:
             o, n = old_edges.get(fqn), new_edges.get(fqn)
             details = {"direction": direction}
             if n is None:
-                out.append(ChangeRecord("lineage_edge_removed", fqn, _edge_summary(o), None, details=details))
+                out.append(
+                    ChangeRecord("lineage_edge_removed", fqn, _edge_summary(old_edges[fqn]), None, details=details)
+                )
             elif o is None:
                 out.append(ChangeRecord("lineage_edge_added", fqn, None, _edge_summary(n), details=details))
             else:
@@ -259,7 +261,7 @@ def _diff_quality(old: Genes, new: Genes, out: list[ChangeRecord]) -> None:
     for fqn in sorted(old_tests.keys() | new_tests.keys()):
         o, n = old_tests.get(fqn), new_tests.get(fqn)
         if n is None:
-            out.append(ChangeRecord("test_removed", fqn, _test_summary(o), None))
+            out.append(ChangeRecord("test_removed", fqn, _test_summary(old_tests[fqn]), None))
             continue
         if o is None:
             out.append(ChangeRecord("test_added", fqn, None, _test_summary(n)))

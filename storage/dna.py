@@ -86,7 +86,8 @@ def columns_from_json(mappings: Sequence[Any] | None) -> ColumnMappings:
 
 def decode(text: str) -> dict[str, Any]:
     """Genes back from their canonical JSON text."""
-    return json.loads(text)
+    genes: dict[str, Any] = json.loads(text)
+    return genes
 
 
 def canonical_json(genes: Mapping[str, Any]) -> str:

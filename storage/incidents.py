@@ -6,7 +6,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -17,9 +17,12 @@ from storage.incident_views import EventView, EvidenceView, IncidentDetailView, 
 from storage.models import Change, Incident, IncidentEvent, IncidentEvidence, IncidentLink
 from storage.trust import TrustNow
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 # The functions below flush but never commit: the caller owns the transaction (one per pipeline run or click).
 
-_V = TypeVar("_V")
+_V = TypeVar("_V", bound="DataclassInstance")
 _OWED_REPLIES = "dnabot_owed_replies"  # session.info: history entries whose thread reply is not owed yet
 BOT = "dnabot"
 STATUSES = ("open", "acknowledged", "snoozed", "resolved")
@@ -41,7 +44,7 @@ def _aware(at: datetime, what: str = "now") -> datetime:
 
 def _as(cls: type[_V], row: object, **extra: Any) -> _V:
     """A view of `row` with the fields `cls` names; copies, so a caller editing a view's dict edits only the view."""
-    names = [f.name for f in fields(cls) if f.name not in extra]  # type: ignore[arg-type]
+    names = [f.name for f in fields(cls) if f.name not in extra]
     return cls(**{name: copy.deepcopy(getattr(row, name)) for name in names}, **extra)
 
 
@@ -49,7 +52,7 @@ def _view(incident: Incident) -> IncidentView:
     return _as(IncidentView, incident)
 
 
-def _incidents() -> sa.Select[tuple[Incident]]:
+def _incidents() -> sa.Select[Incident]:
     # Reload rows already in the session: its objects outlive commits (expire_on_commit=False), and another
     # process (a Slack replica, the scheduler) may have moved the incident since.
     return sa.select(Incident).execution_options(populate_existing=True)
@@ -274,7 +277,7 @@ def set_status(
     if assignee is not None and assignee != incident.assignee:
         incident.assignee = assignee
         data["assignee"] = assignee
-    event = {"reason": reason, "note": note, "data": data}
+    event: dict[str, Any] = {"reason": reason, "note": note, "data": data}
     _transition(session, incident, status, actor=actor, now=now, snoozed_until=snoozed_until, **event)
     return _view(incident)
 
@@ -312,7 +315,7 @@ def add_evidence(session: Session, incident_id: int, items: Iterable[Mapping[str
     """Add evidence items (`Evidence.to_dict()` shapes), skipping any (kind, ref) already there; how many are new."""
     _aware(now)
     incident = _load(session, incident_id)
-    seen = set(
+    seen: set[tuple[str, str]] = set(
         session.execute(
             sa.select(IncidentEvidence.kind, IncidentEvidence.ref).where(IncidentEvidence.incident_id == incident_id)
         )
@@ -398,7 +401,7 @@ def get_incident(session: Session, incident_id: int) -> IncidentDetailView:
     )
 
 
-def _ordered(stmt: sa.Select[tuple[Incident]]) -> sa.Select[tuple[Incident]]:
+def _ordered(stmt: sa.Select[Incident]) -> sa.Select[Incident]:
     # SEV1 first by an explicit rank (unknown severities last), then the newest.
     rank = sa.case({sev: i for i, sev in enumerate(SEVERITIES)}, value=Incident.severity, else_=len(SEVERITIES))
     return stmt.order_by(rank, Incident.opened_at.desc(), Incident.id.desc())

@@ -54,7 +54,8 @@ def _mappings(columns: Any) -> Iterable[tuple[Iterable[str], str]]:
         return ()
     if isinstance(columns[0], Mapping):
         return [(m.get("from") or (), m.get("to") or "") for m in columns]
-    return columns
+    pairs: Iterable[tuple[Iterable[str], str]] = columns  # the tuple form already
+    return pairs
 
 
 class _Side:
@@ -90,7 +91,7 @@ class LineageGraph:
         self._ids: dict[str, int] = {}
         self._fqns: list[str] = []
         self._types: list[str | None] = []
-        self._edge_ends: array = array("i")  # from, to interleaved
+        self._edge_ends: array[int] = array("i")  # from, to interleaved
         self._edge_pipeline: list[str | None] = []
         self._col_ids: dict[Any, int] = {}  # column FQN (or (node, FQN) on a clash) → column id
         self._col_fqns: list[str] = []
@@ -420,7 +421,8 @@ class LineageGraph:
         return sorted(found, key=len)[:limit]
 
     def _flow_path(self, root: int, states: tuple[int, ...]) -> tuple[str, ...]:
-        n, chain = len(self._fqns), []
+        n = len(self._fqns)
+        chain: list[str] = []
         for state in reversed(states):
             node = root if state == VIRTUAL else state if state < n else self._col_node[state - n]
             if not chain or chain[-1] != self._fqns[node]:

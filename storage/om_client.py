@@ -184,7 +184,7 @@ class OpenMetadataClient(QualityMixin):
         """Every non-deleted entity of one `ENTITY_COLLECTIONS` type, cursor-paged; malformed ones skipped."""
         collection, model = _collection(entity_type)
         fields = (await self.version_profile()).fields(entity_type)
-        params = {"fields": fields, "include": INCLUDE, "limit": self.page_size}
+        params: QueryParams = {"fields": fields, "include": INCLUDE, "limit": self.page_size}
         async for item in self._iter_cursor(f"v1/{collection}", params, model, entity_type):
             yield item
 
@@ -294,13 +294,13 @@ class OpenMetadataClient(QualityMixin):
     # ---- people ---------------------------------------------------------------------------------------
     async def iter_users(self) -> AsyncIterator[OMUser]:
         """Every non-deleted user (name, email, displayName), cursor-paged; malformed ones skipped as `people`."""
-        params = {"include": INCLUDE, "limit": self.page_size}
+        params: QueryParams = {"include": INCLUDE, "limit": self.page_size}
         async for user in self._iter_cursor("v1/users", params, OMUser, "people"):
             yield user
 
     async def iter_teams(self) -> AsyncIterator[OMTeam]:
         """Every non-deleted team (name, email, displayName), cursor-paged; malformed ones skipped as `people`."""
-        params = {"include": INCLUDE, "limit": self.page_size}
+        params: QueryParams = {"include": INCLUDE, "limit": self.page_size}
         async for team in self._iter_cursor("v1/teams", params, OMTeam, "people"):
             yield team
 
@@ -472,8 +472,9 @@ def _depth(value: int) -> int:
 def _ref_of(raw: Any) -> str | None:
     if isinstance(raw, dict):
         for key in ("fullyQualifiedName", "id", "name"):
-            if isinstance(raw.get(key), str) and raw[key]:
-                return raw[key]
+            value = raw.get(key)
+            if isinstance(value, str) and value:
+                return value
     return None
 
 

@@ -89,11 +89,11 @@ def parse_lineage(payload: Any) -> tuple[list[LineageEdge], list[LineageProblem]
         except ValidationError as exc:
             problems.append(LineageProblem("edge", f"invalid edge: {exc.error_count()} validation error(s)"))
             continue
-        ends = nodes.get(edge.fromEntity), nodes.get(edge.toEntity)
-        if ends[0] is None or ends[1] is None:
+        from_end, to_end = nodes.get(edge.fromEntity), nodes.get(edge.toEntity)
+        if from_end is None or to_end is None:
             problems.append(LineageProblem(f"{edge.fromEntity}->{edge.toEntity}", "edge UUID not among entity/nodes"))
             continue
-        (from_fqn, from_type), (to_fqn, to_type) = ends
+        (from_fqn, from_type), (to_fqn, to_type) = from_end, to_end
         details = edge.lineageDetails
         columns = _columns(edge)
         key = (from_fqn, to_fqn)

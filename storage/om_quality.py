@@ -18,7 +18,14 @@ from storage.om_http import split_page
 from storage.om_models import TestCase, TestCaseResolutionStatus, TestCaseResult
 
 if TYPE_CHECKING:
-    from storage.om_client import OpenMetadataClient
+    from typing import TypeVar
+
+    from pydantic import BaseModel
+
+    from storage.om_http import OMHttp, QueryParams
+    from storage.om_versions import Profile
+
+    M = TypeVar("M", bound=BaseModel)
 
 INCLUDE = "non-deleted"
 
@@ -26,8 +33,18 @@ INCLUDE = "non-deleted"
 class QualityMixin:
     """Test cases, their results and Incident Manager states (`self` is an `OpenMetadataClient`)."""
 
+    if TYPE_CHECKING:  # what the mixin uses of its host, `OpenMetadataClient` (storage/om_client.py)
+        _http: OMHttp
+        page_size: int
+
+        @property
+        def base_url(self) -> str: ...
+        async def version_profile(self) -> Profile: ...
+        def _iter_cursor(self, path: str, params: QueryParams, model: type[M], kind: str) -> AsyncIterator[M]: ...
+        def _parse(self, model: type[M], kind: str, raw: Any) -> M | None: ...
+
     # ---- data quality ---------------------------------------------------------------------------------
-    async def iter_test_cases(self: OpenMetadataClient, table_fqn: str | None = None) -> AsyncIterator[TestCase]:
+    async def iter_test_cases(self, table_fqn: str | None = None) -> AsyncIterator[TestCase]:
         """Every non-deleted test case (or one table's, its columns' included) with its latest result and open
         incident id; malformed ones skipped."""
         fields = (await self.version_profile()).fields("testCase")
@@ -37,14 +54,14 @@ class QualityMixin:
         async for case in self._iter_cursor("v1/dataQuality/testCases", params, TestCase, "testCase"):
             yield case
 
-    async def test_case_results(self: OpenMetadataClient, fqn: str, start_ts: int, end_ts: int) -> list[TestCaseResult]:
+    async def test_case_results(self, fqn: str, start_ts: int, end_ts: int) -> list[TestCaseResult]:
         """The results of one test case between two epoch-ms timestamps."""
         path = f"v1/dataQuality/testCases/testCaseResults/{url_segment(fqn)}"
         params = {"startTs": start_ts, "endTs": end_ts}
         return [r async for r in self._iter_cursor(path, params, TestCaseResult, "testCaseResult")]
 
     async def incident_statuses(
-        self: OpenMetadataClient, start_ts: int, end_ts: int, latest: bool = True, *, test_fqn: str | None = None
+        self, start_ts: int, end_ts: int, latest: bool = True, *, test_fqn: str | None = None
     ) -> list[TestCaseResolutionStatus]:
         """Incident (test case resolution) statuses in a window; `latest` keeps one row per `stateId`.
 
@@ -68,14 +85,14 @@ class QualityMixin:
             seen_cursors.add(after)
             params["offset"] = after
 
-    async def incident_history(self: OpenMetadataClient, state_id: str) -> list[TestCaseResolutionStatus]:
+    async def incident_history(self, state_id: str) -> list[TestCaseResolutionStatus]:
         """Every status of one incident (`stateId`), oldest first."""
         path = f"v1/dataQuality/testCases/testCaseIncidentStatus/stateId/{url_segment(state_id)}"
         data, _ = split_page(await self._http.get_json(path), path)
         rows = [s for raw in data if (s := self._parse(TestCaseResolutionStatus, "incidentStatus", raw))]
         return sorted(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0))
 
-    async def current_incident(self: OpenMetadataClient, test_fqn: str) -> TestCaseResolutionStatus | None:
+    async def current_incident(self, test_fqn: str) -> TestCaseResolutionStatus | None:
         """The newest status of the test case's latest incident, or None when it never had one."""
         path = f"v1/dataQuality/testCases/name/{url_segment(test_fqn)}"
         body = await self._http.get_json(path, {"fields": "incidentId", "include": INCLUDE})
@@ -89,7 +106,7 @@ class QualityMixin:
         rows = await self.incident_statuses(now_ms - 90 * 86_400_000, now_ms + 86_400_000, test_fqn=test_fqn)
         return max(rows, key=lambda r: (r.timestamp or 0, r.updatedAt or 0), default=None)
 
-    async def user_ref(self: OpenMetadataClient, name: str) -> dict[str, Any] | None:
+    async def user_ref(self, name: str) -> dict[str, Any] | None:
         """The full EntityReference of the OpenMetadata user `name` (`GET /v1/users/name/{name}`), None if unknown.
 
         Released servers resolve an assignee or `resolvedBy` by its `id`; a name alone is refused."""
@@ -104,7 +121,7 @@ class QualityMixin:
         return ref
 
     async def post_incident_status(
-        self: OpenMetadataClient,
+        self,
         test_fqn: str,
         status: str,
         *,
@@ -177,7 +194,7 @@ class IncidentWrite:
     @property
     def already(self) -> bool:
         """OpenMetadata already shows what was asked (nothing worth telling anyone)."""
-        return bool(self.skipped) and self.skipped.startswith(ALREADY)
+        return bool(self.skipped and self.skipped.startswith(ALREADY))
 
 
 ALREADY = "OpenMetadata already shows this"

@@ -122,7 +122,8 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 @cache
 def table() -> dict[str, Any]:
     """The derived per-version table (`om_versions.json`)."""
-    return json.loads(resources.files("storage").joinpath("om_versions.json").read_text("utf-8"))
+    derived: dict[str, Any] = json.loads(resources.files("storage").joinpath("om_versions.json").read_text("utf-8"))
+    return derived
 
 
 def supported(version: str) -> bool:

@@ -21,6 +21,7 @@ import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 PACKAGE = "openmetadata-ingestion"
 # The newest patch wheel of each supported minor release (`pip index versions openmetadata-ingestion`).
@@ -65,6 +66,21 @@ COMMENT = (
 
 class DeriveError(RuntimeError):
     """A wheel could not be fetched or does not hold the expected model."""
+
+
+class Row(TypedDict):
+    """What one wheel says: the JSON properties of each entity type, and the ChangeEvent types."""
+
+    properties: dict[str, list[str]]
+    eventTypes: list[str]
+
+
+class Range(Row):
+    """Consecutive minor releases with identical rows (`first`–`last`), as written to `om_versions.json`."""
+
+    first: str
+    last: str
+    releases: list[str]
 
 
 def minor(release: str) -> str:
@@ -185,7 +201,7 @@ def _read(wheel: zipfile.ZipFile, member: str, release: str) -> str:
         raise DeriveError(f"{PACKAGE}=={release} has no {member}") from None
 
 
-def derive_row(wheel_file: Path, release: str) -> dict[str, object]:
+def derive_row(wheel_file: Path, release: str) -> Row:
     """Properties per entity type and the event types of one wheel."""
     with zipfile.ZipFile(wheel_file) as wheel:
         properties = {
@@ -206,14 +222,14 @@ def table_properties(wheel_file: Path, release: str) -> frozenset[str]:
 # --- merging and reporting ------------------------------------------------------------------------------------------
 
 
-def merge(rows: Iterable[tuple[str, Mapping[str, object]]]) -> list[dict[str, object]]:
+def merge(rows: Iterable[tuple[str, Row]]) -> list[Range]:
     """Consecutive releases (oldest first) with identical rows → one range each."""
-    ranges: list[dict[str, object]] = []
+    ranges: list[Range] = []
     for release, row in rows:
         last = ranges[-1] if ranges else None
         if last is not None and last["properties"] == row["properties"] and last["eventTypes"] == row["eventTypes"]:
             last["last"] = minor(release)
-            last["releases"].append(release)  # type: ignore[union-attr]
+            last["releases"].append(release)
             continue
         ranges.append(
             {
@@ -227,18 +243,18 @@ def merge(rows: Iterable[tuple[str, Mapping[str, object]]]) -> list[dict[str, ob
     return ranges
 
 
-def _label(row: Mapping[str, object]) -> str:
+def _label(row: Range) -> str:
     first, last = row["first"], row["last"]
     return str(first) if first == last else f"{first}–{last}"
 
 
-def differences(ranges: list[dict[str, object]]) -> list[str]:
+def differences(ranges: list[Range]) -> list[str]:
     """A short human summary of what changes between consecutive ranges."""
     lines: list[str] = []
     for old, new in itertools.pairwise(ranges):
         lines.append(f"{_label(old)} → {_label(new)}:")
-        old_props: Mapping[str, list[str]] = old["properties"]  # type: ignore[assignment]
-        new_props: Mapping[str, list[str]] = new["properties"]  # type: ignore[assignment]
+        old_props: Mapping[str, list[str]] = old["properties"]
+        new_props: Mapping[str, list[str]] = new["properties"]
         for etype in ENTITIES:
             before, after = set(old_props.get(etype, ())), set(new_props.get(etype, ()))
             parts = []
@@ -248,7 +264,7 @@ def differences(ranges: list[dict[str, object]]) -> list[str]:
                 parts.append("-" + " -".join(removed))
             if parts:
                 lines.append(f"  {etype}: {' '.join(parts)}")
-        before, after = set(old["eventTypes"]), set(new["eventTypes"])  # type: ignore[arg-type]
+        before, after = set(old["eventTypes"]), set(new["eventTypes"])
         if added := sorted(after - before):
             lines.append(f"  eventTypes: +{' +'.join(added)}")
         if removed := sorted(before - after):
@@ -256,7 +272,7 @@ def differences(ranges: list[dict[str, object]]) -> list[str]:
     return lines
 
 
-def render(ranges: list[dict[str, object]]) -> str:
+def render(ranges: list[Range]) -> str:
     document = {"comment": COMMENT, "inputs": [f"{PACKAGE}=={r}" for r in RELEASES], "ranges": ranges}
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
@@ -280,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(render(ranges), encoding="utf-8")
     print(f"wrote {args.out}: {len(ranges)} ranges from {len(RELEASES)} wheels")
     for row in ranges:
-        print(f"  {_label(row)}: {', '.join(row['releases'])}")  # type: ignore[arg-type]
+        print(f"  {_label(row)}: {', '.join(row['releases'])}")
     for line in differences(ranges):
         print(line)
     verdict = "yes" if "owner" in old and "owners" not in old else "NO"

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, aliased
 
 from storage.coordination import insert_ignore
-from storage.db import session_factory
+from storage.db import rowcount, session_factory
 from storage.models import OutboxMessage
 from storage.redact import scrub
 
@@ -210,7 +210,7 @@ def hand_back(engine: Engine, holder: str, *, attempted: bool = False) -> int:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount or 0
+        return rowcount(result) or 0
 
 
 def _release(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
@@ -352,7 +352,7 @@ def requeue(session: Session, ids: list[int] | None, *, now: datetime) -> int:
             synchronize_session=False
         )
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 def requeue_key(session: Session, key: str, *, now: datetime) -> bool:
@@ -368,7 +368,7 @@ def requeue_key(session: Session, key: str, *, now: datetime) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def purge(session: Session, older_than: datetime) -> int:
@@ -378,7 +378,7 @@ def purge(session: Session, older_than: datetime) -> int:
         .where(OutboxMessage.status.in_((DELIVERED, SKIPPED)), OutboxMessage.delivered_at < _aware(older_than))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 def stats(session: Session, now: datetime) -> OutboxStats:

@@ -24,8 +24,9 @@ from storage.om_client import OpenMetadataClient
 from storage.om_models import ENTITY_COLLECTIONS
 from storage.people import upsert_people
 from storage.redact import scrub
-from storage.sync_fetch import EdgeState, Fetched, Fetcher, Progress
+from storage.sync_fetch import Fetched, Fetcher, Progress
 from storage.sync_lineage import SEARCH_HITS_CAP, LineageSearch
+from storage.sync_lineage_read import EdgeState
 from storage.sync_write import (
     Candidate,
     Current,
@@ -461,8 +462,8 @@ def _genes_for(
             continue
         if fe is not None and fe.partial_genes is not None:
             genes = marshal.loads(fe.partial_genes)  # its lineage was not read this run
-        elif fqn in current and current[fqn].snapshot_id in stored:
-            genes = stored[current[fqn].snapshot_id][0]
+        elif fqn in current and (snapshot_id := current[fqn].snapshot_id) in stored:
+            genes = stored[snapshot_id][0]
         else:
             continue
         if fqn in deleted:

@@ -10,16 +10,17 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from storage import dna, trust
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OpenMetadataError
 from storage.om_client import CONTAINER_TYPES, OpenMetadataClient
 from storage.om_lineage import LineageEdge
-from storage.om_models import ENTITY_COLLECTIONS, EntityBase, TestCase, TestCaseResolutionStatus
+from storage.om_models import ENTITY_COLLECTIONS, EntityBase, Pipeline, TestCase, TestCaseResolutionStatus
 from storage.sync_events import children_of, plan_events, test_target
 from storage.sync_lineage import LineageSearch, lineage_changes
 from storage.sync_lineage_read import CLEAN, GONE, PARTIAL, EdgeState, LineageReader, report_unknown
+from storage.trust import TrustScore
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class FetchedEntity:
     partial_genes: bytes | None  # marshal of the genes built with no lineage (compact, fast; dropped once final)
     genes: str | None = None  # final genes (canonical JSON); None when unchanged since the store's snapshot
     fingerprint: str | None = None  # set once the lineage is in: the entity is final
-    trust: Any = None  # TrustScore of the final genes, when they changed
+    trust: TrustScore | None = None  # of the final genes, when they changed
 
 
 @dataclass
@@ -155,7 +156,8 @@ class Fetcher:
         """Every pipeline with its last run, summarised into `fetched.pipeline_runs` (lineage genes name them)."""
         pipelines = [p async for p in self.client.iter_entities("pipeline")]
         for pipeline in pipelines:
-            fetched.pipeline_runs[pipeline.fullyQualifiedName or pipeline.name] = dna.pipeline_summary(pipeline)
+            run = dna.pipeline_summary(cast(Pipeline, pipeline))  # the "pipeline" collection parses as `Pipeline`
+            fetched.pipeline_runs[pipeline.fullyQualifiedName or pipeline.name] = run
         return pipelines
 
     def add_entity(self, fetched: Fetched, entity: EntityBase, entity_type: str, *, lineage: bool = True) -> None:

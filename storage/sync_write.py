@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from storage import dna, trust
 from storage.diff import ChangeRecord, diff_genes
 from storage.models import Change, Entity, LineageEdge, RawJSON, Snapshot, SyncRun
-from storage.sync_fetch import EdgeState, Fetched
+from storage.sync_fetch import Fetched, FetchedEntity
+from storage.sync_lineage_read import EdgeState
+from storage.trust import TrustScore
 
 BATCH = 500
 
@@ -40,9 +42,9 @@ class Candidate:
 
     fqn: str
     genes: dict[str, Any] | None
-    fetched: Any = None
+    fetched: FetchedEntity | None = None
     fingerprint: str | None = None
-    trust: Any = None
+    trust: TrustScore | None = None
     genes_json: str | None = None  # the canonical JSON of `genes`, when it is at hand (decoded only if needed)
 
     def loaded(self) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def load_live_edges(session: Session) -> dict[tuple[str, str], tuple[int, EdgeSt
     return {(e.from_fqn, e.to_fqn): (e.id, EdgeState.of(e)) for e in rows}
 
 
-def load_snapshots(session: Session, snapshot_ids: Iterable[int]) -> dict[int, tuple[dict[str, Any], int]]:
+def load_snapshots(session: Session, snapshot_ids: Iterable[int | None]) -> dict[int, tuple[dict[str, Any], int]]:
     """Genes and trust score of the given snapshots, read in batches."""
     ids = [i for i in snapshot_ids if i is not None]
     out: dict[int, tuple[dict[str, Any], int]] = {}
@@ -260,7 +262,7 @@ class SyncWriter:
                     "fingerprint": fp,
                     "genes": c.stored(),
                     "trust_score": score.score,
-                    "trust_factors": [f.__dict__ if hasattr(f, "__dict__") else f._asdict() for f in score.factors],
+                    "trust_factors": [f.__dict__ for f in score.factors],  # TrustFactor: a dataclass with no slots
                 }
             )
             old_genes, old_score = old.get(cur.snapshot_id, (None, None)) if cur.snapshot_id else (None, None)
@@ -293,7 +295,7 @@ class SyncWriter:
                 cur.fingerprint, cur.snapshot_id = fp, sid
                 self._pointers_pending = True
                 continue
-            row: dict[str, Any] = {
+            row = {
                 "id": cur.id,
                 "fingerprint": fp,
                 "current_snapshot_id": sid,
@@ -313,8 +315,8 @@ class SyncWriter:
         if change_rows:
             self.session.execute(insert(Change), change_rows)
         self.stats.snapshots_written += len(snap_rows)
-        for c in change_rows:
-            self.stats.changes_by_kind[c["kind"]] += 1
+        for change in change_rows:
+            self.stats.changes_by_kind[change["kind"]] += 1
 
     def _new_entity_row(self, c: Candidate) -> dict[str, Any]:
         fe = c.fetched

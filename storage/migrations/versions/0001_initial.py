@@ -26,7 +26,7 @@ depends_on: str | Sequence[str] | None = None
 FQN = sa.String(length=1024)
 
 
-def _json() -> sa.types.TypeEngine[object]:
+def _json() -> sa.JSON:
     return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
