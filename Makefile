@@ -17,14 +17,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dnabot demo
 
-test: $(STAMP) slack-types mcp  # Python deps, Slack's TypeScript types and the real MCP servers (npm, pinned)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: $(STAMP) slack-types mcp lint  # Python deps, Slack's TypeScript types, the real MCP servers (npm, pinned)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP)  # style, the import contracts (one-way flow, layers, no circles) and the type checker
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -44,7 +44,7 @@ bench-webhook: $(STAMP)  # ARGS="--postgres --rounds 10"
 	$(BIN)/python bench/webhook_bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache dnabot.db dnabot.db-* dnabot.db.*.lock demo-out tests/slack_types/node_modules agents/mcp_servers/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .import_linter_cache dnabot.db dnabot.db-* dnabot.db.*.lock demo-out tests/slack_types/node_modules agents/mcp_servers/node_modules
 
 # Slack's own TypeScript types for tests/bot/test_slack_types.py, pinned in tests/slack_types/package-lock.json
 # (needs Node >= 20 and npm); reinstalled only when the lock changes (`make -B slack-types` forces it).

@@ -10,9 +10,9 @@ from typing import Any
 
 from agents.model import Evidence, Hypothesis
 from agents.provenance import VENDORS
-from storage.fqn import last
-from storage.lineage import LineageGraph
-from storage.store import ChangeView
+from storage.domain.lineage import LineageGraph
+from storage.openmetadata.fqn import last
+from storage.persistence.store import ChangeView
 
 SELF_CAUSED = frozenset({"breaking_schema_change", "lineage_edge_lost", "pipeline_failed", "ownership_lost"})
 SELF_CONFIDENCE = 0.95

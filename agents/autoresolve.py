@@ -9,8 +9,8 @@ from agents import breaks as bk
 from agents.config import AgentConfig
 from agents.model import IncidentLike, incident_fingerprint
 from agents.observer_quality import resolved_note, tests_of
-from storage.lineage import LineageGraph
-from storage.trust import trust_score
+from storage.domain.lineage import LineageGraph
+from storage.domain.trust import trust_score
 
 GenesOf = Callable[[str], "dict[str, Any] | None"]
 _FACT_KEYS = ("change_kind", "old_column", "new_column", "expected_type", "trust_before")

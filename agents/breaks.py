@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.model import Break
-from storage.dna import Edge
-from storage.lineage import BlastRadius, LineageGraph
+from storage.domain.dna import Edge
+from storage.domain.lineage import BlastRadius, LineageGraph
 
 TABLE_LEVEL = "(table-level lineage)"  # last `via` element when no column mapping connects the break
 VISUAL_TYPES = ("dashboard", "chart")

@@ -17,7 +17,7 @@ from agents import untrusted
 from agents.facts import ChangeFacts, IncidentFacts
 from agents.llm import LLMError
 from agents.model import Break, Explanation, FixProposal
-from storage import fqn as fqnlib
+from storage.openmetadata import fqn as fqnlib
 
 if TYPE_CHECKING:
     from agents.llm import LLMClient

@@ -25,7 +25,7 @@ class ChangeFacts:
 
     @classmethod
     def from_view(cls, view: Any) -> ChangeFacts:
-        """From a `storage.store.ChangeView` (or anything with the same attributes)."""
+        """From a `storage.persistence.store.ChangeView` (or anything with the same attributes)."""
         return cls(
             kind=view.kind,
             entity_fqn=view.entity_fqn,

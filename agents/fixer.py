@@ -9,11 +9,11 @@ from typing import Any
 
 from agents import breaks as bk
 from agents.model import Break, FixProposal
-from storage.diff import TYPE_KEYS
-from storage.dna import Edge
-from storage.fqn import FQNError, column_fqn, last, split
-from storage.lineage import LineageGraph
-from storage.store import ChangeView
+from storage.domain.diff import TYPE_KEYS
+from storage.domain.dna import Edge
+from storage.domain.lineage import LineageGraph
+from storage.openmetadata.fqn import FQNError, column_fqn, last, split
+from storage.persistence.store import ChangeView
 
 GenesOf = Callable[[str], "dict[str, Any] | None"]
 NOTE = "This is a proposal: DNA Bot has not run or changed anything."

@@ -1,6 +1,6 @@
 """Prometheus metrics of the agents' outside calls: LLM latency and failures, MCP tool latency, failures, refusals.
 
-They live in the process-wide `prometheus_client` registry, so `bot.metrics.render` exposes them with the rest.
+They live in the process-wide `prometheus_client` registry, so `bot.core.metrics.render` exposes them with the rest.
 Label values are short fixed words (never an error text, which could be long, varied or carry a secret).
 """
 

@@ -114,7 +114,7 @@ class Explanation(_Json):
 
 @runtime_checkable
 class IncidentLike(Protocol):
-    """What the agents read of a stored incident (`storage.incident_views.IncidentView` is one)."""
+    """What the agents read of a stored incident (`storage.persistence.incident_views.IncidentView` is one)."""
 
     @property
     def id(self) -> int: ...

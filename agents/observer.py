@@ -13,9 +13,9 @@ from agents.autoresolve import resolution
 from agents.config import AgentConfig
 from agents.model import Break, IncidentDraft, IncidentLike, incident_fingerprint
 from agents.severity import is_used, severity
-from storage.fqn import build, column_fqn, last, split
-from storage.lineage import LineageGraph
-from storage.store import ChangeView
+from storage.domain.lineage import LineageGraph
+from storage.openmetadata.fqn import build, column_fqn, last, split
+from storage.persistence.store import ChangeView
 
 SCHEMA_KINDS = ("column_removed", "column_renamed", "column_type_changed")
 GenesOf = Callable[[str], "dict[str, Any] | None"]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.model import IncidentLike
-from storage.store import ChangeView
+from storage.persistence.store import ChangeView
 
 OPEN_STATES = frozenset({"New", "Ack", "Assigned"})
 RESOLVED = "Resolved"
@@ -223,7 +223,8 @@ def refreshed(
 
 def results_of(details: Mapping[str, Any] | None, links: Iterable[Any] = ()) -> list[dict[str, Any]]:
     """The failing tests' results an incident shows: those it keeps (for an older incident, its `result`), then
-    those of failing-test symptoms linked to it (a `storage.incident_views.LinkView`), as their sync saw them."""
+    those of failing-test symptoms linked to it (a `storage.persistence.incident_views.LinkView`), as their sync saw
+    them."""
     d = details or {}
     shown = [dict(e) for e in d.get("test_results") or () if isinstance(e, Mapping)]
     if not shown and d.get("test_fqn") and d.get("result"):

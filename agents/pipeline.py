@@ -22,11 +22,12 @@ from agents import analyst, explainer, fixer, observer
 from agents.config import AgentConfig
 from agents.facts import IncidentFacts
 from agents.model import CAUSE_INCIDENT_KINDS, Evidence, Explanation, Hypothesis, IncidentDraft
-from storage import graph as graph_store
-from storage import incidents, logctx, store
-from storage.db import session_factory
-from storage.lineage import LineageGraph
-from storage.models import SyncRun
+from storage import logctx
+from storage.domain.lineage import LineageGraph
+from storage.persistence import graph as graph_store
+from storage.persistence import incidents, store
+from storage.persistence.db import session_factory
+from storage.persistence.models import SyncRun
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from storage import fqn as fqnlib
+from storage.openmetadata import fqn as fqnlib
 
 FENCE_OPEN = "<<<UNTRUSTED"
 FENCE_CLOSE = "<<<END UNTRUSTED>>>"

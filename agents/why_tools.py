@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from agents import analyst, why_incident
 from agents.model import CAUSE_INCIDENT_KINDS
-from storage import graph as graph_store
-from storage import names, store
 from storage.errors import DatasetNotFound
+from storage.persistence import graph as graph_store
+from storage.persistence import names, store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from storage.lineage import LineageGraph
+    from storage.domain.lineage import LineageGraph
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class StoreWhyTools:
             "display_name": (genes.get("entity") or {}).get("display_name"),
             "deleted": view.deleted,
             "taken_at": view.taken_at.isoformat(),
-            "trust_score": trust["score"],  # now: open incidents take points off (storage/trust.py)
+            "trust_score": trust["score"],  # now: open incidents take points off (storage/domain/trust.py)
             "snapshot_trust_score": view.trust_score,
             "columns": [
                 {"name": c.get("name"), "type": c.get("type")} for c in (genes.get("schema") or {}).get("columns", [])
@@ -179,7 +179,7 @@ class StoreWhyTools:
     def _incident_views(self, session: Session, fqn: str) -> list[Any] | None:
         """The incidents on `fqn` this answer may name; None without incident storage."""
         try:
-            from storage.incidents import incidents_for
+            from storage.persistence.incidents import incidents_for
         except ImportError:  # incident storage not installed: answer without it
             return None
         views = incidents_for(session, fqn)
@@ -291,7 +291,7 @@ def _role(change_id: int, ref: dict[str, Any] | None, spent: set[int], healed: s
 def _history(session: Session, incident_id: int) -> tuple[list[Any], list[Any]]:
     """An incident's events and linked changes; empty when the incident store cannot say."""
     try:
-        from storage.incidents import get_incident
+        from storage.persistence.incidents import get_incident
     except ImportError:
         return [], []
     detail = get_incident(session, incident_id)
@@ -299,9 +299,9 @@ def _history(session: Session, incident_id: int) -> tuple[list[Any], list[Any]]:
 
 
 def _trust_now(session: Session, fqn: str, view: Any) -> dict[str, Any]:
-    """The trust score shown now (`storage.incidents.trust_now`: open incidents take points off), as a dict."""
+    """The trust score shown now (`incidents.trust_now`: open incidents take points off), as a dict."""
     try:
-        from storage.incidents import trust_now
+        from storage.persistence.incidents import trust_now
     except ImportError:  # no incident storage: the snapshot's score is all there is
         stored = view.trust_score if view is not None else None
         return {"score": stored, "stored": stored, "penalty": 0, "open_incidents": [], "note": ""}

@@ -45,7 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage.simulator import Catalog, create_app, run_in_thread  # noqa: E402
+from simulator import Catalog, create_app, run_in_thread  # noqa: E402
 from tests.fakes.slack_api import create_app as create_slack_app  # noqa: E402
 from tests.fakes.slack_signing import signed_headers, slash_command  # noqa: E402
 from tests.fakes.slack_state import SlackState  # noqa: E402

@@ -8,7 +8,7 @@ Stores:
 - ≥100k nodes: that store copied under other service names until the lineage graph has 100k nodes or more
   (disjoint copies: one question reaches as much as at 10k; the graph, the entity table and the version check
   are ten times larger).
-Figures on each store, through the service layer the Slack listeners call (`bot.services`):
+Figures on each store, through the service layer the Slack listeners call (`bot.core.services`):
 - graph build: the old way (ORM rows, every edge's JSON, `LineageGraph.build`) and the new one (`graph.graph_at`);
 - `/dna blast <table> [column]`: warm (the process keeps the graph, as the Slack app does), p50/p95 over `--calls`
   questions on a rotation of tables and columns, and the old per-question path (a whole graph read each time);
@@ -46,12 +46,12 @@ import sqlalchemy as sa  # noqa: E402
 
 from agents import why as why_agent  # noqa: E402
 from agents.why_tools import StoreWhyTools  # noqa: E402
-from bot import heap, services  # noqa: E402
-from bot.settings import Settings, agent_config  # noqa: E402
-from storage import db, graph, names, store  # noqa: E402
+from bot.core import heap, services  # noqa: E402
+from bot.core.settings import Settings, agent_config  # noqa: E402
+from storage.domain.lineage import LineageGraph  # noqa: E402
 from storage.errors import ColumnNotFound  # noqa: E402
-from storage.lineage import LineageGraph  # noqa: E402
-from storage.models import LineageEdge  # noqa: E402
+from storage.persistence import db, graph, names, store  # noqa: E402
+from storage.persistence.models import LineageEdge  # noqa: E402
 
 TOKEN = "bench-token"
 TABLES = 10_000
@@ -266,7 +266,7 @@ def bench(path: Path, calls: int, label: str) -> dict[str, Any]:
     out["warm_up_s"] = round(time.perf_counter() - began, 3)
     nw = cycle(whys)  # side by side: the same questions with every full GC pass walking the whole heap
     out["warm_why_unfrozen"] = ms(timed(lambda: asyncio.run(services.why(settings, nw(), None)), calls))
-    heap.keep_long_lived_out_of_full_collections()  # as `serve` does once started (`bot/heap.py`)
+    heap.keep_long_lived_out_of_full_collections()  # as `serve` does once started (`bot/core/heap.py`)
     nb, nw = cycle(blasts), cycle(whys)
     out["warm_blast"] = ms(timed(lambda: services.blast(settings, *nb(), None), calls))
     out["warm_why"] = ms(timed(lambda: asyncio.run(services.why(settings, nw(), None)), calls))

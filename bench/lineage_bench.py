@@ -5,7 +5,7 @@ no lineage events) in its own process, a full sync fills a throwaway SQLite stor
 `ROUNDS` each (one fresh client per measurement, requests and bytes from its counters):
 - (a) one whole-graph read, `GET /api/v1/lineage/getPlatformLineage?view=all` (`OpenMetadataClient.
   platform_lineage`, JSON decoded and resolved to edges), then its comparison with the store's live edges
-  (`storage.sync_lineage.compare`): documents, how many the answer covers, whether it hit the 10,000 cap;
+  (`storage.sync.lineage.compare`): documents, how many the answer covers, whether it hit the 10,000 cap;
 - (b) the per-entity slice of the default sweep (`sweep_size` of `SyncOptions()`), `GET /api/v1/lineage/{type}/
   name/{fqn}` each, at the client's concurrency;
 - (c) a full per-entity lineage pass over every entity the store knows;
@@ -41,12 +41,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage import db, store  # noqa: E402
-from storage import fqn as fqnlib  # noqa: E402
-from storage.om_client import OpenMetadataClient  # noqa: E402
-from storage.sync import SyncOptions, run_sync, sweep_size, sweep_slice  # noqa: E402
-from storage.sync_fetch import EdgeState  # noqa: E402
-from storage.sync_lineage import compare  # noqa: E402
+from storage.openmetadata import fqn as fqnlib  # noqa: E402
+from storage.openmetadata.client import OpenMetadataClient  # noqa: E402
+from storage.persistence import db, store  # noqa: E402
+from storage.sync.fetch import EdgeState  # noqa: E402
+from storage.sync.lineage import compare  # noqa: E402
+from storage.sync.run import SyncOptions, run_sync, sweep_size, sweep_slice  # noqa: E402
 
 TOKEN = "bench-token"
 VERSION = "1.13.6"

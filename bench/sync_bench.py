@@ -45,11 +45,11 @@ from sqlalchemy import Engine, Row, create_engine, func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage import fqn as fqnlib  # noqa: E402
-from storage import om_versions  # noqa: E402
-from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun  # noqa: E402
-from storage.om_models import ENTITY_COLLECTIONS  # noqa: E402
-from storage.sync import SyncOptions, sweep_size  # noqa: E402
+from storage.openmetadata import fqn as fqnlib  # noqa: E402
+from storage.openmetadata import versions as om_versions  # noqa: E402
+from storage.openmetadata.models import ENTITY_COLLECTIONS  # noqa: E402
+from storage.persistence.models import Change, Entity, LineageEdge, Snapshot, SyncRun  # noqa: E402
+from storage.sync.run import SyncOptions, sweep_size  # noqa: E402
 
 TOKEN = "bench-token"
 PAGE_SIZE = 500
@@ -58,7 +58,7 @@ ROUNDS = 3  # floor and full sync, interleaved, best of each
 V2 = "2.0.7"
 SWEEP = SyncOptions()  # the defaults a deployment runs with (interval, sweep period, minimum slice)
 NO_FULL_REFRESH = str(10**9)  # DNABOT_FULL_REFRESH_SECONDS: the incremental ticks never turn into a full run
-REMOVED = "lineage_edge_removed"  # the change kind of a removed edge (storage/diff.py)
+REMOVED = "lineage_edge_removed"  # the change kind of a removed edge (storage/domain/diff.py)
 
 
 def simulator_has_versions() -> bool:

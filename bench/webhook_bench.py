@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage.fqn import url_segment  # noqa: E402
-from storage.simulator import Catalog, run_in_thread  # noqa: E402
+from simulator import Catalog, run_in_thread  # noqa: E402
+from storage.openmetadata.fqn import url_segment  # noqa: E402
 from tests.e2e.replicas import ReplicaSet, wait_until  # noqa: E402
 from tests.e2e.test_replicas import incident_cards  # noqa: E402
 from tests.e2e.test_webhook_replicas import WEBHOOK_SECRET  # noqa: E402

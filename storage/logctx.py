@@ -2,7 +2,7 @@
 
 `with logctx.bind(sync_id=run.id):` makes the id visible to `current()` for the rest of the block, in this
 thread or task and in the tasks it starts (contextvars are copied into new asyncio tasks and into Starlette's
-thread pool); the previous ids come back when the block ends. The log formatter (`bot.logs`) adds them to
+thread pool); the previous ids come back when the block ends. The log formatter (`bot.core.logs`) adds them to
 each record, so storage and agents code can bind ids without knowing how logs are written.
 """
 

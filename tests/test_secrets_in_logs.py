@@ -28,16 +28,18 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, select
 
-from bot import runtime, services, writeback
-from bot.actions import ActionId
-from bot.app import build_client
 from bot.blocks import incident_value
-from bot.http import create_http_app
-from bot.logs import configure_logging
-from bot.settings import get_settings
-from storage.db import make_engine
-from storage.fqn import url_segment
-from storage.simulator import Catalog, run_in_thread
+from bot.core import services
+from bot.core.actions import ActionId
+from bot.core.logs import configure_logging
+from bot.core.settings import get_settings
+from bot.delivery import writeback
+from bot.runtime import serve as runtime
+from bot.runtime.http import create_http_app
+from bot.slack.app import build_client
+from simulator import Catalog, run_in_thread
+from storage.openmetadata.fqn import url_segment
+from storage.persistence.db import make_engine
 from tests.fakes.mcp_servers import REPO_ROOT, read_events
 from tests.fakes.omserver import start_server
 from tests.fakes.slack_signing import app_mention_event, block_action, signed_headers, slash_command
@@ -356,7 +358,7 @@ def test_no_secret_reaches_a_log_slack_an_llm_prompt_or_the_store(
     assert all(SECRETS["SLACK_BOT_TOKEN"] in c.headers.get("authorization", "") for c in slack.calls())
     assert any(e["event"] == "start" and e["flavor"] == "crash" for e in read_events(record))
     out, err = capfd.readouterr()
-    assert '"logger": "storage.sync"' in err  # DNA Bot's own handler wrote its JSON lines to stderr
+    assert '"logger": "storage.sync.run"' in err  # DNA Bot's own handler wrote its JSON lines to stderr
     sys.stdout.write(out[-2000:])  # keep a tail visible when the test fails
     leaks = leaks_in("log record", all_logs.capture.lines)
     # Before masking, only libraries may log a secret (a token in a configured URL); DNA Bot's own code never.

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.dna import Edge
-from storage.lineage import LineageGraph
-from storage.store import ChangeView
+from storage.domain.dna import Edge
+from storage.domain.lineage import LineageGraph
+from storage.persistence.store import ChangeView
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

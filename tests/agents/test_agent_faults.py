@@ -20,7 +20,7 @@ from agents.llm import LLMClient
 from agents.mcp import MCPToolbox
 from agents.mcp_config import ServerSpec
 from agents.why_tools import StoreWhyTools
-from storage.db import make_engine, session_factory
+from storage.persistence.db import make_engine, session_factory
 from tests.agents.test_pipeline import STG_ORDERS, detail, rename, sync_and_process
 from tests.agents.test_pipeline_words import process_with
 from tests.fakes.mcp_servers import stdio_spec

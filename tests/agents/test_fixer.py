@@ -140,7 +140,7 @@ def test_a_rename_with_odd_names_gets_quoted_sql():
 
 
 def bk_edge(src, src_col, dst, dst_col):
-    from storage.dna import Edge
+    from storage.domain.dna import Edge
 
     return Edge(
         src,

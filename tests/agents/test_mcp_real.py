@@ -25,8 +25,8 @@ from agents import mcp_runtime, why
 from agents.llm import LLMClient, LLMConfig
 from agents.mcp import MCPToolbox
 from agents.mcp_config import SERVERS_DIR, MCPConfigError, ServerSpec, installed_bin, load_servers
-from bot import services
-from bot.settings import Settings, agent_config, mcp_options
+from bot.core import services
+from bot.core.settings import Settings, agent_config, mcp_options
 from tests.agents.test_pipeline import rename
 from tests.agents.test_why import FINAL, MART, MemoryTools
 from tests.e2e.replicas import wait_until

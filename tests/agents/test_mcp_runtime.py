@@ -23,8 +23,8 @@ from agents.config import AgentConfig
 from agents.mcp import MCPToolbox
 from agents.mcp_config import MCPOptions, load_servers
 from agents.pipeline import PipelineResult
-from bot.logs import configure_logging
-from bot.settings import Settings, agent_config, mcp_options
+from bot.core.logs import configure_logging
+from bot.core.settings import Settings, agent_config, mcp_options
 from tests.e2e.replicas import wait_until
 from tests.fakes.mcp_servers import REPO_ROOT, read_events, stdio_spec
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from agents.config import AgentConfig
 from agents.pipeline import PipelineResult, process_run
-from storage import incidents
-from storage.db import make_engine, session_factory
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import incidents
+from storage.persistence.db import make_engine, session_factory
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
 ORDERS_TEST = "warehouse.shop.analytics.orders.status.status_in_accepted_set"

@@ -11,9 +11,9 @@ from agents.config import AgentConfig, LLMConfig
 from agents.llm import LLMClient
 from agents.mcp import MCPToolbox
 from agents.pipeline import PipelineResult, process_run
-from storage import incidents
-from storage.db import make_engine, session_factory
-from storage.models import Incident
+from storage.persistence import incidents
+from storage.persistence.db import make_engine, session_factory
+from storage.persistence.models import Incident
 from tests.agents.test_pipeline import STG_ORDERS, detail, rename, sync_and_process
 from tests.fakes.mcp_servers import stdio_spec
 

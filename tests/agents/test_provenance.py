@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from agents import why, why_tools
 from agents.llm import LLMClient, LLMConfig
 from agents.provenance import Provenance, normalise_url
-from bot.settings import agent_config
-from storage import db
+from bot.core.settings import agent_config
+from storage.persistence import db
 from tests.agents.test_mcp_real import real_toolbox, settings_for
 from tests.agents.test_why import MART, NOW, RAW, STG, Builder, MemoryTools, config, llm_for, tool_messages
 from tests.fakes.llm import FakeLLM
@@ -257,9 +257,9 @@ def renamed_store(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> why_tools.
         b.edge(STG, MART)
         b.change(RAW, "column_renamed", "amount", "amount", EXTRACT_INJECTION, 1)
         session.commit()
-    fake = types.ModuleType("storage.incidents")
+    fake = types.ModuleType("storage.persistence.incidents")
     fake.incidents_for = lambda session, fqn: []  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "storage.incidents", fake)
+    monkeypatch.setitem(sys.modules, "storage.persistence.incidents", fake)
     return why_tools.StoreWhyTools(factory, now=lambda: NOW)
 
 

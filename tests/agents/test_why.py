@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from agents import why, why_tools
 from agents.config import AgentConfig, LLMConfig
 from agents.llm import LLMClient
-from storage import db
 from storage.errors import AmbiguousDataset, DatasetNotFound
-from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
+from storage.persistence import db
+from storage.persistence.models import Change, Entity, LineageEdge, Snapshot, SyncRun
 
 if TYPE_CHECKING:
     from tests.fakes.llm import FakeLLM
@@ -390,13 +390,13 @@ def store_tools(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[why_to
             "old": b.change(RAW, "column_removed", "legacy", {"type": "INT"}, None, 30),
         }
         session.commit()
-    fake = types.ModuleType("storage.incidents")
+    fake = types.ModuleType("storage.persistence.incidents")
     fake.incidents_for = lambda session, fqn: [  # type: ignore[attr-defined]
         {"id": 7, "kind": "breaking_schema_change", "severity": "SEV2", "status": "open", "title": "amount renamed",
          "root_fqn": RAW, "opened_at": NOW},
         {"id": 3, "kind": "test_failing", "severity": "SEV3", "status": "resolved", "title": "old", "root_fqn": MART},
     ]  # fmt: skip
-    monkeypatch.setitem(sys.modules, "storage.incidents", fake)
+    monkeypatch.setitem(sys.modules, "storage.persistence.incidents", fake)
     return why_tools.StoreWhyTools(factory, now=lambda: NOW), ids
 
 
@@ -438,7 +438,7 @@ def test_without_incident_storage_the_rules_answer_says_what_is_missing(
     store_tools: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tools, _ids = store_tools
-    monkeypatch.setitem(sys.modules, "storage.incidents", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "storage.persistence.incidents", None)  # import now raises ImportError
     facts = tools.rules_answer(MART, "why?")
     assert (facts["incidents"], facts["degraded"]) == ([], ["incident history unavailable"])
     assert tools.incidents(MART) == {"fqn": MART, "available": False, "incidents": []}

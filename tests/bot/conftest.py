@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.settings import Settings, get_settings
+from bot.cli import commands as cli
+from bot.core.settings import Settings, get_settings
 
 NO_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TAVILY_API_KEY", "BRIGHTDATA_API_TOKEN", "DNABOT_MCP_CONFIG")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot import authz
-from bot.listeners.errors import NotAllowed
-from bot.settings import Settings
+from bot.core import authz
+from bot.core.settings import Settings
+from bot.slack.listeners.errors import NotAllowed
 
 
 def settings_for(slack_api, admins: str) -> Settings:

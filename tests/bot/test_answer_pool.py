@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bot import answers, services
-from bot.http import create_http_app
-from bot.listeners.mentions import PLACEHOLDER
-from bot.settings import get_settings
-from storage.simulator import run_in_thread
+from bot.core import answers, services
+from bot.core.settings import get_settings
+from bot.runtime.http import create_http_app
+from bot.slack.listeners.mentions import PLACEHOLDER
+from simulator import run_in_thread
 from tests.bot.test_app_http import SECRET, Bot, texts
 from tests.e2e.replicas import wait_until
 from tests.fakes.slack_signing import app_mention_event, slash_command

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot import services
 from bot.blocks import incident_value, render_incident_card
-from bot.http import create_http_app
-from bot.settings import Settings, get_settings
-from storage.fqn import url_segment
-from storage.simulator import run_in_thread
+from bot.core import services
+from bot.core.settings import Settings, get_settings
+from bot.runtime.http import create_http_app
+from simulator import run_in_thread
+from storage.openmetadata.fqn import url_segment
 from tests.fakes.slack import SlackAPI
 from tests.fakes.slack_signing import app_home_opened, signed_headers, slash_command
 

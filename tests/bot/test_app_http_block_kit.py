@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.actions import ActionId
-from storage.fqn import url_segment
+from bot.core.actions import ActionId
+from storage.openmetadata.fqn import url_segment
 from tests.bot import test_app_http
 from tests.bot.test_app_http import ADMIN, STG_ORDERS, texts
 from tests.fakes.slack_signing import app_mention_event, block_action, slash_command

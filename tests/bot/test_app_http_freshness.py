@@ -14,12 +14,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bot import services
-from bot.http import create_http_app
-from bot.settings import Settings, get_settings
-from storage import coordination, db
-from storage.models import SyncRun
-from storage.simulator import run_in_thread
+from bot.core import services
+from bot.core.settings import Settings, get_settings
+from bot.runtime.http import create_http_app
+from simulator import run_in_thread
+from storage.persistence import coordination, db
+from storage.persistence.models import SyncRun
 from tests.bot.test_app_http import ADMIN, SECRET, STG_ORDERS, Bot, texts
 from tests.fakes.slack_signing import app_home_opened, app_mention_event, slash_command
 

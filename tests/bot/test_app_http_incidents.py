@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from bot import services
-from bot.actions import ActionId
+from bot.core import services
+from bot.core.actions import ActionId
 from tests.bot import test_app_http
 from tests.bot.test_app_http import ADMIN, STG_ORDERS, texts
 from tests.fakes.slack_signing import app_mention_event, block_action, slash_command, view_submission

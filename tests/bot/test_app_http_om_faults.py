@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.http import create_http_app
-from storage.simulator import run_in_thread
+from bot.runtime.http import create_http_app
+from simulator import run_in_thread
 from tests.bot import test_app_http
 from tests.bot.test_app_http import ADMIN, STG_ORDERS, Bot, texts
 from tests.fakes.slack_signing import app_mention_event, slash_command

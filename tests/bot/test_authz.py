@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from bot import authz, services, writeback
-from bot.actions import ActionId
 from bot.blocks import incident_value
-from bot.settings import Settings
-from storage import subscriptions
-from storage.db import session_factory
+from bot.core import authz, services
+from bot.core.actions import ActionId
+from bot.core.settings import Settings
+from bot.delivery import writeback
+from storage.persistence import subscriptions
+from storage.persistence.db import session_factory
 from tests.bot import test_app_http
 from tests.bot.test_app_http import ADMIN, STG_ORDERS, texts
 from tests.fakes.slack_signing import block_action, slash_command, view_submission

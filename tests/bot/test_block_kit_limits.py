@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from agents.why import WhyAnswer
-from bot.actions import ActionId, decode_value
 from bot.blocks import (
     render_app_home,
     render_blast,
@@ -23,7 +22,7 @@ from bot.blocks import (
     render_simulation,
     render_why,
 )
-from bot.blocks_kit import (
+from bot.blocks.kit import (
     MESSAGE_BLOCKS,
     MESSAGE_TEXT,
     clip,
@@ -36,9 +35,10 @@ from bot.blocks_kit import (
     text_units,
     units,
 )
-from storage.incident_views import IncidentDetailView
-from storage.lineage import BlastRadius, Impact
-from storage.store import SnapshotView
+from bot.core.actions import ActionId, decode_value
+from storage.domain.lineage import BlastRadius, Impact
+from storage.persistence.incident_views import IncidentDetailView
+from storage.persistence.store import SnapshotView
 from tests.bot.test_blocks import BREAKS, DETAILS, FIX, NOW, ROOT, make_incident
 from tests.bot.test_blocks import run as sync_run
 from tests.bot.test_freshness import view as fresh

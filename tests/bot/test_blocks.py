@@ -11,7 +11,6 @@ from urllib.parse import unquote
 import pytest
 
 from agents.why import WhyAnswer
-from bot.actions import ActionId, decode_value, encode_value, read_resolve_submission
 from bot.blocks import (
     HELP,
     render_ambiguous,
@@ -31,12 +30,13 @@ from bot.blocks import (
     render_timeline,
     render_why,
 )
-from bot.blocks_text import BUILDER, blocks_to_text, builder_url
-from storage.coordination import LeaseView
-from storage.incident_views import EventView, EvidenceView, IncidentDetailView, IncidentView, LinkView
-from storage.lineage import BlastRadius, ColumnImpact, Impact
-from storage.outbox import OutboxStats
-from storage.store import ChangeView, RunView, SnapshotView
+from bot.blocks.text import BUILDER, blocks_to_text, builder_url
+from bot.core.actions import ActionId, decode_value, encode_value, read_resolve_submission
+from storage.domain.lineage import BlastRadius, ColumnImpact, Impact
+from storage.persistence.coordination import LeaseView
+from storage.persistence.incident_views import EventView, EvidenceView, IncidentDetailView, IncidentView, LinkView
+from storage.persistence.outbox import OutboxStats
+from storage.persistence.store import ChangeView, RunView, SnapshotView
 from tests.bot.test_freshness import view as fresh
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from storage.fqn import url_segment
+from storage.openmetadata.fqn import url_segment
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
 

@@ -15,15 +15,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.logs import Redactor
-from bot.settings import get_settings
-from bot.terminal_text import Name, mrkdwn
-from storage.om_http import OMHttp
+from bot.cli import commands as cli
+from bot.cli.terminal_text import Name, mrkdwn
+from bot.core.logs import Redactor
+from bot.core.settings import get_settings
+from storage.openmetadata.http import OMHttp
 from storage.redact import mask_secrets, scrub
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("slack_bolt", "slack_sdk", "alembic", "sqlalchemy", "httpx", "agents", "storage.sync", "bot.services")
+HEAVY = ("slack_bolt", "slack_sdk", "alembic", "sqlalchemy", "httpx", "agents", "storage.sync.run", "bot.core.services")
 NO_DATA = {"serve", "simulator", "demo"}  # they run a server or the demo's story: nothing for a script to read
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
 
@@ -47,7 +47,7 @@ def test_help_of_every_command_imports_nothing_heavy():
         "import json, sys\n"
         "import typer\n"
         "from typer.testing import CliRunner\n"
-        "from bot import cli\n"
+        "from bot.cli import commands as cli\n"
         "names = sorted(typer.main.get_command(cli.app).commands)\n"
         "runner = CliRunner()\n"
         "for args in [['--help'], ['--version'], *[[n, '--help'] for n in names]]:\n"
@@ -177,7 +177,7 @@ def test_json_of_every_incident_move(dnabot, om_demo):
 @pytest.fixture
 def failing_runs(monkeypatch):
     """`dnabot runs` hits a bug whose message carries the configured OpenMetadata token."""
-    from bot import services
+    from bot.core import services
 
     def broken(settings, limit):
         raise RuntimeError(f"cursor gone while reading with {settings.openmetadata_token.get_secret_value()}\nsecond")

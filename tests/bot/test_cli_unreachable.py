@@ -8,8 +8,8 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.settings import get_settings
+from bot.cli import commands as cli
+from bot.core.settings import get_settings
 from tests.storage.test_om_unreachable import refused_url, web_page
 
 __all__ = ["refused_url", "web_page"]  # fixtures used below

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot import demo
-from bot.settings import get_settings
+from bot.cli import demo
+from bot.core.settings import get_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -13,11 +13,11 @@ import yaml
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.doctor_remote import BOT_SCOPES, check_openmetadata
-from bot.preflight import BOT_TOKEN_FIX, SIGNING_FIX
-from bot.settings import Settings, get_settings
-from storage import db
+from bot.cli import commands as cli
+from bot.core.doctor_remote import BOT_SCOPES, check_openmetadata
+from bot.core.preflight import BOT_TOKEN_FIX, SIGNING_FIX
+from bot.core.settings import Settings, get_settings
+from storage.persistence import db
 from tests.fakes.omserver import PROFILE_VERSIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -337,7 +337,7 @@ def test_a_setting_out_of_range_is_named_without_its_value(doctor):
 
 
 def test_the_store_checks_on_sqlite_and_postgresql(db_url):
-    from bot.doctor import check_database
+    from bot.core.doctor import check_database
 
     checks = check_database(Settings(_env_file=None, DATABASE_URL=db_url))
     assert [(c.name, c.status) for c in checks] == [("database", "ok"), ("database schema", "ok")]
@@ -355,7 +355,7 @@ def test_an_unreachable_postgresql_is_named_with_its_password_masked(doctor):
 
 
 def test_a_check_that_breaks_is_one_line_not_a_traceback(doctor, monkeypatch):
-    from bot import doctor_remote
+    from bot.core import doctor_remote
 
     def broken(settings):
         raise RuntimeError("the Slack SDK changed under us")

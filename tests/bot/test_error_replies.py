@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot import redact
-from bot.listeners.errors import reply_for
-from bot.settings import Settings
+from bot.core import redact
+from bot.core.settings import Settings
+from bot.slack.listeners.errors import reply_for
 from storage.errors import OMUnavailable
 
 

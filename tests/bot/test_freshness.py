@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import freshness
-from bot.redact import scrub, secrets_of
-from storage import db
-from storage.models import SyncRun
-from storage.store import FreshnessView, RunView
+from bot.core import freshness
+from bot.core.redact import scrub, secrets_of
+from storage.persistence import db
+from storage.persistence.models import SyncRun
+from storage.persistence.store import FreshnessView, RunView
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
 OM_503 = (

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bot.actions import ActionId
-from bot.listeners.mentions import PLACEHOLDER
+from bot.core.actions import ActionId
+from bot.slack.listeners.mentions import PLACEHOLDER
 from tests.bot import test_app_http
 from tests.bot.test_app_http import texts
 from tests.fakes.slack_signing import FORM, JSON, app_mention_event, block_action, slash_command
@@ -157,7 +157,7 @@ def test_a_command_that_fails_after_its_ack_is_still_acked_200_at_once(bot):
             if ack.status_code != 200 or seconds > ACK_SECONDS:
                 bad.setdefault(text, []).append(f"#{attempt}: HTTP {ack.status_code} after {seconds:.1f}s")
     assert not bad, (
-        "BUG (bot/listeners/commands.py dna_command): an error raised after ack() reaches Bolt's thread runner, "
+        "BUG (bot/slack/listeners/commands.py dna_command): an error raised after ack() reaches Bolt's thread runner, "
         "which resets the ack (slack_bolt/listener/thread_runner.py, `ack.response = response` with response None "
         f"or 500): the HTTP answer becomes a 404 after 3 s or a 500, at random. Seen: {bad}"
     )
@@ -183,14 +183,14 @@ def test_a_refused_button_click_is_still_acked_200_at_once(bot):
         assert "only DNA Bot admins" in texts(refusal["blocks"])
         if ack.status_code != 200 or seconds > ACK_SECONDS:
             bad.append(f"#{attempt}: HTTP {ack.status_code} after {seconds:.1f}s")
-    assert not bad, f"BUG (bot/listeners/actions.py): a refusal raised after ack() spoils the ack: {bad}"
+    assert not bad, f"BUG (bot/slack/listeners/actions.py): a refusal raised after ack() spoils the ack: {bad}"
 
 
 @pytest.mark.parametrize("span", ["110000w", "10000000000d", "99999999999999999999s", "9999999999999h"])
 def test_an_absurd_time_span_gets_a_hint_not_an_internal_error(bot, span):
     _, _, reply = command(bot, f"timeline stg_orders {span}")
     assert GENERIC_ERROR not in _readable(reply), (
-        f"BUG (bot/timeparse.py parse_span/parse_since): `{span}` overflows datetime/timedelta (OverflowError) "
+        f"BUG (bot/core/timeparse.py parse_span/parse_since): `{span}` overflows datetime/timedelta (OverflowError) "
         f"instead of a TimeArgError hint: {_readable(reply)[:200]}"
     )
     assert "span" in _readable(reply)
@@ -208,6 +208,6 @@ def test_a_body_slack_never_sends_is_refused_not_a_500(bot, body, content_type, 
         headers = {"content-type": content_type}
         response = bot.http.post(f"{bot.url}/slack/events", content=body.encode(), headers=headers)
     assert response.status_code < 500, (
-        f"BUG (bot/http.py slack_events): BoltRequest parses the body before the signature check and raises on "
+        f"BUG (bot/runtime/http.py slack_events): BoltRequest parses the body before the signature check and raises on "
         f"{body!r} ({content_type}); anyone can make the app answer HTTP {response.status_code} and log a stack"
     )

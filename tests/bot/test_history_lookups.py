@@ -15,13 +15,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 from sqlalchemy import Engine
 
-from bot import slack_lookup as lookup
-from bot.blocks_kit import section, text_units
-from bot.notifier import SMALLER_TEXT, Notifier, make_client
-from bot.routing import Router
-from storage import outbox, threads
-from storage.db import session_factory
-from storage.fqn import url_segment
+from bot.blocks.kit import section, text_units
+from bot.core.routing import Router
+from bot.delivery import lookup
+from bot.delivery.notifier import SMALLER_TEXT, Notifier, make_client
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import outbox, threads
+from storage.persistence.db import session_factory
 from tests.agents.test_pipeline import STG_ORDERS, all_incidents, sync_and_process
 from tests.bot import test_notifier
 

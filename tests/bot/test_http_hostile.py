@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bot.logs import BOLT, LINE_BYTES, NOISY, configure_logging
-from bot.webhook import PATH as WEBHOOK_PATH
+from bot.core.logs import BOLT, LINE_BYTES, NOISY, configure_logging
+from bot.runtime.webhook import PATH as WEBHOOK_PATH
 from tests.bot import test_app_http
 from tests.bot.test_app_http import SECRET
 from tests.bot.test_webhook import change_event

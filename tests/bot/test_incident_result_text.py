@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner, Result
 
-from bot import cli
-from bot.notifier import Notifier, make_client
-from bot.routing import Router
-from bot.settings import get_settings
-from storage import threads
-from storage.db import make_engine, session_factory
-from storage.fqn import url_segment
+from bot.cli import commands as cli
+from bot.core.routing import Router
+from bot.core.settings import get_settings
+from bot.delivery.notifier import Notifier, make_client
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import threads
+from storage.persistence.db import make_engine, session_factory
 from tests.bot.test_notifier import texts
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"

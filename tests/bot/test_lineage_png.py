@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from bot.lineage_png import MAX_H, MAX_W, describe_cause, layout, render_lineage_png, short_name
+from bot.blocks.lineage_png import MAX_H, MAX_W, describe_cause, layout, render_lineage_png, short_name
 
 STG = "warehouse.shop.staging.stg_orders"
 CAUSE = "status → order_state"
@@ -170,7 +170,7 @@ def test_the_cause_line_says_what_happened():
 def test_without_dejavu_the_bundled_font_is_used(monkeypatch):
     from PIL import ImageFont
 
-    from bot import lineage_png
+    from bot.blocks import lineage_png
 
     real = ImageFont.truetype
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.logs import configure_logging
-from bot.settings import Settings
+from bot.core.logs import configure_logging
+from bot.core.settings import Settings
 from storage import logctx
 
 SECRETS = {

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from slack_sdk import WebClient
 
-from bot import runtime
-from bot.app import build_client
-from bot.mentions import SlackMentions
-from storage.db import make_engine, session_factory
-from storage.people import upsert_people
-from storage.sync_fetch import PersonRecord
+from bot.core.mentions import SlackMentions
+from bot.runtime import serve as runtime
+from bot.slack.app import build_client
+from storage.persistence.db import make_engine, session_factory
+from storage.persistence.people import upsert_people
+from storage.sync.fetch import PersonRecord
 from tests.bot.test_cli import rename_status
 
 CHANNEL = "C0INCIDENTS"

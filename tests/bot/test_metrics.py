@@ -13,12 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from slack_bolt import App, BoltRequest
 from slack_sdk.errors import SlackApiError
 
-from bot import metrics, services
-from bot.settings import Settings
-from storage import db, outbox
-from storage.coordination import SCHEDULER_LEASE, try_lease
-from storage.fqn import url_segment
-from storage.sync import SyncOptions, SyncResult, run_sync
+from bot.core import metrics, services
+from bot.core.settings import Settings
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import db, outbox
+from storage.persistence.coordination import SCHEDULER_LEASE, try_lease
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.fakes.slack_signing import signed_headers, slash_command
 
 SIGNING_SECRET = "metrics-signing-secret"

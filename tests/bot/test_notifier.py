@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.blocks import render_incident_thread
-from bot.notifier import Notifier, PublishResult, make_client
-from bot.routing import Router
-from storage import incidents, outbox, threads
-from storage.db import make_engine, session_factory
-from storage.fqn import url_segment
+from bot.core.routing import Router
+from bot.delivery.notifier import Notifier, PublishResult, make_client
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import incidents, outbox, threads
+from storage.persistence.db import make_engine, session_factory
 from tests.agents.test_pipeline import ORDERS_TEST, STG_ORDERS, all_incidents, detail, rename, sync_and_process
 
 DEFAULT, ORDERS, ANALYTICS = "C_DEFAULT", "C_ORDERS", "C_ANALYTICS"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.routing import Router, RoutingConfigError, Rule
-from storage.incident_views import IncidentView
+from bot.core.routing import Router, RoutingConfigError, Rule
+from storage.persistence.incident_views import IncidentView
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 CONFIG = """

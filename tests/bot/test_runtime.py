@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from bot import runtime, services
-from bot.app import build_client
-from bot.settings import get_settings
+from bot.core import services
+from bot.core.settings import get_settings
+from bot.runtime import serve as runtime
+from bot.slack.app import build_client
 from storage.errors import DnaBotError
 from tests.bot.test_cli import rename_status
 

@@ -10,10 +10,11 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from bot import runtime, services
-from bot.app import build_client
-from bot.logs import configure_logging
-from storage import db
+from bot.core import services
+from bot.core.logs import configure_logging
+from bot.runtime import serve as runtime
+from bot.slack.app import build_client
+from storage.persistence import db
 from tests.bot.test_cli import rename_status
 from tests.bot.test_serve_preflight import logging_restored  # noqa: F401 - autouse: configure_logging is undone
 from tests.e2e.replicas import wait_until
@@ -52,7 +53,9 @@ def test_scheduled_ticks_log_one_line_each_with_their_figures(bot_env, om_demo, 
         scheduler.shutdown(wait=True)  # the tick under way finishes, and logs its line
 
     assert chatter(caplog.records) == []
-    ticks = [r.getMessage() for r in caplog.records if r.name == "bot.runtime" and r.getMessage().startswith("tick:")]
+    ticks = [
+        r.getMessage() for r in caplog.records if r.name == "bot.runtime.serve" and r.getMessage().startswith("tick:")
+    ]
     assert all(TICK.match(t) for t in ticks), ticks
     assert [int(TICK.match(t).group(1)) for t in ticks] == runs()  # exactly one line per tick, for its own run
     figures = [TICK.match(t).groups() for t in ticks]
@@ -60,7 +63,7 @@ def test_scheduled_ticks_log_one_line_each_with_their_figures(bot_env, om_demo, 
     assert any(int(f[3]) >= 1 and int(f[4]) >= 1 and int(f[7]) >= 1 for f in figures)  # the rename: a new card
     text = out.getvalue()  # what the operator reads
     assert "Running job" not in text and "executed successfully" not in text and "Context impl" not in text
-    assert text.count(" INFO bot.runtime: tick: ") == len(ticks)
+    assert text.count(" INFO bot.runtime.serve: tick: ") == len(ticks)
 
 
 def test_alembic_speaks_only_when_the_store_is_migrated(tmp_path, caplog, bot_env):
@@ -72,8 +75,8 @@ def test_alembic_speaks_only_when_the_store_is_migrated(tmp_path, caplog, bot_en
     db.migrate(url)
     assert chatter(caplog.records) == []
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
-        ("storage.db", "migrated the store from an empty database to 0003"),
-        ("storage.db", f"migrated the store from 0003 to {db.head_revision()}"),
+        ("storage.persistence.db", "migrated the store from an empty database to 0003"),
+        ("storage.persistence.db", f"migrated the store from 0003 to {db.head_revision()}"),
     ]
 
     caplog.clear()

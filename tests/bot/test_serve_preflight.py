@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot import cli
-from bot.app import build_app
-from bot.settings import get_settings
+from bot.cli import commands as cli
+from bot.core.settings import get_settings
+from bot.slack.app import build_app
 
 CHANNEL = "C0INCIDENTS"
 TOUCHED = ("", "slack_bolt", "slack_sdk", "dnabot.slack.bolt", "httpx", "httpx2", "httpcore", "apscheduler", "alembic")

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot import runtime, services
-from bot.app import build_client
-from storage import outbox
+from bot.core import services
+from bot.runtime import serve as runtime
+from bot.slack.app import build_client
+from storage.persistence import outbox
 from tests.e2e.replicas import DNABOT, ReplicaSet, wait_until
 from tests.fakes.db import fresh_database
 

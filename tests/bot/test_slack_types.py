@@ -36,15 +36,15 @@ from bot.blocks import (
     render_timeline,
     render_why,
 )
-from bot.blocks_kit import with_note
-from bot.digest import render_digest
-from bot.listeners.errors import NotAllowed, UsageError, reply_for
-from storage.coordination import LeaseView
+from bot.blocks.kit import with_note
+from bot.delivery.digest import render_digest
+from bot.slack.listeners.errors import NotAllowed, UsageError, reply_for
+from storage.domain.lineage import BlastRadius, ColumnImpact, Impact
 from storage.errors import AmbiguousDataset, DatasetNotFound, IncidentNotFound
-from storage.incident_views import EventView, EvidenceView, IncidentDetailView, LinkView
-from storage.lineage import BlastRadius, ColumnImpact, Impact
-from storage.outbox import OutboxStats
-from storage.store import ChangeView, SnapshotView
+from storage.persistence.coordination import LeaseView
+from storage.persistence.incident_views import EventView, EvidenceView, IncidentDetailView, LinkView
+from storage.persistence.outbox import OutboxStats
+from storage.persistence.store import ChangeView, SnapshotView
 from tests.bot.test_blocks import DETAILS, FIX, NOW, OPENED, ROOT, ev, make_incident, run
 from tests.bot.test_freshness import view as fresh
 

@@ -12,10 +12,10 @@ import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 
-from bot import services
-from bot.app import build_app
-from bot.listeners.mentions import PLACEHOLDER
-from bot.settings import Settings
+from bot.core import services
+from bot.core.settings import Settings
+from bot.slack.app import build_app
+from bot.slack.listeners.mentions import PLACEHOLDER
 from tests.bot.test_cli import rename_status
 from tests.fakes.slack import SlackAPI
 from tests.fakes.slack_signing import app_mention_event, slash_command

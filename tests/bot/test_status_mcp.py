@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 
 from agents import mcp_runtime
-from bot import freshness
-from bot.blocks_home import render_status
+from bot.blocks.home import render_status
+from bot.core import freshness
 
 
 def test_status_names_each_mcp_server_and_why_one_is_down():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.notifier import PublishResult
-from storage import subscriptions
-from storage.db import session_factory
+from bot.delivery.notifier import PublishResult
+from storage.persistence import subscriptions
+from storage.persistence.db import session_factory
 from tests.bot.test_app_http import ADMIN, bot, texts  # noqa: F401  (the running-bot fixture)
 from tests.bot.test_notifier import ORDERS, engine, notifier, renamed_incident, router  # noqa: F401
 from tests.fakes.slack_signing import slash_command
@@ -22,7 +22,7 @@ def ask(bot, text: str, rid: str, channel: str = "C2") -> dict:  # noqa: F811
 
 
 def stored(bot, channel: str) -> list[tuple[str, str]]:  # noqa: F811
-    from bot import services
+    from bot.core import services
 
     with session_factory(services.engine_for(bot.settings))() as session:
         return [(s.kind, s.target) for s in subscriptions.list_for(session, channel)]

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from bot import services, visibility
-from bot.http import create_http_app
-from bot.settings import get_settings
-from storage import db
-from storage.fqn import url_segment
-from storage.models import SyncRun
-from storage.simulator import run_in_thread
-from storage.store import last_runs
+from bot.core import services, visibility
+from bot.core.settings import get_settings
+from bot.runtime.http import create_http_app
+from simulator import run_in_thread
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import db
+from storage.persistence.models import SyncRun
+from storage.persistence.store import last_runs
 from tests.bot.test_app_http import ADMIN, SECRET, STG_ORDERS, Bot, texts
 from tests.fakes.slack_signing import app_home_opened, app_mention_event, slash_command
 from tests.fakes.slack_state import BOT
@@ -155,10 +155,10 @@ def test_app_home_lists_a_private_channels_incident_only_to_its_members(start):
 def test_the_digest_lists_an_incident_only_in_the_channel_its_thread_lives_in(bot_env, om_demo, slack_api):
     from datetime import UTC, datetime
 
-    from bot.app import build_client
-    from bot.digest import post_digests
-    from bot.routing import Router
-    from storage import threads
+    from bot.core.routing import Router
+    from bot.delivery.digest import post_digests
+    from bot.slack.app import build_client
+    from storage.persistence import threads
 
     settings = bot_env(DNABOT_CHANNEL=PUBLIC)
     asyncio.run(services.sync(settings))
@@ -300,7 +300,7 @@ def test_what_slack_says_about_a_channel_is_cached_for_a_short_while(slack_api):
     ],
 )
 def test_non_admins_see_errors_without_internal_addresses_and_nothing_else_changed(text, shown):
-    from bot.freshness import hide_internal
+    from bot.core.freshness import hide_internal
 
     assert hide_internal(text) == shown
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import heap, runtime, services
-from storage import graph
-from storage.db import session_factory
-from storage.fqn import url_segment
+from bot.core import heap, services
+from bot.runtime import serve as runtime
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import graph
+from storage.persistence.db import session_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 STG_ORDERS = "warehouse.shop.staging.stg_orders"
@@ -141,7 +142,7 @@ def test_a_cold_dnabot_blast_process_answers_as_the_warm_app(synced):
 
 def test_building_the_slack_app_keeps_the_graph_warm(synced):
     settings, cache = synced
-    from bot.app import build_app
+    from bot.slack.app import build_app
 
     build_app(settings)
     services.blast(settings, "stg_orders", None, None)

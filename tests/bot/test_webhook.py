@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
-from bot import services
-from bot.webhook import TargetedSyncWorker, webhook_routes
-from storage import coordination, incidents, store
-from storage.db import SyncAlreadyRunning, make_engine, session_factory
-from storage.fqn import url_segment
-from storage.models import InboundEvent
-from storage.simulator import run_in_thread
-from storage.sync import SyncResult
+from bot.core import services
+from bot.runtime.webhook import TargetedSyncWorker, webhook_routes
+from simulator import run_in_thread
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import coordination, incidents, store
+from storage.persistence.db import SyncAlreadyRunning, make_engine, session_factory
+from storage.persistence.models import InboundEvent
+from storage.sync.run import SyncResult
 from tests.e2e.replicas import wait_until
 from tests.fakes.omserver import PROFILE_VERSIONS
 

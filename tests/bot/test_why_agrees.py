@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from bot import services
-from bot.blocks_dna import render_why
-from bot.blocks_text import blocks_to_text
-from bot.settings import get_settings
-from storage.fqn import url_segment
+from bot.blocks.dna import render_why
+from bot.blocks.text import blocks_to_text
+from bot.core import services
+from bot.core.settings import get_settings
+from storage.openmetadata.fqn import url_segment
 from tests.bot.test_cli import STG_ORDERS, rename_status
 
 ORDERS = "warehouse.shop.analytics.orders"

@@ -8,10 +8,11 @@ import time
 import httpx
 import pytest
 
-from bot import services, writeback
-from bot.settings import Settings
-from storage.om_client import OpenMetadataClient
-from storage.om_quality import failure_reason, incident_status_body
+from bot.core import services
+from bot.core.settings import Settings
+from bot.delivery import writeback
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.quality import failure_reason, incident_status_body
 from tests.fakes.omserver import PROFILE_VERSIONS
 
 STG_CUSTOMERS = "warehouse.shop.staging.stg_customers"

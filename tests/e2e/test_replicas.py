@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.actions import ActionId, encode_value
-from storage.fqn import url_segment
+from bot.core.actions import ActionId, encode_value
+from storage.openmetadata.fqn import url_segment
 from tests.e2e.replicas import CHANNEL, ReplicaSet, wait_until
 from tests.fakes.db import fresh_database
 from tests.fakes.slack_signing import app_mention_event, block_action, slash_command

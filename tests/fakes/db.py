@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from storage import db
+from storage.persistence import db
 
 # The server CI starts (see .ci/run); each test gets its own throwaway database on it.
 POSTGRES_ADMIN_URL = os.environ.get("DNABOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

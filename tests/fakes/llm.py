@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from storage.simulator.server import ServerHandle, run_in_thread
+from simulator.server import ServerHandle, run_in_thread
 
 
 def completion(

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from storage.fqn import url_segment
-from storage.simulator import Catalog, ServerHandle, create_app, run_in_thread
+from simulator import Catalog, ServerHandle, create_app, run_in_thread
+from storage.openmetadata.fqn import url_segment
 from tests.conftest import SAMPLE_DATA
 from tests.fakes.schemas import validator_for
 
@@ -191,7 +191,7 @@ def om_sample(_om_shared: SharedServers, om_version: str) -> Iterator[OMServer]:
 
 @pytest.fixture
 def om_demo(_om_shared: SharedServers, om_version: str) -> Iterator[OMServer]:
-    """The simulator seeded with the project's demo warehouse (`storage/simulator/demo_catalog.json`)."""
+    """The simulator seeded with the project's demo warehouse (`simulator/demo_catalog.json`)."""
     yield from _leased(_om_shared, "demo", om_version, Catalog.demo())
 
 

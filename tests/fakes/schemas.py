@@ -1,7 +1,8 @@
 """OpenMetadata JSON Schema validation for tests: the copied 1.13 schemas, one lazily built registry per version.
 
 The schemas are 1.13's. For another version the entity schemas are patched from the same version table the
-simulator follows (`storage.om_versions.profile_for`): properties the version's entity class lacks are dropped,
+simulator follows (`storage.openmetadata.versions.profile_for`): properties the version's entity class lacks are
+dropped,
 `domain` (one EntityReference) replaces `domains` on 1.5–1.8, and 2.0's ChangeEvent gains `recursive` and its new
 event types. Entities are always validated; only answers with no schema at all (the audit log) are not.
 """
@@ -22,9 +23,9 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from storage.om_versions import Profile, profile_for
-from storage.simulator.cascade import CONTAINER_COLLECTIONS
-from storage.simulator.fields import view_for
+from simulator.cascade import CONTAINER_COLLECTIONS
+from simulator.fields import view_for
+from storage.openmetadata.versions import Profile, profile_for
 from tests.conftest import SCHEMA_DIR
 
 BASE = "https://open-metadata.org/schema/"

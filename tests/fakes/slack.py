@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from storage.simulator import ServerHandle, run_in_thread
+from simulator import ServerHandle, run_in_thread
 from tests.fakes.slack_api import create_app
 from tests.fakes.slack_socket import SocketModeServer
 from tests.fakes.slack_state import BOT, Call, Fault, Refused, SlackState, Stub

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Engine
 
-from storage import coordination as co
-from storage import db
-from storage.models import InboundEvent, Lease, SyncRequest
+from storage.persistence import coordination as co
+from storage.persistence import db
+from storage.persistence.models import InboundEvent, Lease, SyncRequest
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEADER = "scheduler"

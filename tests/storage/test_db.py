@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from storage import db
+from storage.persistence import db
 from tests.fakes.db import fresh_database
 
 TRY_LOCK = """
 import sys
-from storage import db
+from storage.persistence import db
 engine = db.make_engine(sys.argv[1])
 try:
     with db.sync_lock(engine):

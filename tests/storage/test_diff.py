@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from storage import om_models as om
-from storage.diff import ChangeRecord, diff_genes
-from storage.dna import Edge, build_genes
+from storage.domain.diff import ChangeRecord, diff_genes
+from storage.domain.dna import Edge, build_genes
+from storage.openmetadata import models as om
 
 SHOP = "shop.db.public"
 ORDERS = f"{SHOP}.orders"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from storage import om_models as om
-from storage.dna import (
+from storage.domain.dna import (
     Edge,
     build_genes,
     canonical_json,
@@ -18,7 +17,8 @@ from storage.dna import (
     pipeline_summary,
     with_lineage,
 )
-from storage.om_models import Chart, Dashboard, DashboardDataModel, Pipeline, Table, Topic
+from storage.openmetadata import models as om
+from storage.openmetadata.models import Chart, Dashboard, DashboardDataModel, Pipeline, Table, Topic
 
 SHOP = "sample_data.ecommerce_db.shopify"
 ORDERS = f"{SHOP}.fact_order"

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from storage.db import make_engine
-from storage.models import SyncRun
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.openmetadata.client import OpenMetadataClient
+from storage.persistence.db import make_engine
+from storage.persistence.models import SyncRun
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.fakes.omserver import PROFILE_VERSIONS
 from tests.storage.test_sync_faults import FAST
 
@@ -62,7 +62,7 @@ def test_token_shapes_in_an_error_body_are_masked_in_the_stored_run_and_the_log(
     fail_with(
         om_sample, f"proxy refused: slack {SLACK_TOKEN} password={DB_PASSWORD} from postgresql://dna:{DB_PASSWORD}@db"
     )
-    with caplog.at_level(logging.WARNING, logger="storage.sync"):
+    with caplog.at_level(logging.WARNING, logger="storage.sync.run"):
         failed = sync(db_url, om_sample)
     assert failed.status == "failed" and "HTTP 400" in failed.error and "proxy refused" in failed.error
     [stored] = stored_errors(db_url)
@@ -83,7 +83,7 @@ def test_configured_secrets_in_an_error_body_are_masked_whole(db_url, om_sample)
 def test_an_outbox_rows_last_error_is_stored_with_token_shapes_masked(db_url):
     from datetime import UTC, datetime
 
-    from storage import db, outbox
+    from storage.persistence import db, outbox
 
     engine = make_engine(db_url)
     now = datetime.now(UTC)

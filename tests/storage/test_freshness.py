@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage import store
-from storage.models import SyncRun
+from storage.persistence import store
+from storage.persistence.models import SyncRun
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

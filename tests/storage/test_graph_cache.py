@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import graph, store
-from storage.db import make_engine, session_factory
+from storage.domain.lineage import LineageGraph
 from storage.errors import ColumnNotFound
-from storage.fqn import url_segment
-from storage.lineage import LineageGraph
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import graph, store
+from storage.persistence.db import make_engine, session_factory
 from tests.fakes.omserver import DEFAULT_VERSION
 from tests.storage.test_sync import sync
 
@@ -182,7 +182,7 @@ def test_the_version_moves_with_rows_written_outside_a_run(demo_store):
         first = graph.graph_version(session)
         assert first.run_id is not None and first.max_edge_id
         assert first.run_finished_at is not None and first.run_finished_at.tzinfo is not None
-    from storage.models import LineageEdge
+    from storage.persistence.models import LineageEdge
 
     with factory.begin() as session:
         run = store.last_successful_run(session)

@@ -11,10 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from storage import db
-from storage import incidents as inc
 from storage.errors import DnaBotError, IncidentNotFound, InvalidTransition
-from storage.models import Change, Entity, Incident, IncidentEvent, IncidentEvidence, IncidentLink, Snapshot, SyncRun
+from storage.persistence import db
+from storage.persistence import incidents as inc
+from storage.persistence.models import (
+    Change,
+    Entity,
+    Incident,
+    IncidentEvent,
+    IncidentEvidence,
+    IncidentLink,
+    Snapshot,
+    SyncRun,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ORDERS = "warehouse.shop.public.orders"

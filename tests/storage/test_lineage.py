@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from storage.dna import Edge
-from storage.lineage import BlastRadius, ColumnImpact, LineageGraph
+from storage.domain.dna import Edge
+from storage.domain.lineage import BlastRadius, ColumnImpact, LineageGraph
 
 DB = "warehouse.analytics.public"
 RAW = f"{DB}.raw_orders"

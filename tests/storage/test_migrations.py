@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from storage import db
-from storage.models import Base, Entity, LineageEdge, Snapshot, SyncRun
+from storage.persistence import db
+from storage.persistence.models import Base, Entity, LineageEdge, Snapshot, SyncRun
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 TABLES = {"sync_runs", "entities", "snapshots", "lineage_edges", "changes"}

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from storage.errors import OMAuthError, OMNotFound, OMUnavailable, OMUnsupportedVersion, OpenMetadataError
-from storage.om_client import LineageEdge, OpenMetadataClient, event_entity
-from storage.om_http import retry_after_seconds
-from storage.om_models import ChangeEvent, Table
+from storage.openmetadata.client import LineageEdge, OpenMetadataClient, event_entity
+from storage.openmetadata.http import retry_after_seconds
+from storage.openmetadata.models import ChangeEvent, Table
 
 pytestmark = pytest.mark.anyio
 

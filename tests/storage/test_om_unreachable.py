@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from storage.errors import OMNotOpenMetadata, OMUnavailable
-from storage.om_client import OpenMetadataClient
+from storage.openmetadata.client import OpenMetadataClient
 from tests.storage.test_om_client import VERSION, FakeOM, Sleeps, ok, om_client
 
 pytestmark = pytest.mark.anyio

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from storage import db, outbox
-from storage.outbox import OutboxRow
+from storage.persistence import db, outbox
+from storage.persistence.outbox import OutboxRow
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEASE = 60.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from storage.models import Person
-from storage.people import emails_of
+from storage.persistence.models import Person
+from storage.persistence.people import emails_of
 from tests.storage.test_sync import read, sync
 
 DEMO_USERS = {

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import dna
-from storage.om_client import OpenMetadataClient, event_entity
-from storage.om_models import ChangeEvent, OMModel
-from storage.sync_events import event_targets
+from storage.domain import dna
+from storage.openmetadata.client import OpenMetadataClient, event_entity
+from storage.openmetadata.models import ChangeEvent, OMModel
+from storage.sync.events import event_targets
 from tests.conftest import SCHEMA_DIR, SHARED
 from tests.fakes.omserver import OMServer
 

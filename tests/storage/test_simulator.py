@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import fqn as fqnlib
-from storage.simulator import DEMO_CATALOG, Catalog, synthetic_catalog
+from simulator import DEMO_CATALOG, Catalog, synthetic_catalog
+from storage.openmetadata import fqn as fqnlib
 from tests.conftest import SAMPLE_DATA
 from tests.fakes.omserver import OMServer
 

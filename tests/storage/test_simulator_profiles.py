@@ -1,7 +1,7 @@
 """The simulator behaves like each OpenMetadata version: fields, shapes, inline results, incident paging and rules.
 
 Every test runs once per row of the version table (`PROFILE_VERSIONS`); expectations come from the same profile
-the simulator follows (`storage.om_versions.profile_for`), and every answer is validated against the schemas
+the simulator follows (`storage.openmetadata.versions.profile_for`), and every answer is validated against the schemas
 reshaped to that version.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from storage import fqn as fqnlib
+from simulator import Catalog, create_app
 from storage.errors import OMUnsupportedVersion
-from storage.om_versions import profile_for
-from storage.simulator import Catalog, create_app
+from storage.openmetadata import fqn as fqnlib
+from storage.openmetadata.versions import profile_for
 from tests.fakes.omserver import PROFILE_VERSIONS, OMServer
 
 SHOP = "sample_data.ecommerce_db.shopify"

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from storage import fqn as fqnlib
-from storage.om_versions import profile_for
-from storage.simulator import run_in_thread
+from simulator import run_in_thread
+from storage.openmetadata import fqn as fqnlib
+from storage.openmetadata.versions import profile_for
 from tests.fakes.omserver import PROFILE_VERSIONS, OMServer
 from tests.fakes.schemas import validate_event
 

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from storage.fqn import url_segment
-from storage.simulator import run_in_thread
+from simulator import run_in_thread
+from storage.openmetadata.fqn import url_segment
 from tests.fakes.schemas import validate
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import db, store
-from storage.db import make_engine, session_factory
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.openmetadata.client import OpenMetadataClient
+from storage.persistence import db, store
+from storage.persistence.db import make_engine, session_factory
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.fakes.omserver import DEFAULT_VERSION
 
 DNABOT = Path(sys.executable).with_name("dnabot")

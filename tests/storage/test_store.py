@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from storage import names, store
 from storage.errors import AmbiguousDataset, DatasetNotFound
-from storage.fqn import last
-from storage.models import Change, Entity, LineageEdge, Snapshot, SyncRun
+from storage.openmetadata.fqn import last
+from storage.persistence import names, store
+from storage.persistence.models import Change, Entity, LineageEdge, Snapshot, SyncRun
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))

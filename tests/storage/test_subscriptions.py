@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import subscriptions
-from storage.db import session_factory
 from storage.errors import DatasetNotFound
-from storage.incident_views import IncidentView
-from storage.models import Entity
+from storage.persistence import subscriptions
+from storage.persistence.db import session_factory
+from storage.persistence.incident_views import IncidentView
+from storage.persistence.models import Entity
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STG_ORDERS = "warehouse.shop.staging.stg_orders"

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import db, names, store
-from storage.db import make_engine, session_factory
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import db, names, store
+from storage.persistence.db import make_engine, session_factory
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 
 SHOP = "sample_data.ecommerce_db.shopify"
 DIM_ADDRESS = f"{SHOP}.dim_address"
@@ -244,7 +244,7 @@ def test_retries_with_retry_after_then_success(db_url, om_sample):
 
 
 def test_column_level_blast_radius_on_the_sample_lineage(db_url, om_sample):
-    from storage import graph
+    from storage.persistence import graph
 
     # OpenMetadata's own write endpoint adds column lineage to a sample edge.
     catalog = om_sample.catalog

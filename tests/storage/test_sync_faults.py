@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import store
-from storage.db import make_engine
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.sync import SyncOptions, SyncResult, run_sync
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import store
+from storage.persistence.db import make_engine
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.storage.test_sync import SHOP, read
 
 PAGE = 7  # the sample data's 18 tables come in pages of 7, 7 and 4

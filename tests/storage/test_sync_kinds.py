@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from storage.fqn import url_segment
+from storage.openmetadata.fqn import url_segment
 from tests.storage.test_sync import DIM_ADDRESS, DIM_PRODUCT, RAW_ORDER, SHOP, changes_of, sync
 
 CUSTOMER = f"{SHOP}.raw_customer"

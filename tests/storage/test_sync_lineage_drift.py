@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import store
-from storage.db import make_engine
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.om_models import ChangeEvent
-from storage.simulator.synthetic import synthetic_catalog
-from storage.sync import SyncOptions, SyncResult, run_sync, sweep_size, sweep_slice
-from storage.sync_events import plan_events
+from simulator.synthetic import synthetic_catalog
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.openmetadata.models import ChangeEvent
+from storage.persistence import store
+from storage.persistence.db import make_engine
+from storage.sync.events import plan_events
+from storage.sync.run import SyncOptions, SyncResult, run_sync, sweep_size, sweep_slice
 from tests.storage.test_sync import read
 
 RAW_ORDERS = "warehouse.shop.raw.orders"

@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from storage import store
-from storage.db import make_engine
+from simulator.catalog import Catalog
 from storage.errors import OMUnavailable
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.simulator.catalog import Catalog
-from storage.sync import SyncOptions, SyncResult, run_sync
-from storage.sync_lineage_read import CLEAN, UNKNOWN, LineageReader
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.persistence import store
+from storage.persistence.db import make_engine
+from storage.sync.lineage_read import CLEAN, UNKNOWN, LineageReader
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.storage.test_sync import read
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"

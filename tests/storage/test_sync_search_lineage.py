@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from storage import store, sync_lineage
-from storage.om_client import OpenMetadataClient
-from storage.simulator import search_lineage
-from storage.simulator.search_lineage import SEARCH_DOWN_FAULT, SEARCH_DOWN_MESSAGE
-from storage.sync import SyncOptions, lineage_search, sweep_size
+from simulator import search_lineage
+from simulator.search_lineage import SEARCH_DOWN_FAULT, SEARCH_DOWN_MESSAGE
+from storage.openmetadata.client import OpenMetadataClient
+from storage.persistence import store
+from storage.sync import lineage as sync_lineage
+from storage.sync.run import SyncOptions, lineage_search, sweep_size
 from tests.storage.test_sync import read
 from tests.storage.test_sync_lineage_drift import RAW_ORDERS, STG_ORDERS, live_edge, removed_edges, sync
 

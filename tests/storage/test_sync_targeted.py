@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from agents.config import AgentConfig
 from agents.pipeline import process_run
-from storage import incidents, store
-from storage.db import make_engine
-from storage.fqn import url_segment
-from storage.om_client import OpenMetadataClient
-from storage.om_models import ChangeEvent
-from storage.sync import SyncOptions, SyncResult, run_sync
-from storage.sync_events import event_target
+from storage.openmetadata.client import OpenMetadataClient
+from storage.openmetadata.fqn import url_segment
+from storage.openmetadata.models import ChangeEvent
+from storage.persistence import incidents, store
+from storage.persistence.db import make_engine
+from storage.sync.events import event_target
+from storage.sync.run import SyncOptions, SyncResult, run_sync
 from tests.storage.test_sync import read
 
 STG_ORDERS = "warehouse.shop.staging.stg_orders"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from storage import om_models as om
-from storage.dna import Edge, build_genes
-from storage.trust import WEIGHTS, TrustFactor, TrustScore, trust_dropped, trust_now, trust_score
+from storage.domain.dna import Edge, build_genes
+from storage.domain.trust import WEIGHTS, TrustFactor, TrustScore, trust_dropped, trust_now, trust_score
+from storage.openmetadata import models as om
 
 SHOP = "shop.db.public"
 ORDERS = f"{SHOP}.orders"

@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations and queries (store, incidents, outbox, leases, graph cache)."""
