@@ -61,7 +61,7 @@ def _column_line(c: Mapping[str, Any]) -> str:
 
 def _test_line(t: Mapping[str, Any]) -> str:
     mark = {"Success": ":white_check_mark:", "Failed": ":x:", "Aborted": ":warning:"}.get(
-        t.get("status"), ":grey_question:"
+        str(t.get("status")), ":grey_question:"
     )
     result = f": {esc(clip(str(t['result']), 150))}" if t.get("result") else ""
     return f"{mark} {code(t.get('name', '?'))}{result}"

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
     SectionBlock,
 )
-from slack_sdk.models.blocks.block_elements import BlockElement, ButtonElement
+from slack_sdk.models.blocks.block_elements import BlockElement, ButtonElement, InteractiveElement
 
 from bot.core.slack_text import ago as ago  # re-exported: the renderers import the text helpers from here
 from bot.core.slack_text import clip, esc, units
@@ -201,7 +201,7 @@ def button(
     )
 
 
-def actions(elements: Sequence[BlockElement], *, block_id: str | None = None) -> dict[str, Any]:
+def actions(elements: Sequence[InteractiveElement], *, block_id: str | None = None) -> dict[str, Any]:
     return ActionsBlock(elements=list(elements[:ACTIONS_ELEMENTS]), block_id=block_id).to_dict()
 
 

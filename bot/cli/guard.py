@@ -110,7 +110,7 @@ def guard(fn: Callable[[], Any]) -> Any:
 class Guarded(TyperGroup):
     """The command group: every command's errors, `guard`ed or not, go through `report`."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors click in a private module)
         try:
             return super().invoke(ctx)
         except Exception as exc:

@@ -10,8 +10,14 @@ from typing import Any
 from bot.core.doctor_report import CHECK_SECONDS, Check, fail, ok, short, skip, warn
 from bot.core.settings import Settings
 
-OM_NAMES = ("openmetadata", "openmetadata version", "openmetadata token", "openmetadata fields")
-OM_NAMES += ("openmetadata events", "openmetadata webhook")
+OM_NAMES = (
+    "openmetadata",
+    "openmetadata version",
+    "openmetadata token",
+    "openmetadata fields",
+    "openmetadata events",
+    "openmetadata webhook",
+)
 SLACK_NAMES = ("slack", "slack scopes", "slack channels")
 # What manifest.yml asks for (tests/bot/test_doctor.py keeps the two equal): the bot needs every one of them.
 BOT_SCOPES = (

@@ -56,21 +56,22 @@ def migrate(settings: Settings) -> str:
     return db.current_revision(engine) or "base"
 
 
-def require_openmetadata(settings: Settings) -> None:
-    """Stop with one sentence when OPENMETADATA_URL is not set."""
+def require_openmetadata(settings: Settings) -> str:
+    """OPENMETADATA_URL; or stop with one sentence when it is not set."""
     if not settings.openmetadata_url:
         raise OMConfigError(
             "OPENMETADATA_URL is not set: point it at your OpenMetadata server (e.g. http://localhost:8585)"
         )
+    return settings.openmetadata_url
 
 
 def client_for(settings: Settings) -> OpenMetadataClient:
     from storage.openmetadata.client import OpenMetadataClient
 
-    require_openmetadata(settings)
+    url = require_openmetadata(settings)
     token = settings.openmetadata_token.get_secret_value() if settings.openmetadata_token else None
     return OpenMetadataClient(
-        settings.openmetadata_url,
+        url,
         token,
         timeout=settings.om_timeout_seconds,
         max_retries=settings.om_max_retries,

@@ -4,6 +4,7 @@ may have posted, and never the same refused payload twice."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -216,7 +217,9 @@ class SlackDelivery:
         blocks = [section(f":rotating_light: {esc(card_fallback_text(incident))} — {link(url, 'open the thread')}")]
         keys = {other: f"{row.key}@{other}" for other in others}
         told = {  # every read-back first: the posts that follow need no more of them
-            other for other in others if self._look(other, lambda o=other: self._find_key(o, row, keys[o])) is not None
+            other
+            for other in others
+            if self._look(other, functools.partial(self._find_key, other, row, keys[other])) is not None
         }
         self._attempt.saw(bool(told))
         for other in sorted(set(others) - told):

@@ -293,10 +293,10 @@ def _reason(exc: Exception) -> str:
         said = f": {exc.message}" if getattr(exc, "message", None) else ""
         return f"OpenMetadata answered 404{said}"
     if isinstance(exc, OpenMetadataError):
-        status = getattr(exc, "status", None)
+        code = getattr(exc, "status", None)
         message = getattr(exc, "message", None)
-        if status and message:
-            return f"OpenMetadata answered {status}: {message}"
+        if code and message:
+            return f"OpenMetadata answered {code}: {message}"
         return str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 

@@ -187,7 +187,7 @@ def health(settings: Settings, replica: Any = None) -> dict[str, Any]:
     return answer
 
 
-_SHAPES = {
+_SHAPES: dict[str, type | tuple[type, ...]] = {
     "event": dict,
     "view": dict,
     "actions": list,

@@ -116,7 +116,8 @@ def dedup_middleware(settings: Settings) -> Callable[..., BoltResponse | None]:
             return next()
         if first:
             return next()
-        retry = (req.headers.get("x-slack-retry-num") or [None])[0]
+        retries = req.headers.get("x-slack-retry-num") or []
+        retry = retries[0] if retries else None
         log.info("duplicate Slack delivery %s (retry %s): acknowledged, not processed again", key, retry)
         metrics.observe_duplicate("slack")
         return BoltResponse(status=200, body="")

@@ -22,6 +22,7 @@ def register_listeners(
     actions.register(app, settings)
     home.register(app, settings)
     app.error(handle_listener_error)
+    return answers
 
 
 __all__ = ["ThreadMemory", "register_listeners"]

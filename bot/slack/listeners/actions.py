@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+NO_INCIDENT = "this button does not point at an incident; use `/dna incidents`"
+
+
 def _target(body: dict[str, Any]) -> ActionValue:
     action = body["actions"][0]
     raw = action.get("value") or (action.get("selected_option") or {}).get("value") or action.get("block_id")
@@ -41,8 +44,16 @@ def _target(body: dict[str, Any]) -> ActionValue:
     except ValueError as exc:
         raise UsageError(f"this button is from an older DNA Bot card ({exc}); use `/dna incidents`") from None
     if value.id is None:
-        raise UsageError("this button does not point at an incident; use `/dna incidents`")
+        raise UsageError(NO_INCIDENT)
     return value
+
+
+def _id(target: ActionValue) -> int:
+    """The incident id of a value `_target` returned (it made sure there is one)."""
+    incident_id = target.id
+    if incident_id is None:
+        raise UsageError(NO_INCIDENT)
+    return incident_id
 
 
 def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -76,14 +87,14 @@ def register(app: App, settings: Settings) -> None:
         """The click's incident, once the rule allows this user: before anything (the card's place included)
         is recorded, so a refusal changes nothing."""
         target = _target(body)
-        incident = services.incident_detail(settings, target.id).incident
+        incident = services.incident_detail(settings, _id(target)).incident
         require_incident_rights(settings, str(body["user"]["id"]), incident, what)
         return target
 
     def change(body: dict[str, Any], client: Any, target: ActionValue, status: str, **kw: Any) -> None:
-        adopt(settings, body, target.id)
-        writeback.set_incident_status(settings, target.id, status, actor=body["user"]["id"], **kw)
-        refresh_card(settings, client, target.id)
+        adopt(settings, body, _id(target))
+        writeback.set_incident_status(settings, _id(target), status, actor=body["user"]["id"], **kw)
+        refresh_card(settings, client, _id(target))
 
     @app.action(ActionId.ACK.pattern)
     @reported
@@ -103,9 +114,9 @@ def register(app: App, settings: Settings) -> None:
         ack()
         target = allowed(body, "assign")
         assignee = body["actions"][0].get("selected_user")
-        adopt(settings, body, target.id)
-        writeback.assign_incident(settings, target.id, assignee, actor=body["user"]["id"])
-        refresh_card(settings, client, target.id)
+        adopt(settings, body, _id(target))
+        writeback.assign_incident(settings, _id(target), assignee, actor=body["user"]["id"])
+        refresh_card(settings, client, _id(target))
 
     @app.action(ActionId.SNOOZE.pattern)
     @reported
@@ -123,7 +134,7 @@ def register(app: App, settings: Settings) -> None:
     def resolve(ack: Any, body: dict[str, Any], client: Any, respond: Any) -> None:
         ack()
         target = allowed(body, "resolve")
-        incident = services.incident_detail(settings, target.id).incident
+        incident = services.incident_detail(settings, _id(target)).incident
         view = render_resolve_modal(incident)
         channel, ts = _where(body)
         view["private_metadata"] = incident_value(incident, ch=channel, ts=ts)  # so the submission finds the card
@@ -135,7 +146,7 @@ def register(app: App, settings: Settings) -> None:
         # checked again here, before the ack: a submission can be forged, and a refusal belongs in the modal
         try:
             submission = read_resolve_submission(view)
-            incident = services.incident_detail(settings, submission.target.id).incident
+            incident = services.incident_detail(settings, _id(submission.target)).incident
             require_incident_rights(settings, str(body["user"]["id"]), incident, "resolve")
         except NotAllowed as exc:
             ack(response_action="errors", errors={ActionId.RESOLVE_REASON: f"Sorry, {exc}. Nothing was changed."})
@@ -148,17 +159,22 @@ def register(app: App, settings: Settings) -> None:
         if target.get("ch") and target.get("ts"):
             from bot.delivery import wiring as delivery
 
-            delivery.adopt_card(settings, target.id, target.get("ch"), target.get("ts"))
+            delivery.adopt_card(settings, _id(target), target.get("ch"), target.get("ts"))
         writeback.set_incident_status(
-            settings, target.id, "resolved", actor=body["user"]["id"], reason=submission.reason, note=submission.comment
+            settings,
+            _id(target),
+            "resolved",
+            actor=body["user"]["id"],
+            reason=submission.reason,
+            note=submission.comment,
         )
-        refresh_card(settings, client, target.id)
+        refresh_card(settings, client, _id(target))
 
     @app.action(ActionId.SIMULATE_FIX.pattern)
     @reported
     def simulate(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
-        detail = services.incident_detail(settings, _target(body).id)
+        detail = services.incident_detail(settings, _id(_target(body)))
         fixes = (detail.incident.details or {}).get("fixes") or []
         blocks = render_simulation(fixes, pointer=incident_pointer(detail.incident.id))
         respond(**message("Fix simulation", blocks), response_type="ephemeral", replace_original=False)
@@ -167,7 +183,7 @@ def register(app: App, settings: Settings) -> None:
     @reported
     def show_incident(ack: Any, body: dict[str, Any], respond: Any, client: Any) -> None:
         ack()
-        incident = services.incident_detail(settings, _target(body).id).incident
+        incident = services.incident_detail(settings, _id(_target(body))).incident
         blocks = render_incident_card(incident, om_url=settings.openmetadata_ui_url)
         reply = message(card_fallback_text(incident), blocks)
         respond(**reply, response_type="ephemeral", replace_original=False)
