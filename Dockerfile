@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY storage ./storage
 COPY agents ./agents
 COPY bot ./bot
+COPY simulator ./simulator
 RUN pip wheel --wheel-dir /wheels .
 
 # ---- mcp: the MCP servers from the lockfile (Node 22 LTS satisfies every engine in it) --------------------------
