@@ -1,6 +1,7 @@
-"""How every `dnabot` command fails: one line and an exit code (2 for bad input, 1 otherwise), tracebacks only
-with `--debug`; and what every command module shares (the consoles, `--json`, JSON output). Kept free of heavy
-imports, like `bot.cli.commands`."""
+"""How every `dnabot` command fails, and what every command module shares.
+
+A failure is one line and an exit code (2 for bad input, 1 otherwise), with tracebacks only with `--debug`; the
+modules share the consoles, `--json` and JSON output. Kept free of heavy imports, like `bot.cli.commands`."""
 
 from __future__ import annotations
 

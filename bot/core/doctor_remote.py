@@ -1,5 +1,7 @@
-"""The doctor's checks of the services DNA Bot talks to: OpenMetadata (version, token, fields, events, webhook) and
-Slack (token, scopes, channels, mode), one cheap call each, with no retries so a dead service answers at once."""
+"""The doctor's checks of the services DNA Bot talks to: OpenMetadata and Slack.
+
+OpenMetadata (version, token, fields, events, webhook) and Slack (token, scopes, channels, mode): one cheap call
+each, with no retries, so a dead service answers at once."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The thread's replies the outbox delivers (the details, the lineage picture, notices in subscribed channels,
-history replies, digests) and the one way any outbox message goes to Slack: read back only when an earlier attempt
-may have posted, and never the same refused payload twice."""
+"""The thread's replies the outbox delivers, and the one way any outbox message goes to Slack.
+
+The replies: the details, the lineage picture, notices in subscribed channels, history replies, digests. Every
+message is read back first only when an earlier attempt may have posted, and never sent twice as the same refused
+payload."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Wiring of the outbox drainer: the routing rules, one `Notifier` per process and client, and the drains the
-listeners run right after a click (so the card changes while the user looks at it)."""
+"""Wiring of the outbox drainer: the routing rules, one `Notifier` per process, the drains after a click.
+
+One `Notifier` per process and client; the listeners drain right after a click, so the card changes while the
+user looks at it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""HTTP mode: a Starlette app with `POST /slack/events`, `POST /openmetadata/webhook`, `GET /healthz` and
-`GET /metrics` (Prometheus text).
+"""HTTP mode: the Starlette app of `/slack/events`, `/openmetadata/webhook`, `/healthz` and `/metrics`.
+
+`POST /slack/events`, `POST /openmetadata/webhook`, `GET /healthz` and `GET /metrics` (Prometheus text).
 
 Every route reads at most `MAX_BODY_BYTES` of a body (`BodyLimit`, 413 past it), and `/slack/events` checks the
 signature headers and the signature itself before Bolt parses anything: an unsigned request is refused with a
