@@ -1,7 +1,8 @@
 """Derive `versions.json` (here) from the official `openmetadata-ingestion` wheels of every release line.
 
 It reads the PyPI wheels `openmetadata-ingestion==<ver>` (RELEASES) and, with `ast` inside each, the model files
-`metadata/generated/schema/entity/data/{table,dashboard,chart,dashboardDataModel,pipeline,topic}.py`, `metadata/generated/schema/tests/testCase.py`, `metadata/generated/schema/entity/teams/{user,
+`metadata/generated/schema/entity/data/{table,dashboard,chart,dashboardDataModel,pipeline,topic}.py`,
+`metadata/generated/schema/tests/testCase.py`, `metadata/generated/schema/entity/teams/{user,
 team}.py` and `metadata/generated/schema/type/changeEventType.py`.
 
 The wheels' generated pydantic models are never imported, executed or copied (they are CCL-licensed); only facts are
