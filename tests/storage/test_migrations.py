@@ -207,7 +207,7 @@ def test_a_question_to_an_up_to_date_store_never_imports_alembic(db_url: str) ->
     import sys
 
     code = (
-        "import sys; from storage import db; e = db.make_engine(sys.argv[1]); db.ensure_migrated(e); "
+        "import sys; from storage.persistence import db; e = db.make_engine(sys.argv[1]); db.ensure_migrated(e); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
     )
     out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True)
