@@ -170,7 +170,7 @@ async def _process_run(
     factory = session_factory(engine)
     result = PipelineResult(run_id)
     with factory.begin() as session:
-        pending = _phase_rules(session, run_id, config, now, result)
+        pending = _phase_rules(engine, session, run_id, config, now, result)
     if pending and (llm is not None or toolbox is not None):
         words = await _phase_words(pending, llm, toolbox, config, result)
         with factory.begin() as session:
@@ -181,16 +181,8 @@ async def _process_run(
     return result
 
 
-def _graph(session: Session) -> LineageGraph:
-    """The lineage graph now: the process's warm one when it keeps one (`serve`: the build is then shared with
-    the questions that follow, not done twice per changed sync), else built for this run."""
-    bind = session.get_bind()
-    cache = graph_store.cache_for(bind if isinstance(bind, Engine) else bind.engine)
-    return cache.graph(session) if cache.keep_warm else graph_store.graph_at(session)
-
-
 def _phase_rules(
-    session: Session, run_id: int, config: AgentConfig, now: datetime, result: PipelineResult
+    engine: Engine, session: Session, run_id: int, config: AgentConfig, now: datetime, result: PipelineResult
 ) -> list[_Pending]:
     run = session.get_one(SyncRun, run_id)
     changes = run_changes(session, run)
@@ -201,7 +193,9 @@ def _phase_rules(
     run.stats = {**stats, PROCESSED: True}
     if not changes and not stats.get("snapshots_written") and not _first(run):
         return []  # nothing moved in this run: no incident can have opened, grown or healed
-    graph = _graph(session)
+    # the process's warm graph when it keeps one (`serve`: one build per changed sync, shared with the questions)
+    warm = graph_store.question_graph(engine, session)
+    graph = warm if warm is not None else graph_store.graph_at(session)
     genes_of = GenesCache(session)
     open_now = incidents.open_incidents(session)
     # The very first sync records no changes: look at the entities it saw with a test already failing and an

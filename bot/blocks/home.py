@@ -15,7 +15,6 @@ from bot.blocks.kit import (
     STATUS_EMOJI,
     VIEW_BLOCKS,
     actions,
-    ago,
     button,
     cap_blocks,
     clip,
@@ -35,6 +34,7 @@ from bot.blocks.kit import (
 )
 from bot.core.actions import ActionId, encode_value
 from bot.core.freshness import short_error, summary
+from bot.core.slack_text import ago
 from storage.openmetadata.fqn import short_names
 from storage.persistence.coordination import LeaseView
 from storage.persistence.incident_views import IncidentView

@@ -21,7 +21,6 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.blocks.block_elements import BlockElement, ButtonElement, InteractiveElement
 
-from bot.core.slack_text import ago as ago  # re-exported: the renderers import the text helpers from here
 from bot.core.slack_text import clip, esc, units
 
 MESSAGE_BLOCKS = 50

@@ -16,7 +16,6 @@ from bot.cli import doctor as cli_doctor
 from bot.cli import ops as cli_ops
 from bot.cli.guard import Guarded, JsonOpt, State, console
 from bot.cli.guard import emit as _emit
-from bot.cli.guard import err as err  # re-exported: the consoles and helpers live in cli_guard
 from bot.cli.guard import fail as _fail
 from bot.cli.guard import guard as _guard
 from bot.cli.guard import settings as _settings

@@ -52,8 +52,8 @@ def _post_for_real(console: Console, settings: Settings) -> None:
     if not (settings.slack_bot_token and (settings.channel or settings.routing_config)):
         console.print("(Set SLACK_BOT_TOKEN and DNABOT_CHANNEL to have the demo post these threads to Slack.)")
         return
+    from bot.core.slack_client import build_client
     from bot.runtime import serve as runtime
-    from bot.slack.app import build_client
 
     published = runtime.notifier_for(settings, build_client(settings)).publish(services.engine_for(settings))
     console.print(f"Posted to Slack: new threads for incidents {published.posted or 'none'}")

@@ -26,7 +26,6 @@ from bot.blocks.kit import (
     SECTION_TEXT,
     SEVERITY_ORDER,
     STATUS_EMOJI,
-    ago,
     clip,
     code,
     elapsed,
@@ -38,6 +37,7 @@ from bot.blocks.kit import (
 from bot.core import services
 from bot.core.routing import Router
 from bot.core.settings import Settings
+from bot.core.slack_text import ago
 from bot.delivery.notifier import Notifier
 from storage.errors import DnaBotError
 from storage.persistence import outbox, threads

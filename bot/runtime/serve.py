@@ -28,12 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.core import answers, heap, preflight, services
 from bot.core.logs import configure_logging
 from bot.core.settings import Settings
+from bot.core.slack_client import build_client
 from bot.delivery import digest
 from bot.delivery.notifier import Notifier, PublishResult
 from bot.delivery.wiring import StoppableNotifier, notifier_for, router_for, shared_notifier  # noqa: F401 - re-exported
 from bot.runtime.http_protocol import with_read_timeout
 from bot.runtime.webhook import sync_line, targeted_runner
-from bot.slack.app import build_app, build_client
+from bot.slack.app import build_app
 from storage.errors import DnaBotError
 from storage.persistence import coordination, outbox
 from storage.persistence.db import SyncAlreadyRunning, normalise_url, reap_dead_runs, session_factory

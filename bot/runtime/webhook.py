@@ -285,9 +285,6 @@ class TargetedSyncWorker:
 
 # ------------------------------------------------------------------------------------------ what the worker runs
 
-# The targeted re-sync is part of `dnabot serve`: its lines keep the runtime's logger name, as operators filter them.
-serve_log = logging.getLogger("bot.runtime.serve")
-
 
 def sync_line(sync: dict[str, Any]) -> str:
     """A sync run in a few figures: `sync run 12 (incremental) 74 entities, 2 changes, incidents 1 opened, …`."""
@@ -316,9 +313,9 @@ def targeted_runner(settings: Settings, notifier: Notifier | None) -> Callable[[
     def run(targets: list[tuple[str, str]]) -> bool:
         synced = asyncio.run(services.sync(settings, targets=targets))
         if not synced.ok:
-            serve_log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
+            log.warning("targeted sync of %d entities failed: %s", len(targets), synced.error)
             return False
-        serve_log.info("targeted sync of %d entities: %s", len(targets), sync_line(synced.to_dict()))
+        log.info("targeted sync of %d entities: %s", len(targets), sync_line(synced.to_dict()))
         services.warm_graphs(settings)
         if notifier is not None:
             notifier.publish(services.engine_for(settings))

@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core import metrics, redact
 from bot.core.settings import Settings
-from bot.core.slack_client import DEFAULT_API_URL as DEFAULT_API_URL  # re-exported, as is build_client
 from bot.core.slack_client import build_client
 from bot.slack.listeners import register_listeners
 from storage.persistence import coordination

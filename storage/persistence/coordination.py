@@ -127,7 +127,7 @@ def purge_inbound(session: Session, now: datetime) -> int:
         .where(InboundEvent.expires_at < _aware(now))
         .execution_options(synchronize_session=False)
     )
-    return rowcount(result) or 0
+    return rowcount(result)
 
 
 # ------------------------------------------------------------------------------------ webhook requests
@@ -163,7 +163,7 @@ def done_sync_requests(session: Session, ids: list[int], *, requested_before: da
     if requested_before is not None:
         stmt = stmt.where(SyncRequest.requested_at <= _aware(requested_before))
     result = session.execute(stmt.execution_options(synchronize_session=False))
-    return rowcount(result) or 0
+    return rowcount(result)
 
 
 # ------------------------------------------------------------------------------------- mention threads
@@ -193,4 +193,4 @@ def purge_threads(session: Session, older_than: datetime) -> int:
         .where(MentionThread.updated_at < _aware(older_than))
         .execution_options(synchronize_session=False)
     )
-    return rowcount(result) or 0
+    return rowcount(result)

@@ -344,7 +344,7 @@ def fail_dead_runs(session: Session, *, now: datetime) -> int:
         .values(status="failed", finished_at=now, error=DEAD_RUN_ERROR.format(at=now.isoformat(timespec="seconds")))
         .execution_options(synchronize_session=False)
     )
-    return rowcount(result) or 0
+    return rowcount(result)
 
 
 def reap_dead_runs(engine: Engine) -> int | None:

@@ -210,7 +210,7 @@ def hand_back(engine: Engine, holder: str, *, attempted: bool = False) -> int:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        return rowcount(result) or 0
+        return rowcount(result)
 
 
 def _release(session: Session, row_id: int, holder: str) -> OutboxMessage | None:
@@ -352,7 +352,7 @@ def requeue(session: Session, ids: list[int] | None, *, now: datetime) -> int:
             synchronize_session=False
         )
     )
-    return rowcount(result) or 0
+    return rowcount(result)
 
 
 def requeue_key(session: Session, key: str, *, now: datetime) -> bool:
@@ -378,7 +378,7 @@ def purge(session: Session, older_than: datetime) -> int:
         .where(OutboxMessage.status.in_((DELIVERED, SKIPPED)), OutboxMessage.delivered_at < _aware(older_than))
         .execution_options(synchronize_session=False)
     )
-    return rowcount(result) or 0
+    return rowcount(result)
 
 
 def stats(session: Session, now: datetime) -> OutboxStats:

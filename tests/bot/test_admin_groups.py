@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.core import authz
+from bot.core.authz import NotAllowed
 from bot.core.settings import Settings
-from bot.slack.listeners.errors import NotAllowed
 
 
 def settings_for(slack_api, admins: str) -> Settings:

@@ -14,9 +14,9 @@ from bot.blocks.kit import FIELD_TEXT, HEADER_TEXT, MESSAGE_BLOCKS, SECTION_TEXT
 from bot.core import services
 from bot.core.routing import Router
 from bot.core.settings import get_settings
+from bot.core.slack_client import build_client
 from bot.delivery.digest import DIGEST_TOP, NONE_OPEN, post_digests, render_digest
 from bot.runtime import serve as runtime
-from bot.slack.app import build_client
 from storage.openmetadata.fqn import url_segment
 from tests.bot.test_blocks import make_incident
 from tests.bot.test_cli import rename_status

@@ -8,8 +8,8 @@ import pytest
 
 from bot.core import services
 from bot.core.settings import get_settings
+from bot.core.slack_client import build_client
 from bot.runtime import serve as runtime
-from bot.slack.app import build_client
 from storage.errors import DnaBotError
 from tests.bot.test_cli import rename_status
 

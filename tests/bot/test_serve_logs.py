@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from bot.core import services
 from bot.core.logs import configure_logging
+from bot.core.slack_client import build_client
 from bot.runtime import serve as runtime
-from bot.slack.app import build_client
 from storage.persistence import db
 from tests.bot.test_cli import rename_status
 from tests.bot.test_serve_preflight import logging_restored  # noqa: F401 - autouse: configure_logging is undone

@@ -37,8 +37,9 @@ from bot.blocks import (
     render_why,
 )
 from bot.blocks.kit import with_note
+from bot.core.authz import NotAllowed
 from bot.delivery.digest import render_digest
-from bot.slack.listeners.errors import NotAllowed, UsageError, reply_for
+from bot.slack.listeners.errors import UsageError, reply_for
 from storage.domain.lineage import BlastRadius, ColumnImpact, Impact
 from storage.errors import AmbiguousDataset, DatasetNotFound, IncidentNotFound
 from storage.persistence.coordination import LeaseView

@@ -156,8 +156,8 @@ def test_the_digest_lists_an_incident_only_in_the_channel_its_thread_lives_in(bo
     from datetime import UTC, datetime
 
     from bot.core.routing import Router
+    from bot.core.slack_client import build_client
     from bot.delivery.digest import post_digests
-    from bot.slack.app import build_client
     from storage.persistence import threads
 
     settings = bot_env(DNABOT_CHANNEL=PUBLIC)

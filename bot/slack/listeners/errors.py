@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bot.blocks import render_ambiguous, render_error, render_not_found
 from bot.blocks.kit import esc, message, section
 from bot.core import redact
-from bot.core.authz import NotAllowed as NotAllowed  # re-exported: raised by the rights checks, told to the user here
+from bot.core.authz import NotAllowed
 from bot.core.timeparse import TimeArgError
 from storage.errors import (
     AmbiguousDataset,
